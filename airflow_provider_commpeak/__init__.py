@@ -1,0 +1,7 @@
+"""Apache Airflow provider for CommPeak's SMS Streams API."""
+
+from __future__ import annotations
+
+__version__ = "1.0.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,74 @@
+"""Provider metadata read by Airflow's ``ProvidersManager`` through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+INTEGRATION = "CommPeak SMS"
+
+#: How the connection form shows the built-in fields (Airflow >= 3.2 reads it from here).
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["login", "schema", "port", "extra"],
+    "relabeling": {"password": "API key", "host": "Base URL"},
+    "placeholders": {
+        "host": "https://sendsms.commpeak.com (or http://127.0.0.1:8099 for the sandbox)",
+        "password": "your SMS Streams API key",
+        "timeout": "30",
+    },
+}
+
+#: The extra fields of the connection form (Airflow >= 3.2 reads it from here).
+CONN_FIELDS: dict[str, Any] = {
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "schema": {"type": ["number", "null"], "minimum": 0.1},
+        "description": "Optional. Seconds to wait for each answer from the API (default 30).",
+    },
+    "allow_insecure_http": {
+        "label": "Allow plain http:// to a non-loopback host",
+        "schema": {"type": ["boolean", "null"]},
+        "description": "Optional, off by default: the API key would travel unencrypted.",
+    },
+}
+
+
+def _modules(kind: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "integration-name": INTEGRATION,
+            "python-modules": [f"airflow_provider_commpeak.{kind}.commpeak"],
+        }
+    ]
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider's metadata for Airflow's providers manager."""
+    from airflow_provider_commpeak import __version__
+
+    return {
+        "package-name": "airflow-provider-commpeak",
+        "name": "CommPeak",
+        "description": "Send SMS and wait for delivery receipts with CommPeak's SMS Streams API.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://www.commpeak.com/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": _modules("hooks"),
+        "operators": _modules("operators"),
+        "sensors": _modules("sensors"),
+        "triggers": _modules("triggers"),
+        "notifications": ["airflow_provider_commpeak.notifications.commpeak.CommPeakSmsNotifier"],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_provider_commpeak.hooks.commpeak.CommPeakHook",
+                "hook-name": "CommPeak SMS",
+                "connection-type": "commpeak",
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+                "conn-fields": CONN_FIELDS,
+            }
+        ],
+    }

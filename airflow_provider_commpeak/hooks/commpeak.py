@@ -1,0 +1,508 @@
+"""The hook for CommPeak's SMS Streams API: sending SMS in batches and reading delivery statuses."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cached_property
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from airflow_provider_commpeak.exceptions import CommPeakApiError, CommPeakAuthError, CommPeakError
+from airflow_provider_commpeak.hooks.backoff import backoff_delay, parse_retry_after
+from airflow_provider_commpeak.hooks.connection import (
+    SEND_PATH,
+    STATUS_PATH,
+    CommPeakConnectionConfig,
+)
+from airflow_provider_commpeak.hooks.report import (
+    NOT_ACCEPTED,
+    NOT_SENT,
+    RATE_LIMIT,
+    UNCONFIRMED,
+    SendReport,
+)
+from airflow_provider_commpeak.hooks.status_parser import excerpt, parse_statuses
+from airflow_provider_commpeak.utils.segments import count_segments
+from airflow_provider_commpeak.utils.validation import validate_messages
+
+if TYPE_CHECKING:
+    import requests
+
+#: HTTP statuses that prove the request was not processed: safe to resend.
+NOT_PROCESSED_STATUSES = frozenset({429, 503})
+#: HTTP statuses after which a send's outcome is unknown: never resent automatically.
+OUTCOME_UNKNOWN_STATUSES = frozenset({500, 502, 504})
+#: A uuid no message has, to prove the key on ``messages_status`` without sending an SMS.
+PROBE_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+class RequestNotProcessed(CommPeakApiError):
+    """The request surely was not processed (connect error, 429, 503) and retries ran out."""
+
+    def __init__(self, message: str, *, reason: str, status_code: int | None = None, detail: Any = None):
+        super().__init__(message, status_code=status_code, detail=detail)
+        #: Short code used as the messages' error, e.g. ``HTTP_503`` or ``CONNECTION_ERROR``.
+        self.reason = reason
+
+
+class OutcomeUnknown(CommPeakApiError):
+    """The request went out but no readable answer came back (read timeout, reset, 500/502/504)."""
+
+
+def _is_connect_failure(exc: Exception) -> bool:
+    """Whether a ``requests`` error happened before the request reached the server."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+
+
+def _detail(response: requests.Response) -> Any:
+    """The ``detail`` of a FastAPI-style error body, else a short excerpt of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return excerpt(response.text)
+    if isinstance(body, dict) and "detail" in body:
+        return body["detail"]
+    return excerpt(body)
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class CommPeakHook(BaseHook):
+    """
+    Interact with CommPeak's SMS Streams API.
+
+    One pooled ``requests.Session`` per hook, a timeout on every request, and retries with
+    exponential backoff and jitter (honouring ``Retry-After``) only where the request surely was not
+    processed: connection failures, 429 and 503. A send whose outcome is unknown (read timeout,
+    reset, 500/502/504 after the body went out) is never resent: its messages are reported
+    ``UNCONFIRMED``.
+
+    :param commpeak_conn_id: The :ref:`CommPeak connection <howto/connection:commpeak>`: API key in the
+        password, base URL in the host (default ``https://sendsms.commpeak.com``).
+    :param timeout: Seconds to wait for each answer; overrides the connection's ``timeout`` extra
+        (default 30).
+    :param max_retries: How often a request that was surely not processed is retried.
+    :param backoff_base: Seconds before the first retry; doubles each time, with jitter.
+    :param backoff_max: The longest wait between two tries, ``Retry-After`` included.
+    """
+
+    conn_name_attr = "commpeak_conn_id"
+    default_conn_name = "commpeak_default"
+    conn_type = "commpeak"
+    hook_name = "CommPeak SMS"
+
+    def __init__(
+        self,
+        commpeak_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retries: int = 5,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.commpeak_conn_id = commpeak_conn_id
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+
+    # -- connection --------------------------------------------------------------------------------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Return custom field behaviour (Airflow < 3.2; newer versions read provider info)."""
+        from airflow_provider_commpeak.get_provider_info import UI_FIELD_BEHAVIOUR
+
+        return {
+            "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
+            "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
+            "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Return the extra fields of the connection form (Airflow < 3.2)."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField, DecimalField
+        from wtforms.validators import NumberRange, Optional
+
+        return {
+            "timeout": DecimalField(
+                lazy_gettext("Timeout (seconds)"),
+                widget=BS3TextFieldWidget(),
+                validators=[Optional(), NumberRange(min=0.1)],
+                description="Optional. Seconds to wait for each answer (default 30).",
+            ),
+            "allow_insecure_http": BooleanField(
+                lazy_gettext("Allow plain http:// to a non-loopback host"),
+                default=False,
+                description="Off by default: the key would travel unencrypted.",
+            ),
+        }
+
+    @cached_property
+    def config(self) -> CommPeakConnectionConfig:
+        """The connection, read once (not at DAG parse time: only when first used)."""
+        conn = self.get_connection(self.commpeak_conn_id)
+        config = CommPeakConnectionConfig.from_fields(
+            conn_id=self.commpeak_conn_id,
+            host=conn.host,
+            password=conn.password,
+            extra=conn.extra_dejson,
+            timeout=self.timeout,
+        )
+        _mask_secret(config.api_key)
+        return config
+
+    @cached_property
+    def session(self) -> requests.Session:
+        """The hook's one pooled session, carrying the ``Authorization`` header."""
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        session = requests.Session()
+        session.headers.update(self.config.headers())
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=32, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+
+    def get_conn(self) -> requests.Session:
+        """Return the hook's pooled ``requests.Session``."""
+        return self.session
+
+    def close(self) -> None:
+        """Close the pooled session (the hook opens a new one if used again)."""
+        if "session" in self.__dict__:
+            self.__dict__.pop("session").close()
+
+    def __enter__(self) -> CommPeakHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- one request -------------------------------------------------------------------------------
+
+    def _sleep_before_retry(self, attempt: int, retry_after: str | None, why: str) -> None:
+        delay = parse_retry_after(retry_after, cap=self.backoff_max)
+        if delay is None:
+            delay = backoff_delay(attempt, base=self.backoff_base, cap=self.backoff_max)
+        self.log.warning("CommPeak API: %s; retry %d/%d in %.2fs", why, attempt, self.max_retries, delay)
+        time.sleep(delay)
+
+    def _post(self, path: str, payload: dict[str, Any], *, idempotent: bool) -> Any:
+        """
+        POST ``payload`` and return the decoded JSON body.
+
+        Retries connection failures, 429 and 503 (and, when ``idempotent``, read timeouts, resets and
+        500/502/504 too) up to ``max_retries`` times.
+
+        :raises CommPeakAuthError: On 401/403, never retried.
+        :raises RequestNotProcessed: When retries ran out on errors that prove nothing was processed.
+        :raises OutcomeUnknown: When a non-idempotent request may have been processed.
+        :raises CommPeakApiError: On any other HTTP error or an unreadable body.
+        """
+        import requests
+
+        url = self.config.url(path)
+        timeout = (self.config.connect_timeout, self.config.timeout)
+        attempt = 0
+        while True:
+            try:
+                response = self.session.post(url, json=payload, timeout=timeout)
+            except requests.exceptions.RequestException as exc:
+                failure = type(exc).__name__
+                if _is_connect_failure(exc):
+                    if attempt < self.max_retries:
+                        attempt += 1
+                        self._sleep_before_retry(attempt, None, f"{failure} connecting to {path}")
+                        continue
+                    raise RequestNotProcessed(
+                        f"Could not connect to {self.config.base_url} ({failure}) after {attempt + 1} tries",
+                        reason="CONNECTION_ERROR",
+                    ) from None
+                if idempotent and attempt < self.max_retries:
+                    attempt += 1
+                    self._sleep_before_retry(attempt, None, f"{failure} on {path}")
+                    continue
+                raise OutcomeUnknown(f"No answer from {path} ({failure}); the outcome is unknown") from None
+
+            code = response.status_code
+            if code in (401, 403):
+                raise CommPeakAuthError(
+                    f"CommPeak refused the API key of connection {self.commpeak_conn_id!r} "
+                    f"(HTTP {code}: {excerpt(_detail(response))})",
+                    status_code=code,
+                    detail=_detail(response),
+                )
+            retryable = code in NOT_PROCESSED_STATUSES or (idempotent and code in OUTCOME_UNKNOWN_STATUSES)
+            if retryable and attempt < self.max_retries:
+                attempt += 1
+                self._sleep_before_retry(attempt, response.headers.get("Retry-After"), f"HTTP {code} on {path}")
+                continue
+            if code in NOT_PROCESSED_STATUSES:
+                raise RequestNotProcessed(
+                    f"HTTP {code} from {path} after {attempt + 1} tries",
+                    reason=f"HTTP_{code}",
+                    status_code=code,
+                    detail=_detail(response),
+                )
+            if code in OUTCOME_UNKNOWN_STATUSES:
+                raise OutcomeUnknown(
+                    f"HTTP {code} from {path}; the outcome is unknown", status_code=code, detail=_detail(response)
+                )
+            if code >= 400:
+                raise CommPeakApiError(
+                    f"HTTP {code} from {path}: {excerpt(_detail(response))}",
+                    status_code=code,
+                    detail=_detail(response),
+                )
+            try:
+                return response.json()
+            except ValueError:
+                raise OutcomeUnknown(
+                    f"HTTP {code} from {path} with a body that is not JSON: {excerpt(response.text)}",
+                    status_code=code,
+                    detail=excerpt(response.text),
+                ) from None
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def send_messages(
+        self,
+        messages: Iterable[dict[str, Any]],
+        *,
+        batch_size: int = 100,
+        max_attempts: int = 8,
+        rate_limit_backoff: float = 1.0,
+        max_concurrency: int = 4,
+        default_sender: str | None = None,
+        on_batch_done: Callable[[SendReport], None] | None = None,
+    ) -> SendReport:
+        """
+        Validate ``messages``, then send them in batches, one ``POST /simple_send/`` per batch.
+
+        Messages the API refused with ``RATE_LIMIT`` or left out of its answer are resent (only
+        those, with backoff) until accepted or ``max_attempts`` is reached. Nothing is sent if any
+        message is invalid.
+
+        :param messages: Mappings of ``internal_id``, ``sender``, ``recipient_phone``,
+            ``message_content``; ``internal_id`` must be unique.
+        :param batch_size: At most this many messages per request.
+        :param max_attempts: How often one message is offered before it is given up as
+            ``RATE_LIMIT``/``NOT_ACCEPTED``.
+        :param rate_limit_backoff: Seconds before the first resend of rate-limited messages;
+            doubles each time, with jitter, up to ``backoff_max``.
+        :param max_concurrency: How many batch requests are in flight at once.
+        :param default_sender: The sender of messages that name none.
+        :param on_batch_done: Called with each batch's report as soon as it is known, in input
+            order, from the calling thread (e.g. to record progress durably).
+        :raises CommPeakValidationError: If any message is invalid (nothing is sent).
+        :raises CommPeakAuthError: If the API refuses the key; its ``report`` holds what was accepted
+            before, every other message being ``NOT_SENT``.
+        """
+        if batch_size < 1 or max_attempts < 1 or max_concurrency < 1:
+            raise ValueError("batch_size, max_attempts and max_concurrency must be at least 1")
+        checked = validate_messages(messages, default_sender=default_sender)
+        batches = list(_chunks(checked, batch_size))
+        self.log.info(
+            "Sending %d message(s) in %d batch(es) of at most %d to %s",
+            len(checked),
+            len(batches),
+            batch_size,
+            self.config.base_url,
+        )
+        report = SendReport()
+
+        def send(batch: list[dict[str, str]]) -> tuple[SendReport, CommPeakAuthError | None]:
+            return self._send_batch(batch, max_attempts=max_attempts, rate_limit_backoff=rate_limit_backoff)
+
+        auth_error: CommPeakAuthError | None = None
+        for number, (batch_report, error) in enumerate(self._run_batches(batches, send, max_concurrency), 1):
+            auth_error = auth_error or error
+            report.merge(batch_report)
+            self.log.info(
+                "Batch %d/%d done: %d accepted, %d failed",
+                number,
+                len(batches),
+                batch_report.accepted,
+                batch_report.failed,
+            )
+            if on_batch_done is not None:
+                on_batch_done(batch_report)
+        if auth_error is not None:
+            auth_error.report = report
+            raise auth_error
+        self.log.info("Sent: %d accepted, %d failed %s", report.accepted, report.failed, report.describe_errors())
+        return report
+
+    @staticmethod
+    def _run_batches(
+        batches: list[list[dict[str, str]]],
+        send: Callable[[list[dict[str, str]]], tuple[SendReport, CommPeakAuthError | None]],
+        max_concurrency: int,
+    ) -> Iterator[tuple[SendReport, CommPeakAuthError | None]]:
+        """
+        Send batches with at most ``max_concurrency`` in flight; yield outcomes in input order.
+
+        Once one batch meets an auth error, batches not yet started are not sent: they come back
+        with every message ``NOT_SENT``.
+        """
+        stop = threading.Event()
+
+        def guarded(batch: list[dict[str, str]]) -> tuple[SendReport, CommPeakAuthError | None]:
+            if stop.is_set():
+                skipped = SendReport()
+                for message in batch:
+                    skipped.record(message["internal_id"], None, NOT_SENT)
+                return skipped, None
+            outcome = send(batch)
+            if outcome[1] is not None:
+                stop.set()
+            return outcome
+
+        if max_concurrency == 1:
+            yield from map(guarded, batches)
+            return
+        with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="commpeak-send") as pool:
+            in_flight: deque[Future[tuple[SendReport, CommPeakAuthError | None]]] = deque()
+            for batch in batches:
+                in_flight.append(pool.submit(guarded, batch))
+                if len(in_flight) >= max_concurrency:
+                    yield in_flight.popleft().result()
+            while in_flight:
+                yield in_flight.popleft().result()
+
+    def _send_batch(
+        self, batch: list[dict[str, str]], *, max_attempts: int, rate_limit_backoff: float
+    ) -> tuple[SendReport, CommPeakAuthError | None]:
+        """Send one batch, resending its rate-limited and missing messages; never raise for the API."""
+        report = SendReport()
+        pending = {message["internal_id"]: message for message in batch}
+        segments = sum(count_segments(m["message_content"]).segments for m in batch)
+        self.log.info("Sending a batch of %d message(s), %d SMS segment(s)", len(batch), segments)
+        last_error: dict[str, str] = {}
+        for attempt in range(1, max_attempts + 1):
+            try:
+                body = self._post(SEND_PATH, {"messages": list(pending.values())}, idempotent=False)
+            except CommPeakAuthError as exc:
+                for internal_id in pending:
+                    report.record(internal_id, None, NOT_SENT)
+                return report, exc
+            except RequestNotProcessed as exc:
+                self.log.error("Batch not sent: %s", exc)
+                return self._finish(report, pending, exc.reason), None
+            except OutcomeUnknown as exc:
+                self.log.error(
+                    "%s: %d message(s) are UNCONFIRMED and will not be resent automatically",
+                    exc,
+                    len(pending),
+                )
+                return self._finish(report, pending, UNCONFIRMED), None
+            except CommPeakApiError as exc:
+                self.log.error("Batch refused: %s", exc)
+                return self._finish(report, pending, f"HTTP_{exc.status_code}"), None
+
+            entries = body.get("messages") if isinstance(body, dict) else None
+            if not isinstance(entries, list):
+                self.log.error(
+                    "Unreadable answer from %s (%s); %d message(s) are UNCONFIRMED",
+                    SEND_PATH,
+                    excerpt(body),
+                    len(pending),
+                )
+                return self._finish(report, pending, UNCONFIRMED), None
+            if isinstance(body.get("task_id"), str) and body["task_id"] not in report.task_ids:
+                report.task_ids.append(body["task_id"])
+            for entry in entries:
+                internal_id = str(entry.get("internal_id")) if isinstance(entry, dict) else None
+                if internal_id not in pending:
+                    continue
+                error, message_uuid = entry.get("error"), entry.get("message_uuid")
+                if error is None and message_uuid:
+                    report.record(internal_id, str(message_uuid), None)
+                    del pending[internal_id]
+                elif error == RATE_LIMIT:
+                    last_error[internal_id] = RATE_LIMIT
+                else:
+                    report.record(internal_id, None, str(error or NOT_ACCEPTED))
+                    del pending[internal_id]
+            if not pending:
+                break
+            if attempt < max_attempts:
+                delay = backoff_delay(attempt, base=rate_limit_backoff, cap=self.backoff_max)
+                self.log.warning(
+                    "%d message(s) rate-limited or not in the answer; resending only those in %.2fs "
+                    "(attempt %d/%d)",
+                    len(pending),
+                    delay,
+                    attempt + 1,
+                    max_attempts,
+                )
+                time.sleep(delay)
+        for internal_id in pending:
+            report.record(internal_id, None, last_error.get(internal_id, NOT_ACCEPTED))
+        return report, None
+
+    @staticmethod
+    def _finish(report: SendReport, pending: dict[str, Any], error: str) -> SendReport:
+        for internal_id in pending:
+            report.record(internal_id, None, error)
+        return report
+
+    # -- statuses ----------------------------------------------------------------------------------
+
+    def get_statuses(self, message_uuids: Iterable[str], *, batch_size: int = 500) -> dict[str, str]:
+        """
+        Return ``{uuid: status}`` (lower case; ``unknown`` when the API does not name it).
+
+        One ``POST /messages_status/`` per chunk of ``batch_size`` uuids. Reads are idempotent, so
+        timeouts and 5xx are retried too.
+
+        :raises CommPeakAuthError: If the API refuses the key.
+        :raises CommPeakApiError: If the API keeps failing or answers a body it cannot read.
+        """
+        statuses: dict[str, str] = {}
+        for chunk in _chunks(message_uuids, batch_size):
+            body = self._post(STATUS_PATH, {"message_uuids": chunk}, idempotent=True)
+            statuses.update(parse_statuses(body, chunk))
+        return statuses
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Prove the key with a status query for a uuid no message has: no SMS is sent."""
+        try:
+            self._post(STATUS_PATH, {"message_uuids": [PROBE_UUID]}, idempotent=True)
+        except CommPeakAuthError:
+            return False, "CommPeak refused the API key (HTTP 403 Not authenticated)"
+        except CommPeakError as exc:
+            return False, str(exc)
+        return True, f"Connected to {self.config.base_url}: the API key was accepted"
+
+
+def _mask_secret(secret: str) -> None:
+    """Register the key with Airflow's secrets masker so no log line shows it."""
+    try:
+        from airflow.providers.common.compat.sdk import mask_secret
+    except ImportError:  # pragma: no cover - every supported Airflow has one of these
+        from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef]
+    mask_secret(secret)

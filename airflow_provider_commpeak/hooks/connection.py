@@ -1,0 +1,136 @@
+"""Reading a ``commpeak`` connection into what the sync hook and the async trigger both need."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_commpeak.exceptions import CommPeakError
+
+DEFAULT_BASE_URL = "https://sendsms.commpeak.com"
+#: Seconds to wait for an answer when the connection sets no ``timeout`` extra.
+DEFAULT_TIMEOUT = 30.0
+#: Seconds to wait for a TCP connection (at most the read timeout).
+CONNECT_TIMEOUT = 10.0
+
+SEND_PATH = "/simple_send/"
+STATUS_PATH = "/messages_status/"
+
+
+def _is_true(value: object) -> bool:
+    return value is True or str(value).strip().lower() in {"true", "1", "yes"}
+
+
+def is_loopback(hostname: str | None) -> bool:
+    """Whether ``hostname`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    if not hostname:
+        return False
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def build_base_url(host: str | None, *, conn_id: str, allow_insecure_http: bool = False) -> str:
+    """
+    Turn the connection's host into a base URL.
+
+    Empty -> :data:`DEFAULT_BASE_URL`; a bare host gets ``https://``; ``http://`` is refused unless the
+    host is loopback (a local sandbox) or ``allow_insecure_http`` is set, so a key never crosses a
+    network in clear text by accident.
+    """
+    text = (host or "").strip().rstrip("/")
+    if not text:
+        return DEFAULT_BASE_URL
+    if "://" not in text:
+        text = f"https://{text}"
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise CommPeakError(f"Connection {conn_id!r}: host {text!r} is not an http(s) URL")
+    if parts.scheme == "http" and not (is_loopback(parts.hostname) or allow_insecure_http):
+        raise CommPeakError(
+            f"Connection {conn_id!r}: refusing plain http:// to {parts.hostname}, which is not a loopback "
+            "address (the API key would travel unencrypted). Use https://, or set the extra "
+            '"allow_insecure_http": true if you really mean it.'
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class CommPeakConnectionConfig:
+    """
+    Everything needed to call the API, read from a ``commpeak`` connection.
+
+    :param conn_id: The connection id, for error texts.
+    :param base_url: Scheme and host (and optional path prefix), no trailing slash.
+    :param api_key: The raw API key sent as the ``Authorization`` header. Never shown in ``repr``.
+    :param timeout: Seconds to wait for an answer.
+    """
+
+    conn_id: str
+    base_url: str
+    api_key: str = field(repr=False)
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def from_fields(
+        cls,
+        *,
+        conn_id: str,
+        host: str | None,
+        password: str | None,
+        extra: dict[str, Any] | None,
+        timeout: float | None = None,
+    ) -> CommPeakConnectionConfig:
+        """
+        Build the config from a connection's fields.
+
+        :param timeout: Overrides the connection's ``timeout`` extra.
+        """
+        extra = extra or {}
+        api_key = (password or "").strip()
+        if not api_key:
+            raise CommPeakError(
+                f"Connection {conn_id!r} has no API key: put the CommPeak API key in its password field"
+            )
+        if timeout is None and extra.get("timeout") not in (None, ""):
+            try:
+                timeout = float(extra["timeout"])
+            except (TypeError, ValueError):
+                raise CommPeakError(
+                    f"Connection {conn_id!r}: extra 'timeout' must be a number of seconds"
+                ) from None
+        if timeout is not None and timeout <= 0:
+            raise CommPeakError(f"Connection {conn_id!r}: timeout must be positive, got {timeout}")
+        base_url = build_base_url(
+            host, conn_id=conn_id, allow_insecure_http=_is_true(extra.get("allow_insecure_http", False))
+        )
+        return cls(conn_id=conn_id, base_url=base_url, api_key=api_key, timeout=timeout or DEFAULT_TIMEOUT)
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds to wait for the TCP (and TLS) connection."""
+        return min(CONNECT_TIMEOUT, self.timeout)
+
+    def url(self, path: str) -> str:
+        """The full URL of an API path such as :data:`SEND_PATH`."""
+        return f"{self.base_url}{path}"
+
+    def headers(self) -> dict[str, str]:
+        """The headers of every request: the raw key (no ``Bearer``) and JSON."""
+        return {
+            "Authorization": self.api_key,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": _user_agent(),
+        }
+
+
+def _user_agent() -> str:
+    from airflow_provider_commpeak import __version__
+
+    return f"airflow-provider-commpeak/{__version__}"

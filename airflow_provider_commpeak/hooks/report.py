@@ -1,0 +1,76 @@
+"""The outcome of a send: one entry per message, keyed by ``internal_id``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The error given to messages whose send had an unknown outcome (never resent automatically).
+UNCONFIRMED = "UNCONFIRMED"
+#: The error CommPeak gives a message it refused for its rate limit.
+RATE_LIMIT = "RATE_LIMIT"
+#: The error given to messages the API left out of every answer (so it never accepted them).
+NOT_ACCEPTED = "NOT_ACCEPTED"
+#: The error given to messages never tried because the send stopped first (e.g. the key was refused).
+NOT_SENT = "NOT_SENT"
+
+
+@dataclass
+class SendReport:
+    """
+    What a send did with each message. Holds no phone number and no message text.
+
+    :param task_ids: CommPeak's ``task_id`` of each batch request that got an answer.
+    :param results: ``{internal_id: {"message_uuid": str | None, "error": str | None}}`` in input order.
+    """
+
+    task_ids: list[str] = field(default_factory=list)
+    results: dict[str, dict[str, str | None]] = field(default_factory=dict)
+
+    def record(self, internal_id: str, message_uuid: str | None, error: str | None) -> None:
+        """Record one message's outcome (a later record replaces an earlier one)."""
+        self.results[internal_id] = {"message_uuid": message_uuid, "error": error}
+
+    def merge(self, other: SendReport) -> None:
+        """Add another report's task ids and results to this one."""
+        self.task_ids.extend(task_id for task_id in other.task_ids if task_id not in self.task_ids)
+        self.results.update(other.results)
+
+    @property
+    def message_uuids(self) -> list[str]:
+        """The uuids of every accepted message, in input order."""
+        return [r["message_uuid"] for r in self.results.values() if r["error"] is None and r["message_uuid"]]
+
+    @property
+    def accepted(self) -> int:
+        """How many messages the API accepted."""
+        return sum(1 for r in self.results.values() if r["error"] is None and r["message_uuid"])
+
+    @property
+    def failed(self) -> int:
+        """How many messages were not accepted (or whose outcome is unknown)."""
+        return len(self.results) - self.accepted
+
+    def errors_by_kind(self) -> Counter[str]:
+        """Count the failed messages by error, e.g. ``{"RATE_LIMIT": 3, "UNCONFIRMED": 100}``."""
+        return Counter(str(r["error"]) for r in self.results.values() if r["error"] is not None)
+
+    def describe_errors(self) -> str:
+        """The error counts in words: ``"3 RATE_LIMIT, 100 UNCONFIRMED"``."""
+        return ", ".join(f"{count} {kind}" for kind, count in sorted(self.errors_by_kind().items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form pushed to XCom (see the README for each key)."""
+        return {
+            "task_ids": list(self.task_ids),
+            "message_uuids": self.message_uuids,
+            "results": {key: dict(value) for key, value in self.results.items()},
+            "accepted": self.accepted,
+            "failed": self.failed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SendReport:
+        """Rebuild a report from :meth:`to_dict`'s output."""
+        return cls(task_ids=list(data.get("task_ids", [])), results=dict(data.get("results", {})))

@@ -1,0 +1,113 @@
+"""A notifier that sends an SMS from DAG and task callbacks (``on_failure_callback`` and friends)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.notifier import BaseNotifier
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
+
+from airflow_provider_commpeak.exceptions import CommPeakSendError
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+    from airflow_provider_commpeak.hooks.report import SendReport
+
+
+class CommPeakSmsNotifier(BaseNotifier):
+    """
+    Send one SMS text to a few numbers when a DAG or task callback fires.
+
+    .. code-block:: python
+
+        DAG(..., on_failure_callback=CommPeakSmsNotifier(
+            recipients=["972524265292"], message_content="{{ dag.dag_id }} failed", sender="ALERTS"))
+
+    A send that fails (bad input, API error, a message not accepted) raises
+    :class:`~airflow_provider_commpeak.exceptions.CommPeakError` after logging it at error level:
+    Airflow logs a callback's exception, so it is never swallowed silently.
+
+    :param recipients: Phone numbers to text. (templated)
+    :param message_content: The text, e.g. ``"{{ dag.dag_id }} failed"``. (templated)
+    :param sender: The sender id, e.g. ``"ALERTS"``. (templated)
+    :param commpeak_conn_id: The CommPeak connection. (templated)
+    """
+
+    template_fields = ("recipients", "message_content", "sender", "commpeak_conn_id")
+
+    def __init__(
+        self,
+        *,
+        recipients: Sequence[str],
+        message_content: str,
+        sender: str,
+        commpeak_conn_id: str = "commpeak_default",
+        **kwargs: Any,
+    ) -> None:
+        if AIRFLOW_V_3_1_PLUS:
+            super().__init__(**kwargs)
+        else:
+            super().__init__()
+        self.recipients = recipients
+        self.message_content = message_content
+        self.sender = sender
+        self.commpeak_conn_id = commpeak_conn_id
+
+    @cached_property
+    def hook(self) -> CommPeakHook:
+        """The CommPeak hook (created on first use)."""
+        from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+
+        return CommPeakHook(commpeak_conn_id=self.commpeak_conn_id)
+
+    def _messages(self) -> list[dict[str, str]]:
+        """One message per recipient, checked (raises listing every problem, nothing sent)."""
+        import uuid
+
+        from airflow_provider_commpeak.exceptions import CommPeakValidationError
+        from airflow_provider_commpeak.utils.validation import validate_messages
+
+        if isinstance(self.recipients, (str, bytes)) or not isinstance(self.recipients, Sequence):
+            raise CommPeakValidationError(
+                [f"recipients must be a list of phone numbers, got {type(self.recipients).__name__}"]
+            )
+        batch = uuid.uuid4().hex[:12]
+        return validate_messages(
+            [{"recipient_phone": r, "message_content": self.message_content} for r in self.recipients],
+            default_sender=self.sender,
+            make_internal_id=lambda position: f"notify-{batch}-{position}",
+        )
+
+    def _check(self, report: SendReport) -> None:
+        if report.failed:
+            message = f"SMS notification: {report.failed} of {len(report.results)} not accepted ({report.describe_errors()})"
+            self.log.error(message)
+            raise CommPeakSendError(message, report=report.to_dict())
+        self.log.info("SMS notification accepted for %d recipient(s)", report.accepted)
+
+    def notify(self, context: Context) -> None:
+        """Send the SMS (from a callback)."""
+        try:
+            report = self.hook.send_messages(self._messages(), max_concurrency=1)
+        except Exception as exc:
+            self.log.error("SMS notification failed: %s", exc)
+            raise
+        self._check(report)
+
+    async def async_notify(self, context: Context) -> None:
+        """Send the SMS from the triggerer's event loop, without blocking it."""
+        import asyncio
+
+        try:
+            report = await asyncio.to_thread(self.hook.send_messages, self._messages(), max_concurrency=1)
+        except Exception as exc:
+            self.log.error("SMS notification failed: %s", exc)
+            raise
+        self._check(report)
+
+
+send_commpeak_sms_notification = CommPeakSmsNotifier

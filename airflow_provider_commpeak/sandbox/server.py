@@ -1,0 +1,310 @@
+"""
+The sandbox HTTP server: CommPeak's SMS Streams API on 127.0.0.1, with fault injection.
+
+Standard library only (``http.server``): it runs in any Python >= 3.11 whatever Airflow is
+installed, starts in milliseconds inside a test, and imports nothing from Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from airflow_provider_commpeak.sandbox.state import Fault, SandboxSettings, SandboxState
+
+SEND_PATH = "/simple_send/"
+STATUS_PATH = "/messages_status/"
+MESSAGE_FIELDS = ("internal_id", "sender", "recipient_phone", "message_content")
+
+PROXY_HTML = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+    "<hr><center>cloudflare</center></body></html>"
+)
+#: The most a request body may be (a generous bound against a runaway client).
+MAX_BODY = 64 * 1024 * 1024
+
+
+def _missing(loc: list[Any]) -> dict[str, Any]:
+    return {"loc": loc, "msg": "field required", "type": "value_error.missing"}
+
+
+def validate_send_body(body: Any) -> list[dict[str, Any]]:
+    """FastAPI-style validation errors of a ``simple_send`` body (empty when valid)."""
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        return [_missing(["body", "messages"])]
+    errors: list[dict[str, Any]] = []
+    for index, message in enumerate(body["messages"]):
+        if not isinstance(message, dict):
+            errors.append({"loc": ["body", "messages", index], "msg": "value is not a valid dict", "type": "type_error.dict"})
+            continue
+        for name in MESSAGE_FIELDS:
+            if not isinstance(message.get(name), str):
+                errors.append(_missing(["body", "messages", index, name]))
+    return errors
+
+
+def validate_status_body(body: Any) -> list[dict[str, Any]]:
+    """FastAPI-style validation errors of a ``messages_status`` body (empty when valid)."""
+    uuids = body.get("message_uuids") if isinstance(body, dict) else None
+    if not isinstance(uuids, list) or not all(isinstance(u, str) for u in uuids):
+        return [_missing(["body", "message_uuids"])]
+    return []
+
+
+class SandboxHandler(BaseHTTPRequestHandler):
+    """Answers one connection's requests (HTTP/1.1 keep-alive)."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "CommPeakSandbox/1.0"
+    server: SandboxHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    @property
+    def state(self) -> SandboxState:
+        return self.server.state
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _send(self, code: int, body: Any, *, content_type: str = "application/json", headers: dict[str, str] | None = None) -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _read_json(self) -> tuple[bool, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.close_connection = True
+            return False, None
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return True, json.loads(raw or b"null")
+        except ValueError:
+            return False, None
+
+    def _drop(self) -> None:
+        """Close the connection without an answer."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # -- routes ------------------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/_sandbox/messages":
+            self._send(200, self.state.inspection())
+        elif self.path.rstrip("/") == "/_sandbox/health":
+            self._send(200, {"status": "ok"})
+        else:
+            self._send(404, {"detail": "Not Found"})
+
+    def do_POST(self) -> None:
+        ok, body = self._read_json()
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/_sandbox/"):
+            self._control(path, ok, body)
+        elif path in (SEND_PATH, STATUS_PATH):
+            self._api(path, ok, body)
+        else:
+            self._send(404, {"detail": "Not Found"})
+
+    def _control(self, path: str, ok: bool, body: Any) -> None:
+        if path.rstrip("/") == "/_sandbox/reset":
+            self.state.reset()
+            self._send(200, {"status": "reset"})
+        elif path.rstrip("/") == "/_sandbox/faults":
+            items = body.get("faults", [body]) if isinstance(body, dict) else body
+            try:
+                faults = [Fault(**item) for item in items or []]
+            except (TypeError, ValueError) as exc:
+                self._send(422, {"detail": str(exc)})
+                return
+            self.state.add_faults(faults)
+            self._send(200, {"queued": len(faults)})
+        else:
+            self._send(404, {"detail": "Not Found"})
+
+    def _api(self, path: str, ok: bool, body: Any) -> None:
+        settings = self.state.settings
+        if settings.latency_ms:
+            time.sleep(settings.latency_ms / 1000)
+        if self.headers.get("Authorization") != settings.api_key:
+            self._send(403, {"detail": "Not authenticated"})
+            return
+        fault = self.state.next_fault(path)
+        if fault is not None and self._fault_before(fault):
+            return
+        if not ok:
+            self._send(422, {"detail": [{"loc": ["body"], "msg": "invalid JSON", "type": "value_error.jsondecode"}]})
+            return
+        if path == SEND_PATH:
+            errors = validate_send_body(body)
+            answer = None if errors else self.state.accept(body["messages"])
+        else:
+            errors = validate_status_body(body)
+            answer = None if errors else self.state.statuses(body["message_uuids"])
+        if errors:
+            self._send(422, {"detail": errors})
+        elif fault is not None:
+            self._fault_after(fault, answer)
+        else:
+            self._send(200, answer)
+
+    def _fault_before(self, fault: Fault) -> bool:
+        """Faults that strike before processing; True when the request was answered."""
+        if fault.mode == "503":
+            self._send(503, {"detail": "Service Unavailable"})
+        elif fault.mode == "429":
+            self._send(429, {"detail": "Too Many Requests"}, headers={"Retry-After": f"{fault.retry_after:g}"})
+        elif fault.mode == "close":
+            self._drop()
+        elif fault.mode == "html":
+            self._send(502, PROXY_HTML, content_type="text/html")
+        elif fault.mode == "403":
+            self._send(403, {"detail": "Not authenticated"})
+        else:
+            return False
+        return True
+
+    def _fault_after(self, fault: Fault, answer: Any) -> None:
+        """Faults that strike after the request was processed."""
+        if fault.mode in ("500", "502", "504"):
+            self._send(int(fault.mode), {"detail": HTTPStatus(int(fault.mode)).phrase})
+        elif fault.mode == "close_after_accept":
+            self._drop()
+        elif fault.mode == "hang":
+            self.state.wake.wait(fault.seconds)
+            self._drop()
+        elif fault.mode == "not_json":
+            self._send(200, "<html><body>OK</body></html>", content_type="text/html")
+        else:  # pragma: no cover - every mode is handled before or after
+            self._send(200, answer)
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    """A threading server that carries the sandbox's state."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], state: SandboxState, *, verbose: bool = False) -> None:
+        self.state = state
+        self.verbose = verbose
+        super().__init__(address, SandboxHandler)
+
+
+class CommPeakSandbox:
+    """
+    A CommPeak emulator in a background thread, for tests and local development.
+
+    .. code-block:: python
+
+        with CommPeakSandbox(rate_limit=50) as sb:
+            requests.post(f"{sb.url}/simple_send/", headers={"Authorization": sb.api_key}, json=...)
+            assert len(sb.accepted) == 2
+
+    :param api_key: The key it accepts.
+    :param host: The address to bind (loopback by default).
+    :param port: The port; 0 picks a free one.
+    :param latency_ms: Added to every API answer.
+    :param rate_limit: Messages per second before per-message ``RATE_LIMIT``; 0 = off.
+    :param delivery_delay: Seconds a message stays ``sent`` before its final status.
+    :param seed: Makes uuids reproducible.
+    :param verbose: Log each request to stderr.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "sandbox-key",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_ms: float = 0.0,
+        rate_limit: float = 0.0,
+        delivery_delay: float = 1.0,
+        seed: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        settings = SandboxSettings(
+            api_key=api_key,
+            latency_ms=latency_ms,
+            rate_limit=rate_limit,
+            delivery_delay=delivery_delay,
+            seed=seed,
+        )
+        self.state = SandboxState(settings)
+        self._server = SandboxHTTPServer((host, port), self.state, verbose=verbose)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def api_key(self) -> str:
+        return self.state.settings.api_key
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def connection_json(self) -> str:
+        """The ``AIRFLOW_CONN_COMMPEAK_DEFAULT`` value that points Airflow at this sandbox."""
+        return json.dumps({"conn_type": "commpeak", "password": self.api_key, "host": self.url})
+
+    @property
+    def accepted(self) -> list[dict[str, Any]]:
+        """Every acceptance so far (internal_id, message_uuid, number, text, times_accepted...)."""
+        return self.state.inspection()["messages"]
+
+    @property
+    def requests(self) -> dict[str, int]:
+        """How many requests each API path received."""
+        with self.state.lock:
+            return dict(self.state.requests)
+
+    def inject(self, mode: str, count: int = 1, **options: Any) -> None:
+        """Queue a fault for the next ``count`` matching requests (see :class:`Fault`)."""
+        self.state.add_faults([Fault(mode=mode, count=count, **options)])
+
+    def reset(self) -> None:
+        """Forget every message and fault."""
+        self.state.reset()
+
+    def start(self) -> CommPeakSandbox:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="commpeak-sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.state.wake.set()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until :meth:`stop` (from another thread) or a signal."""
+        try:
+            self._server.serve_forever()
+        finally:
+            self._server.server_close()
+
+    def __enter__(self) -> CommPeakSandbox:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,218 @@
+"""The sandbox's memory: accepted messages, the rate limit, delivery outcomes and queued faults."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Documented test numbers: send to one of these to get a chosen outcome (any format works,
+#: ``+1 555 000 0001`` included). Every other number is ``delivered`` after the delivery delay.
+TEST_NUMBERS: dict[str, str] = {
+    "15550000001": "undelivered",
+    "15550000002": "rejected",
+    "15550000003": "no_routes",
+    "15550000004": "sent_failed",
+    "15550000005": "sent",  # stays "sent" forever: never final
+}
+#: A number the sandbox refuses at send time with a per-message error (not a delivery status).
+REFUSED_NUMBER = "15550000009"
+REFUSED_ERROR = "INVALID_RECIPIENT"
+
+#: The fault modes, each for the next N requests (see the README's sandbox section).
+FAULT_MODES = (
+    "503",  # 503 before processing (safe to retry)
+    "429",  # 429 with Retry-After before processing (safe to retry)
+    "500",  # process the send, then answer 500 (outcome unknown to the client)
+    "502",  # process the send, then answer 502
+    "504",  # process the send, then answer 504
+    "close",  # drop the connection before processing
+    "close_after_accept",  # process the send, then drop the connection
+    "hang",  # process the send, then answer only after `seconds` (past the client's timeout)
+    "html",  # a proxy's HTML error page (502) before processing
+    "not_json",  # process the send, then answer 200 with a body that is not JSON
+    "403",  # answer 403 Not authenticated whatever the key
+)
+
+
+@dataclass
+class Fault:
+    """
+    One queued fault.
+
+    :param mode: One of :data:`FAULT_MODES`.
+    :param count: How many matching requests it applies to.
+    :param path: Only requests to this path (``/simple_send/`` or ``/messages_status/``); ``None`` = any API path.
+    :param retry_after: The ``Retry-After`` seconds of a 429.
+    :param seconds: How long ``hang`` holds the answer.
+    """
+
+    mode: str
+    count: int = 1
+    path: str | None = None
+    retry_after: float = 1.0
+    seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in FAULT_MODES:
+            raise ValueError(f"unknown fault mode {self.mode!r}; known: {', '.join(FAULT_MODES)}")
+        if self.count < 1:
+            raise ValueError("fault count must be at least 1")
+
+
+@dataclass
+class Acceptance:
+    """One message the sandbox accepted."""
+
+    internal_id: str
+    message_uuid: str
+    sender: str
+    recipient_phone: str
+    message_content: str
+    accepted_at: float
+    outcome: str
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TokenBucket:
+    """``rate`` messages per second, bursting up to ``rate``; ``rate`` 0 means no limit."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.updated = time.monotonic()
+
+    def take(self) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+@dataclass
+class SandboxSettings:
+    """
+    How the sandbox behaves.
+
+    :param api_key: The only key it accepts.
+    :param latency_ms: Added to every API answer.
+    :param rate_limit: Messages per second before per-message ``RATE_LIMIT``; 0 = off.
+    :param delivery_delay: Seconds a message stays ``sent`` before its final status.
+    :param seed: Makes uuids reproducible.
+    """
+
+    api_key: str = "sandbox-key"
+    latency_ms: float = 0.0
+    rate_limit: float = 0.0
+    delivery_delay: float = 1.0
+    seed: int | None = None
+
+
+@dataclass
+class SandboxState:
+    """Everything the sandbox remembers, behind one lock."""
+
+    settings: SandboxSettings
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every message and fault; wake any hung request."""
+        with self.lock:
+            self.rng = random.Random(self.settings.seed)
+            self.bucket = TokenBucket(self.settings.rate_limit)
+            self.acceptances: list[Acceptance] = []
+            self.by_uuid: dict[str, Acceptance] = {}
+            self.times_accepted: Counter[str] = Counter()
+            self.faults: list[Fault] = []
+            self.requests: Counter[str] = Counter()
+            self.wake.set()
+            self.wake = threading.Event()
+
+    def new_uuid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def add_faults(self, faults: list[Fault]) -> None:
+        with self.lock:
+            self.faults.extend(faults)
+
+    def next_fault(self, path: str) -> Fault | None:
+        """Take one use of the first queued fault that matches ``path``."""
+        with self.lock:
+            self.requests[path] += 1
+            for fault in self.faults:
+                if fault.path in (None, path):
+                    fault.count -= 1
+                    if fault.count == 0:
+                        self.faults.remove(fault)
+                    return fault
+        return None
+
+    def accept(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """Accept messages in order until the rate limit runs dry (the rest are left out)."""
+        answer: list[dict[str, Any]] = []
+        now = time.time()
+        with self.lock:
+            task_id = self.new_uuid()
+            for message in messages:
+                internal_id = message["internal_id"]
+                if not self.bucket.take():
+                    answer.append({"internal_id": internal_id, "message_uuid": None, "error": "RATE_LIMIT"})
+                    break
+                number = "".join(ch for ch in message["recipient_phone"] if ch.isdigit())
+                if number == REFUSED_NUMBER:
+                    answer.append({"internal_id": internal_id, "message_uuid": None, "error": REFUSED_ERROR})
+                    continue
+                record = Acceptance(
+                    internal_id=internal_id,
+                    message_uuid=self.new_uuid(),
+                    sender=message["sender"],
+                    recipient_phone=message["recipient_phone"],
+                    message_content=message["message_content"],
+                    accepted_at=now,
+                    outcome=TEST_NUMBERS.get(number, "delivered"),
+                )
+                self.acceptances.append(record)
+                self.by_uuid[record.message_uuid] = record
+                self.times_accepted[internal_id] += 1
+                answer.append({"internal_id": internal_id, "message_uuid": record.message_uuid, "error": None})
+        return {"status": True, "task_id": task_id, "messages": answer}
+
+    def status_of(self, message_uuid: str, now: float) -> str | None:
+        record = self.by_uuid.get(message_uuid)
+        if record is None:
+            return None
+        return record.outcome if now - record.accepted_at >= self.settings.delivery_delay else "sent"
+
+    def statuses(self, message_uuids: list[str]) -> dict[str, Any]:
+        """The sandbox's answer shape: unknown uuids are left out."""
+        now = time.time()
+        with self.lock:
+            found = [(u, self.status_of(u, now)) for u in message_uuids]
+        return {"messages": [{"message_uuid": u, "status": s} for u, s in found if s is not None]}
+
+    def inspection(self) -> dict[str, Any]:
+        """Every acceptance, with how many times each internal_id was accepted."""
+        with self.lock:
+            return {
+                "count": len(self.acceptances),
+                "messages": [
+                    {**a.public(), "times_accepted": self.times_accepted[a.internal_id]} for a in self.acceptances
+                ],
+                "requests": dict(self.requests),
+                "faults": [asdict(f) for f in self.faults],
+            }
