@@ -12,6 +12,7 @@ from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 from airflow_provider_commpeak.exceptions import CommPeakSendError
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
@@ -56,6 +57,20 @@ class CommPeakSmsNotifier(BaseNotifier):
         self.message_content = message_content
         self.sender = sender
         self.commpeak_conn_id = commpeak_conn_id
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """
+        Render the templated fields, also when the context's DAG cannot make a Jinja environment.
+
+        ``airflow dags test`` hands DAG callbacks a ``SerializedDAG``, which has no
+        ``get_template_env`` (apache/airflow#64649); a sandboxed environment renders instead.
+        """
+        dag = context.get("dag")
+        if jinja_env is None and dag is not None and not hasattr(dag, "get_template_env"):
+            from jinja2.sandbox import SandboxedEnvironment
+
+            jinja_env = SandboxedEnvironment(cache_size=0)
+        super().render_template_fields(context, jinja_env)
 
     @cached_property
     def hook(self) -> CommPeakHook:

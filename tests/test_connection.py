@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_commpeak.exceptions import CommPeakError
+from airflow_provider_commpeak.hooks.connection import CommPeakConnectionConfig
+
+
+def config(host=None, password="key", extra=None, timeout=None):
+    return CommPeakConnectionConfig.from_fields(
+        conn_id="cp", host=host, password=password, extra=extra, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        (None, "https://sendsms.commpeak.com"),
+        ("", "https://sendsms.commpeak.com"),
+        ("sendsms.commpeak.com", "https://sendsms.commpeak.com"),
+        ("https://proxy.example.com/commpeak/", "https://proxy.example.com/commpeak"),
+        ("http://127.0.0.1:8099", "http://127.0.0.1:8099"),
+        ("http://localhost:8099", "http://localhost:8099"),
+        ("http://[::1]:8099", "http://[::1]:8099"),
+    ],
+)
+def test_base_url(host, url):
+    assert config(host).base_url == url
+    assert config(host).url("/simple_send/") == f"{url}/simple_send/"
+
+
+def test_plain_http_to_a_remote_host_is_refused_unless_allowed():
+    with pytest.raises(CommPeakError, match="refusing plain http://"):
+        config("http://sms.example.com")
+    assert config("http://sms.example.com", extra={"allow_insecure_http": "true"}).base_url == "http://sms.example.com"
+
+
+def test_missing_key_names_the_connection():
+    with pytest.raises(CommPeakError, match="Connection 'cp' has no API key"):
+        config(password=None)
+
+
+def test_timeout_from_extra_argument_and_default():
+    assert config().timeout == 30.0
+    assert config(extra={"timeout": "12.5"}).timeout == 12.5
+    assert config(extra={"timeout": 12}, timeout=3).timeout == 3
+    assert config(extra={"timeout": 5}).connect_timeout == 5
+    assert config().connect_timeout == 10
+    with pytest.raises(CommPeakError, match="must be a number"):
+        config(extra={"timeout": "soon"})
+    with pytest.raises(CommPeakError, match="must be positive"):
+        config(extra={"timeout": 0})
+
+
+def test_key_is_sent_raw_and_hidden_from_repr():
+    cfg = config(password="  secret-key ")
+    assert cfg.headers()["Authorization"] == "secret-key"
+    assert "secret-key" not in repr(cfg)
