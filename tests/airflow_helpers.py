@@ -1,0 +1,60 @@
+"""Running example DAGs with ``dag.test()`` and reading what they left in the metadata DB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
+
+
+def dag_bag(path: Path | str = EXAMPLES):
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2
+        from airflow.models.dagbag import DagBag
+
+    kwargs: dict[str, Any] = {"dag_folder": str(path)}
+    import inspect
+
+    if "include_examples" in inspect.signature(DagBag.__init__).parameters:
+        kwargs["include_examples"] = False
+    return DagBag(**kwargs)
+
+
+def load_example(dag_id: str):
+    bag = dag_bag()
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags[dag_id]
+
+
+def xcom_value(dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+    from airflow.utils.session import create_session
+
+    try:
+        from airflow.models.xcom import XComModel as XCom
+    except ImportError:  # Airflow 2
+        from airflow.models.xcom import XCom
+    with create_session() as session:
+        row = (
+            session.query(XCom)
+            .filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id, key=key, map_index=map_index)
+            .one()
+        )
+        return XCom.deserialize_value(row)
+
+
+def task_states(dag_id: str, run_id: str) -> dict[str, str]:
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=run_id).all()
+        return {
+            ti.task_id + ("" if ti.map_index < 0 else f"[{ti.map_index}]"): str(getattr(ti.state, "value", ti.state))
+            for ti in tis
+        }
+
+
+def run_state(dag_run) -> str:
+    return str(getattr(dag_run.state, "value", dag_run.state))

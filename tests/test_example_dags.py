@@ -1,0 +1,92 @@
+"""Every example DAG parses cleanly and runs end to end with ``dag.test()`` against the sandbox."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import Counter
+
+import pytest
+
+from airflow_helpers import EXAMPLES, dag_bag, load_example, run_state, task_states, xcom_value
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_every_example_parses_without_errors_or_connection_lookups(monkeypatch):
+    """Parsing touches no connection and no network: no env connection, and sockets fail loudly."""
+    monkeypatch.delenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", raising=False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a DAG file opened a network connection at parse time")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    from airflow.providers.common.compat.sdk import BaseHook
+
+    def no_lookup(*args, **kwargs):
+        raise AssertionError("a DAG file looked up a connection at parse time")
+
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(no_lookup))
+    bag = dag_bag()
+    assert bag.import_errors == {}
+    assert {"commpeak_send_and_wait", "commpeak_campaign", "commpeak_failure_alert"} <= set(bag.dag_ids)
+    assert len(list(EXAMPLES.glob("*.py"))) == 3
+
+
+def assert_each_accepted_once(sandbox, expected: int) -> None:
+    accepted = sandbox.accepted
+    assert len(accepted) == expected
+    assert Counter(m["internal_id"] for m in accepted).most_common(1)[0][1] == 1
+
+
+def test_send_and_wait(airflow_db, commpeak_sandbox):
+    dag = load_example("commpeak_send_and_wait")
+    dag_run = dag.test()
+    assert run_state(dag_run) == "success"
+    assert task_states(dag.dag_id, dag_run.run_id) == {
+        "send": "success", "wait_for_delivery": "success", "summarise": "success"
+    }
+    assert_each_accepted_once(commpeak_sandbox, 4)
+    numbers = {m["recipient_phone"] for m in commpeak_sandbox.accepted}
+    assert numbers == {"972524265292", "972545330008", "447700900123", "15550000001"}
+    assert {m["sender"] for m in commpeak_sandbox.accepted} == {"GLOBAL", "SHOP"}
+    assert all("{{" not in m["message_content"] for m in commpeak_sandbox.accepted)  # templated
+
+    report = xcom_value(dag.dag_id, dag_run.run_id, "send")
+    assert report["accepted"] == 4 and report["failed"] == 0
+    assert report["message_uuids"] == [m["message_uuid"] for m in commpeak_sandbox.accepted]
+    assert xcom_value(dag.dag_id, dag_run.run_id, "send", key="message_uuids") == report["message_uuids"]
+    assert xcom_value(dag.dag_id, dag_run.run_id, "summarise") == {
+        "sent": 4, "send_failed": 0, "delivered": 3, "delivery_failed": 1
+    }
+
+
+def test_campaign_with_mapped_chunks(airflow_db, commpeak_sandbox):
+    dag = load_example("commpeak_campaign")
+    dag_run = dag.test(run_conf={"audience_size": 10})
+    assert run_state(dag_run) == "success"
+    states = task_states(dag.dag_id, dag_run.run_id)
+    assert {k: v for k, v in states.items() if k.startswith("send_chunk")} == {
+        "send_chunk[0]": "success", "send_chunk[1]": "success", "send_chunk[2]": "success"
+    }
+    assert_each_accepted_once(commpeak_sandbox, 10)
+    assert xcom_value(dag.dag_id, dag_run.run_id, "summarise") == {
+        "chunks": 3, "sent": 10, "delivered": 10, "delivery_failed": 0
+    }
+    ids = [xcom_value(dag.dag_id, dag_run.run_id, "send_chunk", map_index=i)["results"] for i in range(3)]
+    assert len({key for chunk in ids for key in chunk}) == 10  # distinct ids across mapped instances
+
+
+def test_failure_alert_texts_the_on_call_phone(airflow_db, commpeak_sandbox):
+    dag = load_example("commpeak_failure_alert")
+    dag_run = dag.test(run_conf={"fail": True})
+    assert run_state(dag_run) == "failed"
+    [alert] = commpeak_sandbox.accepted
+    assert alert["recipient_phone"] == "972524265292" and alert["sender"] == "ALERTS"
+    assert alert["message_content"] == f"Airflow: commpeak_failure_alert failed (run {dag_run.run_id})"
+
+
+def test_failure_alert_stays_quiet_on_success(airflow_db, commpeak_sandbox):
+    dag = load_example("commpeak_failure_alert")
+    assert run_state(dag.test(run_conf={"fail": False})) == "success"
+    assert commpeak_sandbox.accepted == []

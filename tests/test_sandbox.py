@@ -1,0 +1,233 @@
+"""The sandbox itself, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from airflow_provider_commpeak.sandbox import REFUSED_NUMBER, TEST_NUMBERS, CommPeakSandbox
+
+pytestmark = pytest.mark.sandbox
+
+#: CommPeak's own example request from its Postman collection.
+POSTMAN_BODY = {
+    "messages": [
+        {"internal_id": "1003", "sender": "GLOBAL", "recipient_phone": "972524265292", "message_content": "test message 1"},
+        {"internal_id": "1004", "sender": "GLOBAL", "recipient_phone": "972545330008", "message_content": "test message 2"},
+    ]
+}
+
+
+def post(sb: CommPeakSandbox, path: str, body, key: str | None = None, **kwargs) -> requests.Response:
+    return requests.post(f"{sb.url}{path}", json=body, headers={"Authorization": key or sb.api_key}, timeout=5, **kwargs)
+
+
+def wait_until(predicate, timeout: float = 10.0):
+    """Poll ``predicate`` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met before the deadline")
+
+
+@pytest.fixture
+def sb():
+    with CommPeakSandbox(delivery_delay=0.3, seed=7) as sandbox:
+        yield sandbox
+
+
+def test_postman_example_gets_the_documented_answer(sb):
+    answer = post(sb, "/simple_send/", POSTMAN_BODY)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["status"] is True and isinstance(body["task_id"], str)
+    assert [(m["internal_id"], m["error"]) for m in body["messages"]] == [("1003", None), ("1004", None)]
+    assert all(len(m["message_uuid"]) == 36 for m in body["messages"])
+
+
+@pytest.mark.parametrize("key", ["", "wrong-key"])
+def test_wrong_or_missing_key_is_403(sb, key):
+    answer = requests.post(f"{sb.url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": key}, timeout=5)
+    assert (answer.status_code, answer.json()) == (403, {"detail": "Not authenticated"})
+    assert sb.accepted == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"messages": [{"internal_id": "1"}]}, {"msgs": []}, [1, 2], {"messages": ["x"]}],
+)
+def test_malformed_body_is_422_fastapi_style(sb, body):
+    answer = post(sb, "/simple_send/", body)
+    assert answer.status_code == 422
+    assert isinstance(answer.json()["detail"], list)
+
+
+def test_invalid_json_is_422(sb):
+    answer = requests.post(
+        f"{sb.url}/simple_send/", data=b"{not json", headers={"Authorization": sb.api_key}, timeout=5
+    )
+    assert answer.status_code == 422
+
+
+def test_rate_limit_truncates_the_batch_like_commpeaks_example():
+    with CommPeakSandbox(rate_limit=1) as sb:
+        body = post(sb, "/simple_send/", POSTMAN_BODY).json()
+        assert body["messages"][0]["error"] is None
+        assert post(sb, "/simple_send/", {"messages": POSTMAN_BODY["messages"][1:] * 1}).json()["messages"] == [
+            {"internal_id": "1004", "message_uuid": None, "error": "RATE_LIMIT"}
+        ]
+        both = {"messages": [dict(m, internal_id=f"x{i}") for i, m in enumerate(POSTMAN_BODY["messages"])]}
+        assert len(post(sb, "/simple_send/", both).json()["messages"]) == 1  # first RATE_LIMIT, second left out
+
+
+def test_statuses_move_from_sent_to_final_and_test_numbers_choose(sb):
+    numbers = [*TEST_NUMBERS, "972524265292"]
+    body = {"messages": [
+        {"internal_id": str(i), "sender": "S", "recipient_phone": n, "message_content": "x"} for i, n in enumerate(numbers)
+    ]}
+    uuids = [m["message_uuid"] for m in post(sb, "/simple_send/", body).json()["messages"]]
+
+    def statuses():
+        answer = post(sb, "/messages_status/", {"message_uuids": [*uuids, "no-such-uuid"]}).json()["messages"]
+        return [s["status"] for s in answer]
+
+    assert statuses() == ["sent"] * len(numbers)
+    final = [*TEST_NUMBERS.values(), "delivered"]
+    assert wait_until(lambda: statuses() == final)
+
+
+def test_refused_number_gets_a_per_message_error(sb):
+    body = {"messages": [{"internal_id": "1", "sender": "S", "recipient_phone": REFUSED_NUMBER, "message_content": "x"}]}
+    assert post(sb, "/simple_send/", body).json()["messages"] == [
+        {"internal_id": "1", "message_uuid": None, "error": "INVALID_RECIPIENT"}
+    ]
+
+
+def test_seed_makes_uuids_deterministic():
+    def uuids(seed):
+        with CommPeakSandbox(seed=seed) as sb:
+            return [m["message_uuid"] for m in post(sb, "/simple_send/", POSTMAN_BODY).json()["messages"]]
+
+    assert uuids(42) == uuids(42)
+    assert uuids(42) != uuids(43)
+
+
+def test_inspection_counts_times_accepted_and_reset_forgets(sb):
+    post(sb, "/simple_send/", POSTMAN_BODY)
+    post(sb, "/simple_send/", POSTMAN_BODY)
+    record = requests.get(f"{sb.url}/_sandbox/messages", timeout=5).json()
+    assert record["count"] == 4
+    assert {m["internal_id"]: m["times_accepted"] for m in record["messages"]} == {"1003": 2, "1004": 2}
+    assert record["requests"] == {"/simple_send/": 2}
+    requests.post(f"{sb.url}/_sandbox/reset", timeout=5)
+    assert sb.accepted == [] and sb.requests == {}
+
+
+def test_faults_through_the_control_endpoint(sb):
+    answer = requests.post(f"{sb.url}/_sandbox/faults", json={"faults": [{"mode": "503", "count": 2}]}, timeout=5)
+    assert answer.json() == {"queued": 1}
+    assert [post(sb, "/simple_send/", POSTMAN_BODY).status_code for _ in range(3)] == [503, 503, 200]
+    assert len(sb.accepted) == 2
+    assert requests.post(f"{sb.url}/_sandbox/faults", json={"mode": "nonsense"}, timeout=5).status_code == 422
+
+
+def test_fault_429_carries_retry_after(sb):
+    sb.inject("429", retry_after=3)
+    answer = post(sb, "/simple_send/", POSTMAN_BODY)
+    assert (answer.status_code, answer.headers["Retry-After"]) == (429, "3")
+    assert sb.accepted == []
+
+
+@pytest.mark.parametrize("mode", ["500", "502", "504"])
+def test_fault_error_after_accepting(sb, mode):
+    sb.inject(mode)
+    assert post(sb, "/simple_send/", POSTMAN_BODY).status_code == int(mode)
+    assert len(sb.accepted) == 2
+
+
+def test_fault_html_page_before_processing(sb):
+    sb.inject("html")
+    answer = post(sb, "/simple_send/", POSTMAN_BODY)
+    assert answer.status_code == 502 and answer.headers["Content-Type"] == "text/html"
+    assert "<html>" in answer.text and sb.accepted == []
+
+
+def test_fault_not_json_after_accepting(sb):
+    sb.inject("not_json")
+    answer = post(sb, "/simple_send/", POSTMAN_BODY)
+    assert answer.status_code == 200
+    with pytest.raises(ValueError):
+        answer.json()
+    assert len(sb.accepted) == 2
+
+
+def test_fault_close_drops_the_connection_before_processing(sb):
+    sb.inject("close")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        post(sb, "/simple_send/", POSTMAN_BODY)
+    assert sb.accepted == []
+
+
+def test_fault_close_after_accept(sb):
+    sb.inject("close_after_accept")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        post(sb, "/simple_send/", POSTMAN_BODY)
+    assert len(sb.accepted) == 2
+
+
+def test_fault_hang_after_accept_outlasts_the_client_timeout(sb):
+    sb.inject("hang", seconds=30)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.post(f"{sb.url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": sb.api_key}, timeout=0.5)
+    assert len(sb.accepted) == 2
+
+
+def test_fault_403_mid_run_and_path_filter(sb):
+    sb.inject("403", path="/messages_status/")
+    assert post(sb, "/simple_send/", POSTMAN_BODY).status_code == 200
+    assert post(sb, "/messages_status/", {"message_uuids": []}).status_code == 403
+
+
+def test_latency_is_added():
+    with CommPeakSandbox(latency_ms=200) as sb:
+        started = time.monotonic()
+        post(sb, "/messages_status/", {"message_uuids": []})
+        assert time.monotonic() - started >= 0.2
+
+
+def test_pytest_fixture_points_airflow_at_the_sandbox(commpeak_sandbox):
+    conn = json.loads(os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"])
+    assert conn == {"conn_type": "commpeak", "password": commpeak_sandbox.api_key, "host": commpeak_sandbox.url}
+    assert commpeak_sandbox.url.startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("command", [["commpeak-sandbox"], [sys.executable, "-m", "airflow_provider_commpeak.sandbox"]])
+def test_command_line_prints_url_and_stops_on_sigterm(command, tmp_path):
+    executable = os.path.join(os.path.dirname(sys.executable), command[0]) if command[0] == "commpeak-sandbox" else command[0]
+    process = subprocess.Popen(
+        [executable, *command[1:], "--port", "0", "--api-key", "k1", "--fault", "503:1", "--seed", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline()
+        assert "listening on http://127.0.0.1:" in first and "API key: k1" in first
+        url = first.split("listening on ")[1].split()[0]
+        assert "AIRFLOW_CONN_COMMPEAK_DEFAULT" in process.stdout.readline()
+        answer = requests.post(f"{url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": "k1"}, timeout=5)
+        assert answer.status_code == 503
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import pytest
+
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
+
+from airflow_provider_commpeak.exceptions import CommPeakApiError, CommPeakDeliveryError, CommPeakValidationError
+from airflow_provider_commpeak.sensors.commpeak import SmsStatusSensor, read_message_uuids
+from airflow_provider_commpeak.triggers.commpeak import SmsStatusTrigger
+
+from conftest import STATUS_URL
+from fakes import make_context
+
+
+@pytest.fixture(autouse=True)
+def _conn(commpeak_conn, sleeps):
+    """Every test here talks to requests-mock through the default connection."""
+
+
+def answer_with(statuses: dict[str, str]):
+    """A requests-mock callback answering the asked uuids from ``statuses`` (others left out)."""
+
+    def callback(request, context):
+        asked = request.json()["message_uuids"]
+        return {"messages": [{"message_uuid": u, "status": statuses[u]} for u in asked if u in statuses]}
+
+    return callback
+
+
+def sensor(**kwargs) -> SmsStatusSensor:
+    kwargs.setdefault("task_id", "wait")
+    kwargs.setdefault("message_uuids", ["u1", "u2", "u3"])
+    kwargs.setdefault("deferrable", False)
+    return SmsStatusSensor(**kwargs)
+
+
+def asked(requests_mock) -> list[list[str]]:
+    return [r.json()["message_uuids"] for r in requests_mock.request_history]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (["u1", "u2"], ["u1", "u2"]),
+        (("u1", "u1", "u2"), ["u1", "u2"]),
+        ({"message_uuids": ["u1"], "accepted": 1}, ["u1"]),
+        ([], []),
+    ],
+)
+def test_read_message_uuids(value, expected):
+    assert read_message_uuids(value) == expected
+
+
+@pytest.mark.parametrize("value", ["u1", None, {"results": {}}, [1, 2], [""], 42])
+def test_read_message_uuids_refuses(value):
+    with pytest.raises(CommPeakValidationError):
+        read_message_uuids(value)
+
+
+def test_polls_only_pending_messages_and_returns_the_shape(requests_mock):
+    statuses = {"u1": "delivered", "u2": "sent", "u3": "sent"}
+    requests_mock.post(STATUS_URL, json=answer_with(statuses))
+    s = sensor(allowed_failures=1)
+    assert s.poke(make_context()).is_done is False
+    statuses.update(u2="DELIVERED")
+    assert s.poke(make_context()).is_done is False
+    statuses.update(u3="undelivered")
+    result = s.poke(make_context())
+    assert asked(requests_mock) == [["u1", "u2", "u3"], ["u2", "u3"], ["u3"]]
+    assert result.is_done
+    assert result.xcom_value == {
+        "statuses": {"u1": "delivered", "u2": "delivered", "u3": "undelivered"},
+        "succeeded": 2,
+        "failed": 1,
+    }
+
+
+def test_done_when_all_final_within_the_allowance(requests_mock):
+    requests_mock.post(STATUS_URL, json=answer_with({"u1": "delivered", "u2": "rejected", "u3": "delivered"}))
+    result = sensor(allowed_failures=1).poke(make_context())
+    assert result.is_done
+    assert result.xcom_value == {
+        "statuses": {"u1": "delivered", "u2": "rejected", "u3": "delivered"},
+        "succeeded": 2,
+        "failed": 1,
+    }
+
+
+def test_fails_fast_once_failures_exceed_the_allowance(requests_mock):
+    requests_mock.post(STATUS_URL, json=answer_with({"u1": "undelivered", "u2": "sent"}))
+    with pytest.raises(CommPeakDeliveryError, match="1 of 3 message\\(s\\) failed delivery") as info:
+        sensor().poke(make_context())
+    assert info.value.statuses == {"u1": "undelivered", "u2": "sent", "u3": "unknown"}
+
+
+def test_soft_fail_skips_instead(requests_mock):
+    requests_mock.post(STATUS_URL, json=answer_with({"u1": "no_routes"}))
+    with pytest.raises(AirflowSkipException):
+        sensor(soft_fail=True).poke(make_context())
+
+
+def test_custom_statuses_are_case_insensitive(requests_mock):
+    requests_mock.post(STATUS_URL, json=answer_with({"u1": "Sent"}))
+    result = sensor(message_uuids=["u1"], success_statuses=["SENT"]).poke(make_context())
+    assert result.is_done and result.xcom_value["succeeded"] == 1
+
+
+def test_chunked_status_requests(requests_mock):
+    requests_mock.post(STATUS_URL, json=answer_with({}))
+    sensor(message_uuids=[f"u{i}" for i in range(12)], status_batch_size=5).poke(make_context())
+    assert [len(a) for a in asked(requests_mock)] == [5, 5, 2]
+
+
+def test_accepts_the_whole_send_report(requests_mock):
+    requests_mock.post(STATUS_URL, json=answer_with({"u9": "delivered"}))
+    report = {"message_uuids": ["u9"], "results": {}, "accepted": 1, "failed": 0, "task_ids": []}
+    assert sensor(message_uuids=report).poke(make_context()).is_done
+
+
+def test_deferrable_pokes_once_then_defers_with_a_json_trigger(requests_mock):
+    requests_mock.post(STATUS_URL, json=answer_with({"u1": "delivered", "u2": "sent"}))
+    s = sensor(deferrable=True, timeout=600, poke_interval=7, allowed_failures=1)
+    with pytest.raises(TaskDeferred) as info:
+        s.execute(make_context())
+    trigger = info.value.trigger
+    assert isinstance(trigger, SmsStatusTrigger)
+    assert info.value.method_name == "execute_complete"
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_commpeak.triggers.commpeak.SmsStatusTrigger"
+    assert kwargs["statuses"] == {"u1": "delivered", "u2": "sent", "u3": "unknown"}
+    assert kwargs["poll_interval"] == 7 and kwargs["allowed_failures"] == 1
+    assert kwargs["end_time"] is not None
+    assert info.value.timeout.total_seconds() == 600
+
+
+def test_deferrable_returns_at_once_when_already_done(requests_mock):
+    requests_mock.post(STATUS_URL, json=answer_with({"u1": "delivered"}))
+    assert sensor(message_uuids=["u1"], deferrable=True).execute(make_context())["succeeded"] == 1
+
+
+def event(status: str, statuses: dict[str, str], message: str = "m") -> dict:
+    return {"status": status, "statuses": statuses, "message": message}
+
+
+def test_execute_complete_maps_each_event():
+    s = sensor()
+    assert s.execute_complete(make_context(), event("success", {"u1": "delivered"})) == {
+        "statuses": {"u1": "delivered"}, "succeeded": 1, "failed": 0
+    }
+    with pytest.raises(CommPeakDeliveryError):
+        s.execute_complete(make_context(), event("failure", {"u1": "rejected"}))
+    with pytest.raises(AirflowSensorTimeout, match="1 of 2 message\\(s\\) still pending"):
+        s.execute_complete(make_context(), event("timeout", {"u1": "sent", "u2": "delivered"}, "Deadline passed"))
+    with pytest.raises(CommPeakApiError, match="5 status polls"):
+        s.execute_complete(make_context(), event("error", {"u1": "sent"}, "5 status polls in a row failed"))
+
+
+def test_execute_complete_under_soft_fail_skips():
+    s = sensor(soft_fail=True)
+    with pytest.raises(AirflowSkipException):
+        s.execute_complete(make_context(), event("failure", {"u1": "rejected"}))
+    with pytest.raises(AirflowSkipException):
+        s.execute_complete(make_context(), event("timeout", {"u1": "sent"}))
