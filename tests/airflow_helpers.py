@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
+TEST_DAGS = Path(__file__).resolve().parent / "dags"
 
 
 def dag_bag(path: Path | str = EXAMPLES):
@@ -29,19 +30,21 @@ def load_example(dag_id: str):
 
 
 def xcom_value(dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
-    from airflow.utils.session import create_session
-
     try:
-        from airflow.models.xcom import XComModel as XCom
+        from airflow.models.xcom import XComModel
     except ImportError:  # Airflow 2
         from airflow.models.xcom import XCom
+
+        return XCom.get_one(dag_id=dag_id, run_id=run_id, task_id=task_id, key=key, map_index=map_index)
+    from airflow.utils.session import create_session
+
     with create_session() as session:
         row = (
-            session.query(XCom)
+            session.query(XComModel)
             .filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id, key=key, map_index=map_index)
             .one()
         )
-        return XCom.deserialize_value(row)
+        return XComModel.deserialize_value(row)
 
 
 def task_states(dag_id: str, run_id: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,20 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="commpeak-airflow-home-"))
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "example_dags")
+
+def _dags_folder() -> str:
+    """One folder holding the example DAGs and the tests' own (``dag.test()`` syncs only that folder)."""
+    folder = Path(tempfile.mkdtemp(prefix="commpeak-dags-"))
+    for source in [*(REPO / "example_dags").glob("*.py"), *(REPO / "tests" / "dags").glob("*.py")]:
+        (folder / source.name).symlink_to(source)
+    return str(folder)
+
+
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = _dags_folder()
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ.pop("AIRFLOW_CONN_COMMPEAK_DEFAULT", None)
+if version("apache-airflow").startswith("2."):
+    os.environ["AIRFLOW__CORE__EXECUTOR"] = "SequentialExecutor"  # Airflow 2 refuses SQLite otherwise
 
 API_KEY = "test-key-5f0c2d9a"
 BASE_URL = "https://sendsms.commpeak.com"

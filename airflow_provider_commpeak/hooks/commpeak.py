@@ -142,14 +142,14 @@ class CommPeakHook(BaseHook):
         """Return the extra fields of the connection form (Airflow < 3.2)."""
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from flask_babel import lazy_gettext
-        from wtforms import BooleanField, DecimalField
+        from wtforms import BooleanField, IntegerField
         from wtforms.validators import NumberRange, Optional
 
         return {
-            "timeout": DecimalField(
+            "timeout": IntegerField(
                 lazy_gettext("Timeout (seconds)"),
                 widget=BS3TextFieldWidget(),
-                validators=[Optional(), NumberRange(min=0.1)],
+                validators=[Optional(), NumberRange(min=1)],
                 description="Optional. Seconds to wait for each answer (default 30).",
             ),
             "allow_insecure_http": BooleanField(

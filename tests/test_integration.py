@@ -1,0 +1,67 @@
+"""Hook, operator and sensor together against the sandbox over real HTTP, in real Airflow runs."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+from airflow_provider_commpeak.sandbox import CommPeakSandbox
+
+from airflow_helpers import TEST_DAGS, dag_bag, run_state, task_states, xcom_value
+from conftest import message
+
+pytestmark = pytest.mark.sandbox
+
+
+def wait_dag(dag_id: str):
+    return dag_bag(TEST_DAGS / "wait_variants.py").dags[dag_id]
+
+
+def test_hook_under_a_rate_limit_gets_everything_accepted_once(monkeypatch):
+    with CommPeakSandbox(rate_limit=400) as sandbox:
+        monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", sandbox.connection_json)
+        report = CommPeakHook().send_messages(
+            [message(i) for i in range(1000)], batch_size=100, rate_limit_backoff=0.1, max_attempts=20
+        )
+        assert report.accepted == 1000
+        times = Counter(m["internal_id"] for m in sandbox.accepted)
+        assert len(times) == 1000 and max(times.values()) == 1
+        assert report.message_uuids == [m["message_uuid"] for m in sorted(sandbox.accepted, key=lambda m: int(m["internal_id"][1:]))]
+
+
+def test_status_of_every_test_number_through_the_hook(commpeak_sandbox):
+    import time
+
+    from airflow_provider_commpeak.sandbox import TEST_NUMBERS
+
+    hook = CommPeakHook()
+    report = hook.send_messages([message(i, phone=n) for i, n in enumerate(TEST_NUMBERS)])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        statuses = hook.get_statuses(report.message_uuids)
+        if "sent" not in list(statuses.values())[:-1]:
+            break
+        time.sleep(0.05)
+    assert list(statuses.values()) == list(TEST_NUMBERS.values())
+
+
+@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+def test_send_then_wait_delivered(airflow_db, commpeak_sandbox, mode):
+    dag = wait_dag(f"wait_delivered_{mode}")
+    dag_run = dag.test()
+    assert run_state(dag_run) == "success"
+    result = xcom_value(dag.dag_id, dag_run.run_id, "wait")
+    assert result["succeeded"] == 2 and result["failed"] == 0
+    assert set(result["statuses"]) == {m["message_uuid"] for m in commpeak_sandbox.accepted}
+
+
+@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+def test_never_final_messages_fail_at_the_timeout_naming_the_pending(airflow_db, commpeak_sandbox, mode, capsys, caplog):
+    dag = wait_dag(f"wait_never_final_{mode}")
+    dag_run = dag.test()
+    assert run_state(dag_run) == "failed"
+    assert task_states(dag.dag_id, dag_run.run_id) == {"send": "success", "wait": "failed"}
+    logs = capsys.readouterr().out + caplog.text
+    assert "1 of 2 message(s) still pending" in logs

@@ -1,0 +1,121 @@
+"""SmsStatusTrigger.run() against the sandbox over real HTTP, one test per outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import requests
+
+from airflow_provider_commpeak.sandbox import TEST_NUMBERS
+from airflow_provider_commpeak.triggers.commpeak import SmsStatusTrigger
+
+pytestmark = pytest.mark.sandbox
+
+NEVER_FINAL = next(n for n, s in TEST_NUMBERS.items() if s == "sent")
+UNDELIVERED = next(n for n, s in TEST_NUMBERS.items() if s == "undelivered")
+
+
+def send(sandbox, numbers: list[str]) -> list[str]:
+    body = {"messages": [
+        {"internal_id": f"t{i}", "sender": "S", "recipient_phone": n, "message_content": "x"} for i, n in enumerate(numbers)
+    ]}
+    answer = requests.post(f"{sandbox.url}/simple_send/", json=body, headers={"Authorization": sandbox.api_key}, timeout=5)
+    return [m["message_uuid"] for m in answer.json()["messages"]]
+
+
+def trigger(uuids: list[str], **kwargs) -> SmsStatusTrigger:
+    options = {
+        "statuses": dict.fromkeys(uuids, "unknown"),
+        "commpeak_conn_id": "commpeak_default",
+        "success_statuses": ["delivered"],
+        "failure_statuses": ["sent_failed", "undelivered", "no_routes", "rejected"],
+        "allowed_failures": 0,
+        "poll_interval": 0.05,
+        "end_time": time.time() + 30,
+        "max_consecutive_errors": 3,
+    }
+    options.update(kwargs)
+    return SmsStatusTrigger(**options)
+
+
+def first_event(t: SmsStatusTrigger, timeout: float = 30) -> dict:
+    async def run():
+        async for event in t.run():
+            return event.payload
+
+    return asyncio.run(asyncio.wait_for(run(), timeout))
+
+
+def test_all_delivered(commpeak_sandbox):
+    uuids = send(commpeak_sandbox, ["972524265292", "972545330008"])
+    event = first_event(trigger(uuids))
+    assert event["status"] == "success"
+    assert event["statuses"] == dict.fromkeys(uuids, "delivered")
+    assert commpeak_sandbox.requests["/simple_send/"] == 1  # a trigger never sends
+
+
+def test_failures_over_the_threshold(commpeak_sandbox):
+    uuids = send(commpeak_sandbox, ["972524265292", UNDELIVERED])
+    event = first_event(trigger(uuids))
+    assert event["status"] == "failure"
+    assert event["statuses"][uuids[1]] == "undelivered"
+
+
+def test_failures_within_the_threshold_succeed(commpeak_sandbox):
+    uuids = send(commpeak_sandbox, ["972524265292", UNDELIVERED])
+    assert first_event(trigger(uuids, allowed_failures=1))["status"] == "success"
+
+
+def test_deadline_passed(commpeak_sandbox):
+    uuids = send(commpeak_sandbox, ["972524265292", NEVER_FINAL])
+    started = time.monotonic()
+    event = first_event(trigger(uuids, end_time=time.time() + 1.0))
+    assert event["status"] == "timeout"
+    assert "1 message(s) pending" in event["message"]
+    assert 0.9 <= time.monotonic() - started < 10
+
+
+def test_unknown_statuses_stay_pending_until_the_deadline(commpeak_sandbox):
+    event = first_event(trigger(["no-such-uuid"], end_time=time.time() + 0.5))
+    assert event["status"] == "timeout"
+    assert event["statuses"] == {"no-such-uuid": "unknown"}
+
+
+def test_error_streak_ends_the_wait(commpeak_sandbox):
+    uuids = send(commpeak_sandbox, ["972524265292"])
+    commpeak_sandbox.inject("503", count=10, path="/messages_status/")
+    event = first_event(trigger(uuids, poll_interval=0.01))
+    assert event["status"] == "error"
+    assert "3 status polls in a row failed" in event["message"]
+    assert commpeak_sandbox.requests["/messages_status/"] == 3
+
+
+def test_an_error_between_successes_does_not_end_the_wait(commpeak_sandbox):
+    uuids = send(commpeak_sandbox, ["972524265292"])
+    commpeak_sandbox.inject("html", count=2, path="/messages_status/")
+    assert first_event(trigger(uuids, poll_interval=0.01))["status"] == "success"
+
+
+def test_refused_key_is_an_error_at_once(commpeak_sandbox):
+    commpeak_sandbox.inject("403", path="/messages_status/")
+    event = first_event(trigger(["u"]))
+    assert event["status"] == "error" and "refused the API key" in event["message"]
+
+
+def test_serialize_round_trips_through_json_without_the_key(commpeak_sandbox):
+    original = trigger(["u1", "u2"], allowed_failures=2)
+    classpath, kwargs = original.serialize()
+    text = json.dumps(kwargs)
+    assert commpeak_sandbox.api_key not in text
+    rebuilt = SmsStatusTrigger(**json.loads(text))
+    assert rebuilt.serialize() == (classpath, kwargs)
+
+
+def test_cleanup_closes_the_client(commpeak_sandbox):
+    uuids = send(commpeak_sandbox, ["972524265292"])
+    t = trigger(uuids)
+    first_event(t)
+    assert t._client is None
