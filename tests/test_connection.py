@@ -56,3 +56,31 @@ def test_key_is_sent_raw_and_hidden_from_repr():
     cfg = config(password="  secret-key ")
     assert cfg.headers()["Authorization"] == "secret-key"
     assert "secret-key" not in repr(cfg)
+
+
+def test_a_separate_port_is_added_when_the_host_names_none():
+    assert CommPeakConnectionConfig.from_fields(
+        conn_id="cp", host="127.0.0.1", port=8099, password="k", extra=None
+    ).base_url == "https://127.0.0.1:8099"
+    assert CommPeakConnectionConfig.from_fields(
+        conn_id="cp", host="http://127.0.0.1:8099", port=1, password="k", extra=None
+    ).base_url == "http://127.0.0.1:8099"
+
+
+@pytest.mark.parametrize(
+    ("env", "url"),
+    [
+        ('{"conn_type": "commpeak", "password": "KEY", "host": "http://127.0.0.1:8099"}', "http://127.0.0.1:8099"),
+        ('{"conn_type": "commpeak", "password": "KEY"}', "https://sendsms.commpeak.com"),
+        ("commpeak://:KEY@sendsms.commpeak.com?timeout=12", "https://sendsms.commpeak.com"),
+        ("commpeak://:KEY@http%3A%2F%2F127.0.0.1%3A8099", "http://127.0.0.1:8099"),
+    ],
+)
+def test_environment_variable_json_and_uri(monkeypatch, env, url):
+    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", env)
+    config = CommPeakHook().config
+    assert (config.base_url, config.api_key) == (url, "KEY")
+    if "timeout" in env:
+        assert config.timeout == 12

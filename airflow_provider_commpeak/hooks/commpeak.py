@@ -166,6 +166,7 @@ class CommPeakHook(BaseHook):
         config = CommPeakConnectionConfig.from_fields(
             conn_id=self.commpeak_conn_id,
             host=conn.host,
+            port=conn.port,
             password=conn.password,
             extra=conn.extra_dejson,
             timeout=self.timeout,

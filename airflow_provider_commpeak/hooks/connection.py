@@ -35,12 +35,15 @@ def is_loopback(hostname: str | None) -> bool:
         return False
 
 
-def build_base_url(host: str | None, *, conn_id: str, allow_insecure_http: bool = False) -> str:
+def build_base_url(
+    host: str | None, *, conn_id: str, port: int | None = None, allow_insecure_http: bool = False
+) -> str:
     """
-    Turn the connection's host into a base URL.
+    Turn the connection's host (and port) into a base URL.
 
-    Empty -> :data:`DEFAULT_BASE_URL`; a bare host gets ``https://``; ``http://`` is refused unless the
-    host is loopback (a local sandbox) or ``allow_insecure_http`` is set, so a key never crosses a
+    Empty -> :data:`DEFAULT_BASE_URL`; a bare host gets ``https://``; a port given apart (as a
+    connection URI does) is added when the host names none; ``http://`` is refused unless the host
+    is loopback (a local sandbox) or ``allow_insecure_http`` is set, so a key never crosses a
     network in clear text by accident.
     """
     text = (host or "").strip().rstrip("/")
@@ -49,6 +52,9 @@ def build_base_url(host: str | None, *, conn_id: str, allow_insecure_http: bool 
     if "://" not in text:
         text = f"https://{text}"
     parts = urlsplit(text)
+    if port and parts.port is None and parts.hostname:
+        text = parts._replace(netloc=f"{parts.netloc}:{int(port)}").geturl()
+        parts = urlsplit(text)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise CommPeakError(f"Connection {conn_id!r}: host {text!r} is not an http(s) URL")
     if parts.scheme == "http" and not (is_loopback(parts.hostname) or allow_insecure_http):
@@ -84,6 +90,7 @@ class CommPeakConnectionConfig:
         host: str | None,
         password: str | None,
         extra: dict[str, Any] | None,
+        port: int | None = None,
         timeout: float | None = None,
     ) -> CommPeakConnectionConfig:
         """
@@ -107,7 +114,10 @@ class CommPeakConnectionConfig:
         if timeout is not None and timeout <= 0:
             raise CommPeakError(f"Connection {conn_id!r}: timeout must be positive, got {timeout}")
         base_url = build_base_url(
-            host, conn_id=conn_id, allow_insecure_http=_is_true(extra.get("allow_insecure_http", False))
+            host,
+            conn_id=conn_id,
+            port=port,
+            allow_insecure_http=_is_true(extra.get("allow_insecure_http", False)),
         )
         return cls(conn_id=conn_id, base_url=base_url, api_key=api_key, timeout=timeout or DEFAULT_TIMEOUT)
 

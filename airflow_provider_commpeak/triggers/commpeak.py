@@ -89,7 +89,7 @@ class SmsStatusTrigger(BaseTrigger):
         conn = await get_async_connection(self.commpeak_conn_id, hook=BaseHook)
         extra = await get_async_extra_dejson(conn)
         return CommPeakConnectionConfig.from_fields(
-            conn_id=self.commpeak_conn_id, host=conn.host, password=conn.password, extra=extra
+            conn_id=self.commpeak_conn_id, host=conn.host, port=conn.port, password=conn.password, extra=extra
         )
 
     async def _poll(self, client: httpx.AsyncClient, config: CommPeakConnectionConfig, pending: list[str]) -> None:
