@@ -94,3 +94,28 @@ def airflow_db() -> None:
     from airflow.utils import db
 
     db.initdb()
+
+
+#: Figures of each fault-suite scenario, printed as a table at the end of the run.
+FAULT_FIGURES: list[dict[str, Any]] = []
+
+FAULT_COLUMNS = (
+    "scenario", "fault", "messages", "accepted", "unconfirmed", "unconfirmed_but_accepted",
+    "failed_other", "lost", "duplicated", "requests", "errors",
+)
+
+
+def fault_matrix() -> str:
+    """The fault suite's figures as a Markdown table."""
+    lines = ["| " + " | ".join(FAULT_COLUMNS) + " |", "|" + "---|" * len(FAULT_COLUMNS)]
+    lines += ["| " + " | ".join(str(row[c]) for c in FAULT_COLUMNS) + " |" for row in FAULT_FIGURES]
+    return "\n".join(lines)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FAULT_FIGURES:
+        terminalreporter.section("fault matrix (docs/reliability.md)")
+        terminalreporter.write_line(fault_matrix())
+        target = os.environ.get("COMMPEAK_FAULT_MATRIX")
+        if target:
+            Path(target).write_text(fault_matrix() + "\n")

@@ -387,12 +387,21 @@ class CommPeakHook(BaseHook):
             return
         with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="commpeak-send") as pool:
             in_flight: deque[Future[tuple[SendReport, CommPeakAuthError | None]]] = deque()
-            for batch in batches:
-                in_flight.append(pool.submit(guarded, batch))
-                if len(in_flight) >= max_concurrency:
+            try:
+                for batch in batches:
+                    in_flight.append(pool.submit(guarded, batch))
+                    if len(in_flight) >= max_concurrency:
+                        yield in_flight.popleft().result()
+                while in_flight:
                     yield in_flight.popleft().result()
-            while in_flight:
-                yield in_flight.popleft().result()
+            except BaseException:
+                # A batch died (or the caller stopped): send nothing new, but still hand over what
+                # the batches already in flight got accepted, so the caller can record it.
+                stop.set()
+                for future in in_flight:
+                    if not future.cancelled() and future.exception() is None:
+                        yield future.result()
+                raise
 
     def _send_batch(
         self, batch: list[dict[str, str]], *, max_attempts: int, rate_limit_backoff: float

@@ -90,6 +90,7 @@ class SendSmsOperator(BaseOperator):
             raise CommPeakValidationError(["batch_size must be an int >= 1"], what="arguments")
         self.messages = messages
         self.recipients = recipients
+        self._shorthand = recipients is not None
         self.message_content = message_content
         self.sender = sender
         self.commpeak_conn_id = commpeak_conn_id
@@ -110,7 +111,7 @@ class SendSmsOperator(BaseOperator):
 
     def _raw_messages(self) -> Any:
         """The messages as given, before validation (the shorthand expanded)."""
-        if self.messages is not None:
+        if not self._shorthand:
             return self.messages
         recipients = self.recipients
         if recipients is None or isinstance(recipients, (str, bytes, dict)) or not hasattr(recipients, "__iter__"):

@@ -49,6 +49,7 @@ class Fault:
     :param path: Only requests to this path (``/simple_send/`` or ``/messages_status/``); ``None`` = any API path.
     :param retry_after: The ``Retry-After`` seconds of a 429.
     :param seconds: How long ``hang`` holds the answer.
+    :param after: Let this many matching requests through untouched first (a fault "mid-run").
     """
 
     mode: str
@@ -56,6 +57,7 @@ class Fault:
     path: str | None = None
     retry_after: float = 1.0
     seconds: float = 60.0
+    after: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in FAULT_MODES:
@@ -156,6 +158,9 @@ class SandboxState:
             self.requests[path] += 1
             for fault in self.faults:
                 if fault.path in (None, path):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        return None
                     fault.count -= 1
                     if fault.count == 0:
                         self.faults.remove(fault)

@@ -1,0 +1,58 @@
+"""Every invalid input fails with CommPeakValidationError naming the positions, and sends nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_commpeak.exceptions import CommPeakValidationError
+from airflow_provider_commpeak.operators.commpeak import SendSmsOperator
+
+from conftest import message
+from fakes import make_context
+
+pytestmark = pytest.mark.sandbox
+
+TEN_THOUSAND_WITH_DUPLICATES = [message(i) for i in range(10_000)] + [message(17), message(9_999)]
+
+BAD_INPUTS = {
+    "None from XCom": (None, "expected a list of messages, got NoneType"),
+    "a string instead of a list": ("972524265292", "expected a list of messages, got str"),
+    "a dict instead of a list": (message(0), "expected a list of messages, got dict"),
+    "an int from XCom": (42, "expected a list of messages, got int"),
+    "an empty list": ([], "the list of messages is empty"),
+    "a list of strings": (["972524265292"], "message 0: expected a mapping"),
+    "letters in the number": ([message(0, phone="97252426529O")], "message 0: recipient_phone"),
+    "6 digits": ([message(0), message(1, phone="123456")], "message 1: recipient_phone"),
+    "16 digits": ([message(0, phone="1234567890123456")], "message 0: recipient_phone"),
+    "empty number": ([message(0, phone="")], "message 0: recipient_phone is missing or empty"),
+    "empty text": ([message(0, message_content="")], "message 0: message_content"),
+    "text not a string": ([message(0, message_content=5)], "message 0: message_content"),
+    "empty sender": ([message(0, sender="")], "message 0: sender is missing"),
+    "unknown key": ([message(0, priority="high")], "message 0: unknown field(s) priority"),
+    "duplicates among 10,000": (
+        TEN_THOUSAND_WITH_DUPLICATES,
+        "message 10000: internal_id 'm17' duplicates message 17",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_refused_before_any_request(commpeak_sandbox, case):
+    messages, expected = BAD_INPUTS[case]
+    op = SendSmsOperator(task_id="send", messages=[message(0)])
+    op.messages = messages  # what template rendering of an XComArg leaves there at run time
+    with pytest.raises(CommPeakValidationError) as info:
+        op.execute(make_context())
+    assert any(expected in problem for problem in info.value.problems), info.value.problems
+    assert commpeak_sandbox.requests == {}, "a request was sent despite invalid input"
+
+
+def test_duplicates_report_every_position(commpeak_sandbox):
+    op = SendSmsOperator(task_id="send", messages=TEN_THOUSAND_WITH_DUPLICATES)
+    with pytest.raises(CommPeakValidationError) as info:
+        op.execute(make_context())
+    assert info.value.problems == [
+        "message 10000: internal_id 'm17' duplicates message 17",
+        "message 10001: internal_id 'm9999' duplicates message 9999",
+    ]
+    assert commpeak_sandbox.requests == {}
