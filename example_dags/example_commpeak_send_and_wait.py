@@ -21,27 +21,29 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
+    params={"brand": "ACME"},
     tags=["example", "commpeak"],
     doc_md=__doc__,
 ):
     send = SendSmsOperator(
         task_id="send",
         messages=[
-            {"recipient_phone": "+972 52-426-5292", "message_content": "Your code is 4711 ({{ ds }})"},
-            {"recipient_phone": "972545330008", "message_content": "Your code is 1234 ({{ ds }})"},
+            {"recipient_phone": "+972 52-426-5292", "message_content": "Your {{ params.brand }} code is 4711"},
+            {"recipient_phone": "972545330008", "message_content": "Your {{ params.brand }} code is 1234"},
             {"recipient_phone": "+44 7700 900123", "message_content": "Order shipped", "sender": "SHOP"},
             {"recipient_phone": "+1 555 000 0001", "message_content": "This one is never delivered"},
         ],
         sender="GLOBAL",
     )
 
+    # Deferrable: while receipts are pending the sensor waits in the triggerer, not in a worker slot.
     wait = SmsStatusSensor(
         task_id="wait_for_delivery",
         message_uuids=send.output["message_uuids"],
         allowed_failures=1,
         poke_interval=1,
         timeout=300,
-        mode="poke",
+        deferrable=True,
     )
 
     @task

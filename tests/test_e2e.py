@@ -1,0 +1,148 @@
+"""
+A real deployment: Airflow's own processes on 127.0.0.1 run the send-then-wait example.
+
+Starts ``airflow api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` with a SQLite
+database in a temporary AIRFLOW_HOME and the sandbox in this process, triggers
+``commpeak_send_and_wait`` through the REST API, and asserts the run succeeded with the sensor
+deferred and resumed by the real triggerer. Bounded in time; every process it starts is stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_provider_commpeak.sandbox import CommPeakSandbox
+
+pytestmark = [pytest.mark.e2e, pytest.mark.sandbox]
+
+AIRFLOW_3 = __import__("importlib.metadata").metadata.version("apache-airflow").startswith("3.")
+EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
+DAG_ID = "commpeak_send_and_wait"
+STARTUP_SECONDS = 180
+RUN_SECONDS = 240
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def poll(what: str, check, timeout: float, interval: float = 0.5) -> Any:
+    """Call ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    port = free_port()
+    with CommPeakSandbox(delivery_delay=8) as sandbox:
+        env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLES),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW_CONN_COMMPEAK_DEFAULT": sandbox.connection_json,
+        }
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+        processes: dict[str, subprocess.Popen] = {}
+        try:
+            for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
+                log = open(home / f"{name}.log", "wb")
+                processes[name] = subprocess.Popen(
+                    [airflow, name], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            yield {"url": f"http://127.0.0.1:{port}", "sandbox": sandbox, "home": home, "processes": processes}
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+            for name, process in processes.items():
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+
+
+@pytest.mark.skipif(not AIRFLOW_3, reason="drives Airflow 3's REST API v2 and its separate dag-processor; "
+                    "on 2.11 the same deferral is covered by dag.test() in test_integration.py")
+def test_send_and_wait_deferred_by_the_real_triggerer(deployment):
+    url, sandbox = deployment["url"], deployment["sandbox"]
+
+    def alive() -> None:
+        for name, process in deployment["processes"].items():
+            if process.poll() is not None:
+                tail = (deployment["home"] / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise AssertionError(f"airflow {name} exited with {process.returncode}:\n{tail}")
+
+    def get(path: str, **kwargs: Any) -> requests.Response:
+        alive()
+        return requests.get(f"{url}{path}", headers=headers, timeout=10, **kwargs)
+
+    def token() -> str | None:
+        alive()
+        try:
+            answer = requests.get(f"{url}/auth/token", timeout=5)
+        except requests.ConnectionError:
+            return None
+        return answer.json()["access_token"] if answer.ok else None
+
+    headers = {"Authorization": f"Bearer {poll('the API server', token, STARTUP_SECONDS)}"}
+    poll("the DAG to be parsed", lambda: get(f"/api/v2/dags/{DAG_ID}").ok, STARTUP_SECONDS)
+    answer = requests.post(
+        f"{url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None}, headers=headers, timeout=10
+    )
+    assert answer.ok, answer.text
+    run_id = answer.json()["dag_run_id"]
+
+    seen_states: list[str] = []
+
+    def finished() -> str | None:
+        ti = get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/wait_for_delivery").json()
+        if ti.get("state") and (not seen_states or seen_states[-1] != ti["state"]):
+            seen_states.append(ti["state"])
+        state = get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
+        return state if state in ("success", "failed") else None
+
+    assert poll("the DAG run to finish", finished, RUN_SECONDS, interval=0.3) == "success", seen_states
+    assert "deferred" in seen_states, f"the sensor never deferred: {seen_states}"
+    assert seen_states[-1] == "success"
+
+    summary = get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/summarise/xcomEntries/return_value").json()
+    assert summary["value"] == {"sent": 4, "send_failed": 0, "delivered": 3, "delivery_failed": 1}
+    assert len(sandbox.accepted) == 4 and all(m["times_accepted"] == 1 for m in sandbox.accepted)
+    # the triggerer process ran the trigger: its log for this task instance says it fired
+    trigger_logs = list((deployment["home"] / "logs").glob(f"dag_id={DAG_ID}/*/task_id=wait_for_delivery/*.trigger.*"))
+    assert trigger_logs, "no triggerer log for the sensor"
+    assert "Trigger fired event" in "".join(p.read_text(errors="replace") for p in trigger_logs)
