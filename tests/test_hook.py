@@ -316,3 +316,28 @@ def test_close_releases_the_session(hook, requests_mock):
     first = hook.get_conn()
     hook.close()
     assert hook.get_conn() is not first
+
+
+def test_pacer_is_off_until_the_first_rate_limit_then_follows_the_measured_rate():
+    from airflow_provider_commpeak.hooks.pacing import HEADROOM, AdaptivePacer
+
+    now = [100.0]
+    slept: list[float] = []
+    pacer = AdaptivePacer(clock=lambda: now[0], sleep=slept.append)
+    pacer.acquire(100)
+    assert slept == [] and pacer.rate is None
+    assert pacer.record(accepted=100, rate_limited=False) is False  # still unpaced
+    now[0] += 1.0
+    assert pacer.record(accepted=100, rate_limited=True) is True
+    assert pacer.rate == pytest.approx(200 * HEADROOM)  # 200 accepted over the first second
+    pacer.acquire(100)
+    pacer.acquire(100)
+    assert slept == [pytest.approx(100 / (200 * HEADROOM))]
+
+
+def test_pacer_falls_back_to_backoff_when_nothing_was_accepted():
+    from airflow_provider_commpeak.hooks.pacing import AdaptivePacer
+
+    pacer = AdaptivePacer(clock=lambda: 5.0, sleep=lambda s: None)
+    assert pacer.record(accepted=0, rate_limited=True) is False
+    assert pacer.rate is None

@@ -40,7 +40,7 @@ def test_a_whole_dag_run_leaks_nothing(airflow_db, monkeypatch, capsys, caplog):
     captured = capsys.readouterr()
     logs = captured.out + captured.err + caplog.text
     xcom_text = json.dumps(xcom_value(dag.dag_id, dag_run.run_id, "send"))
-    assert "failed delivery" in logs and "SMS notification accepted" in logs  # the capture saw the run
+    assert "failed delivery" in logs  # the capture saw the run's log lines
     numbers = [normalize_phone(n) for n in [*pii.NUMBERS, pii.ALERT_NUMBER]]
     for haystack, where in ((logs, "logs"), (xcom_text, "XCom")):
         assert API_KEY not in haystack, f"API key in {where}"

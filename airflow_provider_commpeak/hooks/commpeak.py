@@ -20,6 +20,7 @@ from airflow_provider_commpeak.hooks.connection import (
     STATUS_PATH,
     CommPeakConnectionConfig,
 )
+from airflow_provider_commpeak.hooks.pacing import AdaptivePacer
 from airflow_provider_commpeak.hooks.report import (
     NOT_ACCEPTED,
     NOT_SENT,
@@ -335,8 +336,12 @@ class CommPeakHook(BaseHook):
         )
         report = SendReport()
 
+        pacer = AdaptivePacer()
+
         def send(batch: list[dict[str, str]]) -> tuple[SendReport, CommPeakAuthError | None]:
-            return self._send_batch(batch, max_attempts=max_attempts, rate_limit_backoff=rate_limit_backoff)
+            return self._send_batch(
+                batch, max_attempts=max_attempts, rate_limit_backoff=rate_limit_backoff, pacer=pacer
+            )
 
         auth_error: CommPeakAuthError | None = None
         for number, (batch_report, error) in enumerate(self._run_batches(batches, send, max_concurrency), 1):
@@ -404,15 +409,28 @@ class CommPeakHook(BaseHook):
                 raise
 
     def _send_batch(
-        self, batch: list[dict[str, str]], *, max_attempts: int, rate_limit_backoff: float
+        self,
+        batch: list[dict[str, str]],
+        *,
+        max_attempts: int,
+        rate_limit_backoff: float,
+        pacer: AdaptivePacer,
     ) -> tuple[SendReport, CommPeakAuthError | None]:
-        """Send one batch, resending its rate-limited and missing messages; never raise for the API."""
+        """
+        Send one batch, resending its rate-limited and missing messages; never raise for the API.
+
+        Once the API rate-limits, ``pacer`` spaces every send thread's requests at the measured
+        rate, so resends go out as soon as the API has room again; before a rate is known (or if
+        nothing gets accepted) resends wait an exponential backoff.
+        """
         report = SendReport()
         pending = {message["internal_id"]: message for message in batch}
         segments = sum(count_segments(m["message_content"]).segments for m in batch)
         self.log.info("Sending a batch of %d message(s), %d SMS segment(s)", len(batch), segments)
         last_error: dict[str, str] = {}
         for attempt in range(1, max_attempts + 1):
+            pacer.acquire(len(pending))
+            accepted_now = 0
             try:
                 body = self._post(SEND_PATH, {"messages": list(pending.values())}, idempotent=False)
             except CommPeakAuthError as exc:
@@ -452,14 +470,26 @@ class CommPeakHook(BaseHook):
                 if error is None and message_uuid:
                     report.record(internal_id, str(message_uuid), None)
                     del pending[internal_id]
+                    accepted_now += 1
                 elif error == RATE_LIMIT:
                     last_error[internal_id] = RATE_LIMIT
                 else:
                     report.record(internal_id, None, str(error or NOT_ACCEPTED))
                     del pending[internal_id]
+            paced = pacer.record(accepted=accepted_now, rate_limited=bool(pending))
             if not pending:
                 break
             if attempt < max_attempts:
+                if paced:
+                    self.log.warning(
+                        "%d message(s) rate-limited or not in the answer; resending only those, paced at "
+                        "%.0f msg/s (attempt %d/%d)",
+                        len(pending),
+                        pacer.rate,
+                        attempt + 1,
+                        max_attempts,
+                    )
+                    continue
                 delay = backoff_delay(attempt, base=rate_limit_backoff, cap=self.backoff_max)
                 self.log.warning(
                     "%d message(s) rate-limited or not in the answer; resending only those in %.2fs "
