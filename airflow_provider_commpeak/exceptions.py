@@ -14,7 +14,7 @@ from airflow.providers.common.compat.sdk import AirflowException
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow_provider_commpeak.hooks.report import SendReport
+    from airflow_provider_commpeak.hooks.report import SendReport, SendSummary
 
 
 class CommPeakError(AirflowException):
@@ -42,7 +42,7 @@ class CommPeakAuthError(CommPeakApiError):
     def __init__(self, message: str, *, status_code: int | None = None, detail: Any = None) -> None:
         super().__init__(message, status_code=status_code, detail=detail)
         #: What was accepted before the API refused the key, when the refusal came mid-send.
-        self.report: SendReport | None = None
+        self.report: SendReport | SendSummary | None = None
 
 
 class CommPeakValidationError(CommPeakError, ValueError):

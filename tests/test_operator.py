@@ -18,7 +18,7 @@ def _conn(commpeak_conn, sleeps):
 
 def operator(**kwargs) -> SendSmsOperator:
     kwargs.setdefault("task_id", "send")
-    if "messages" not in kwargs and "recipients" not in kwargs:
+    if not {"messages", "recipients", "messages_path"} & set(kwargs):
         kwargs["messages"] = [message(0), message(1)]
     return SendSmsOperator(**kwargs)
 
@@ -26,8 +26,9 @@ def operator(**kwargs) -> SendSmsOperator:
 @pytest.mark.parametrize(
     ("kwargs", "problem"),
     [
-        ({"messages": [message(0)], "recipients": ["972524265292"], "message_content": "x"}, "either messages or recipients"),
-        ({"messages": None}, "either messages or recipients"),
+        ({"messages": [message(0)], "recipients": ["972524265292"], "message_content": "x"}, "exactly one of messages"),
+        ({"messages_path": "m.jsonl"}, "messages_path needs report_path"),
+        ({"messages": None}, "exactly one of messages"),
         ({"recipients": ["972524265292"]}, "recipients needs message_content"),
         ({"allowed_failures": -1}, "must not be negative"),
         ({"allowed_failures": 1.5}, "fraction"),
@@ -41,7 +42,7 @@ def test_constructor_refuses_bad_arguments(kwargs, problem):
 
 def test_template_fields():
     assert set(SendSmsOperator.template_fields) == {
-        "messages", "recipients", "message_content", "sender", "commpeak_conn_id"
+        "messages", "recipients", "message_content", "messages_path", "report_path", "sender", "commpeak_conn_id"
     }
 
 

@@ -129,6 +129,8 @@ def test_inspection_counts_times_accepted_and_reset_forgets(sb):
     assert record["count"] == 4
     assert {m["internal_id"]: m["times_accepted"] for m in record["messages"]} == {"1003": 2, "1004": 2}
     assert record["requests"] == {"/simple_send/": 2}
+    stats = requests.get(f"{sb.url}/_sandbox/stats", timeout=5).json()
+    assert stats == {"accepted": 4, "distinct_internal_ids": 2, "duplicated": 2, "requests": {"/simple_send/": 2}}
     requests.post(f"{sb.url}/_sandbox/reset", timeout=5)
     assert sb.accepted == [] and sb.requests == {}
 
@@ -190,6 +192,11 @@ def test_fault_hang_after_accept_outlasts_the_client_timeout(sb):
     with pytest.raises(requests.exceptions.ReadTimeout):
         requests.post(f"{sb.url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": sb.api_key}, timeout=0.5)
     assert len(sb.accepted) == 2
+
+
+def test_fault_after_lets_requests_through_first(sb):
+    sb.inject("503", count=1, after=2)
+    assert [post(sb, "/simple_send/", POSTMAN_BODY).status_code for _ in range(4)] == [200, 200, 503, 200]
 
 
 def test_fault_403_mid_run_and_path_filter(sb):

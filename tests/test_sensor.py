@@ -51,7 +51,7 @@ def test_read_message_uuids(value, expected):
     assert read_message_uuids(value) == expected
 
 
-@pytest.mark.parametrize("value", ["u1", None, {"results": {}}, [1, 2], [""], 42])
+@pytest.mark.parametrize("value", ["u1", "/no/such/report.jsonl", None, {"results": {}}, [1, 2], [""], 42])
 def test_read_message_uuids_refuses(value):
     with pytest.raises(CommPeakValidationError):
         read_message_uuids(value)
@@ -161,3 +161,18 @@ def test_execute_complete_under_soft_fail_skips():
         s.execute_complete(make_context(), event("failure", {"u1": "rejected"}))
     with pytest.raises(AirflowSkipException):
         s.execute_complete(make_context(), event("timeout", {"u1": "sent"}))
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_reads_accepted_uuids_from_a_report_file(tmp_path, suffix):
+    from airflow_provider_commpeak.hooks.report import ReportWriter, SendReport
+
+    path = tmp_path / f"report.{suffix}"
+    report = SendReport()
+    report.record("m0", "u0", None)
+    report.record("m1", None, "RATE_LIMIT")
+    report.record("m2", "u2", None)
+    with ReportWriter(path) as writer:
+        writer.write(report)
+    assert read_message_uuids(str(path)) == ["u0", "u2"]
+    assert read_message_uuids({"report_path": str(path), "accepted": 2}) == ["u0", "u2"]

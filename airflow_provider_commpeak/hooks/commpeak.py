@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from itertools import islice
@@ -26,7 +26,9 @@ from airflow_provider_commpeak.hooks.report import (
     NOT_SENT,
     RATE_LIMIT,
     UNCONFIRMED,
+    ReportWriter,
     SendReport,
+    SendSummary,
 )
 from airflow_provider_commpeak.hooks.status_parser import excerpt, parse_statuses
 from airflow_provider_commpeak.utils.segments import count_segments
@@ -76,6 +78,11 @@ def _detail(response: requests.Response) -> Any:
     if isinstance(body, dict) and "detail" in body:
         return body["detail"]
     return excerpt(body)
+
+
+def _check_send_options(batch_size: int, max_attempts: int, max_concurrency: int) -> None:
+    if batch_size < 1 or max_attempts < 1 or max_concurrency < 1:
+        raise ValueError("batch_size, max_attempts and max_concurrency must be at least 1")
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -323,19 +330,138 @@ class CommPeakHook(BaseHook):
         :raises CommPeakAuthError: If the API refuses the key; its ``report`` holds what was accepted
             before, every other message being ``NOT_SENT``.
         """
-        if batch_size < 1 or max_attempts < 1 or max_concurrency < 1:
-            raise ValueError("batch_size, max_attempts and max_concurrency must be at least 1")
+        _check_send_options(batch_size, max_attempts, max_concurrency)
         checked = validate_messages(messages, default_sender=default_sender)
-        batches = list(_chunks(checked, batch_size))
-        self.log.info(
-            "Sending %d message(s) in %d batch(es) of at most %d to %s",
-            len(checked),
-            len(batches),
-            batch_size,
-            self.config.base_url,
-        )
         report = SendReport()
 
+        def collect(batch_report: SendReport) -> None:
+            report.merge(batch_report)
+            if on_batch_done is not None:
+                on_batch_done(batch_report)
+
+        error = self.send_batches(
+            _chunks(checked, batch_size),
+            total=len(checked),
+            max_attempts=max_attempts,
+            rate_limit_backoff=rate_limit_backoff,
+            max_concurrency=max_concurrency,
+            on_batch_done=collect,
+        )
+        if error is not None:
+            error.report = report
+            raise error
+        self.log.info("Sent: %d accepted, %d failed %s", report.accepted, report.failed, report.describe_errors())
+        return report
+
+    def send_messages_from(
+        self,
+        source: Any,
+        *,
+        report_path: Any,
+        source_format: str | None = None,
+        batch_size: int = 100,
+        max_attempts: int = 8,
+        rate_limit_backoff: float = 1.0,
+        max_concurrency: int = 4,
+        default_sender: str | None = None,
+        make_internal_id: Callable[[int], str] | None = None,
+        settled: Mapping[str, dict[str, str | None]] | None = None,
+        on_batch_done: Callable[[SendReport], None] | None = None,
+    ) -> SendSummary:
+        """
+        Send messages from a file (or a list) in constant memory, writing each result to a file.
+
+        The source is read once to validate every message (nothing is sent if any is invalid), then
+        again to send, batch by batch; memory does not grow with the number of messages.
+
+        :param source: A CSV or JSON Lines file (a local path or any ObjectStoragePath), or a list
+            of message mappings.
+        :param report_path: Where to write one ``internal_id, message_uuid, error`` line per
+            message: ``.csv`` or ``.jsonl``, local or ObjectStoragePath.
+        :param source_format: ``csv`` or ``jsonl`` when the file's suffix does not say.
+        :param make_internal_id: Builds the ``internal_id`` of a message that has none, from its
+            position.
+        :param settled: Results of messages an earlier try settled: written to the report as they
+            are, not sent again.
+        :param on_batch_done: Called with each batch's report as soon as it is known.
+        :raises CommPeakValidationError: If any message is invalid (nothing is sent).
+        :raises CommPeakAuthError: If the API refuses the key; its ``report`` is the summary so far.
+
+        Other parameters as for :meth:`send_messages`.
+        """
+        from airflow_provider_commpeak.utils.sources import read_records
+        from airflow_provider_commpeak.utils.validation import check_message, scan_messages
+
+        _check_send_options(batch_size, max_attempts, max_concurrency)
+        if isinstance(source, (list, tuple)):
+            records: Callable[[], Iterable[Any]] = lambda: iter(source)
+        else:
+            records = lambda: read_records(source, source_format)  # noqa: E731
+        options = {"default_sender": default_sender, "make_internal_id": make_internal_id}
+        total = scan_messages(records, **options)
+        settled = settled or {}
+        summary = SendSummary(report_path=str(report_path), messages=total)
+
+        with ReportWriter(report_path) as writer:
+
+            def collect(batch_report: SendReport) -> None:
+                writer.write(batch_report)
+                summary.add(batch_report)
+                if on_batch_done is not None:
+                    on_batch_done(batch_report)
+
+            def unsettled() -> Iterator[dict[str, str]]:
+                for position, record in enumerate(records()):
+                    message = check_message(position, record, problems=[], **options)
+                    if message is None:
+                        raise CommPeakError(f"message {position} changed between validation and sending")
+                    earlier = settled.get(message["internal_id"])
+                    if earlier is None:
+                        yield message
+                        continue
+                    kept = SendReport()
+                    kept.record(message["internal_id"], earlier["message_uuid"], earlier["error"])
+                    writer.write(kept)
+                    summary.add(kept)
+
+            error = self.send_batches(
+                _chunks(unsettled(), batch_size),
+                total=total - len(settled),
+                max_attempts=max_attempts,
+                rate_limit_backoff=rate_limit_backoff,
+                max_concurrency=max_concurrency,
+                on_batch_done=collect,
+            )
+        if error is not None:
+            error.report = summary
+            raise error
+        self.log.info(
+            "Sent: %d accepted, %d failed %s; results in %s",
+            summary.accepted,
+            summary.failed,
+            summary.describe_errors(),
+            summary.report_path,
+        )
+        return summary
+
+    def send_batches(
+        self,
+        batches: Iterable[list[dict[str, str]]],
+        *,
+        total: int,
+        max_attempts: int,
+        rate_limit_backoff: float,
+        max_concurrency: int,
+        on_batch_done: Callable[[SendReport], None],
+    ) -> CommPeakAuthError | None:
+        """
+        Send already validated batches, streaming; hand each batch's report to ``on_batch_done``.
+
+        Returns the auth error that stopped the send, if any (batches after it come back ``NOT_SENT``).
+        """
+        self.log.info(
+            "Sending %d message(s) to %s, %d request(s) at once", total, self.config.base_url, max_concurrency
+        )
         pacer = AdaptivePacer()
 
         def send(batch: list[dict[str, str]]) -> tuple[SendReport, CommPeakAuthError | None]:
@@ -344,27 +470,23 @@ class CommPeakHook(BaseHook):
             )
 
         auth_error: CommPeakAuthError | None = None
-        for number, (batch_report, error) in enumerate(self._run_batches(batches, send, max_concurrency), 1):
+        done = 0
+        for batch_report, error in self._run_batches(batches, send, max_concurrency):
             auth_error = auth_error or error
-            report.merge(batch_report)
+            done += len(batch_report.results)
             self.log.info(
-                "Batch %d/%d done: %d accepted, %d failed",
-                number,
-                len(batches),
+                "Batch done: %d accepted, %d failed (%d/%d messages)",
                 batch_report.accepted,
                 batch_report.failed,
+                done,
+                total,
             )
-            if on_batch_done is not None:
-                on_batch_done(batch_report)
-        if auth_error is not None:
-            auth_error.report = report
-            raise auth_error
-        self.log.info("Sent: %d accepted, %d failed %s", report.accepted, report.failed, report.describe_errors())
-        return report
+            on_batch_done(batch_report)
+        return auth_error
 
     @staticmethod
     def _run_batches(
-        batches: list[list[dict[str, str]]],
+        batches: Iterable[list[dict[str, str]]],
         send: Callable[[list[dict[str, str]]], tuple[SendReport, CommPeakAuthError | None]],
         max_concurrency: int,
     ) -> Iterator[tuple[SendReport, CommPeakAuthError | None]]:

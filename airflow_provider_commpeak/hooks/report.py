@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,3 +75,89 @@ class SendReport:
     def from_dict(cls, data: dict[str, Any]) -> SendReport:
         """Rebuild a report from :meth:`to_dict`'s output."""
         return cls(task_ids=list(data.get("task_ids", [])), results=dict(data.get("results", {})))
+
+
+#: The columns of a report file, in order.
+REPORT_COLUMNS = ("internal_id", "message_uuid", "error")
+
+
+@dataclass
+class SendSummary:
+    """
+    The outcome of a send whose per-message results went to a file (too many for XCom).
+
+    :param report_path: Where each message's result was written (CSV or JSON Lines).
+    :param messages: How many messages the source held.
+    """
+
+    report_path: str
+    messages: int = 0
+    accepted: int = 0
+    requests_answered: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def add(self, batch: SendReport) -> None:
+        """Count one batch's outcome."""
+        self.accepted += batch.accepted
+        self.requests_answered += len(batch.task_ids)
+        self.errors.update(batch.errors_by_kind())
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
+
+    def describe_errors(self) -> str:
+        return ", ".join(f"{count} {kind}" for kind, count in sorted(self.errors.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form pushed to XCom."""
+        return {
+            "report_path": self.report_path,
+            "messages": self.messages,
+            "accepted": self.accepted,
+            "failed": self.failed,
+            "errors": dict(self.errors),
+        }
+
+
+class ReportWriter:
+    """Writes each message's result to a CSV or JSON Lines file as batches complete."""
+
+    def __init__(self, path: Any) -> None:
+        from airflow_provider_commpeak.utils.sources import detect_format, open_path
+
+        self.format = detect_format(path)
+        self._handle = open_path(path, "w")
+        self._csv = None
+        if self.format == "csv":
+            import csv
+
+            self._csv = csv.writer(self._handle)
+            self._csv.writerow(REPORT_COLUMNS)
+
+    def write(self, batch: SendReport) -> None:
+        import json
+
+        for internal_id, result in batch.results.items():
+            if self._csv is not None:
+                self._csv.writerow((internal_id, result["message_uuid"] or "", result["error"] or ""))
+            else:
+                self._handle.write(json.dumps({"internal_id": internal_id, **result}) + "\n")
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def iter_report(path: Any) -> Iterator[tuple[str, str | None, str | None]]:
+    """Yield ``(internal_id, message_uuid, error)`` from a report file, streaming."""
+    from airflow_provider_commpeak.utils.sources import read_records
+
+    for record in read_records(path):
+        if isinstance(record, dict):
+            yield str(record.get("internal_id")), record.get("message_uuid") or None, record.get("error") or None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -14,30 +14,38 @@ from airflow_provider_commpeak.exceptions import (
     CommPeakSendError,
     CommPeakValidationError,
 )
-from airflow_provider_commpeak.hooks.report import NOT_SENT, UNCONFIRMED, SendReport
+from airflow_provider_commpeak.hooks.report import NOT_SENT, UNCONFIRMED, SendReport, SendSummary
 from airflow_provider_commpeak.utils.allowance import check_allowed_failures, failures_allowed
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+    from airflow_provider_commpeak.operators.send_ledger import SendLedger
 
 _NOT_SENT: dict[str, str | None] = {"message_uuid": None, "error": NOT_SENT}
 
 #: The keys of the report, each also pushed to XCom on its own (``send.output["message_uuids"]``).
 REPORT_KEYS = ("task_ids", "message_uuids", "results", "accepted", "failed")
+#: The keys of the summary pushed instead when the results go to ``report_path``.
+SUMMARY_KEYS = ("report_path", "messages", "accepted", "failed", "errors")
+#: Above this many messages the per-message report goes to ``report_path``, not XCom.
+MAX_XCOM_RESULTS = 10_000
 
 
 class SendSmsOperator(BaseOperator):
     """
     Send SMS through CommPeak: validated, batched, rate-limit aware, never resending an accepted one.
 
-    Give either ``messages`` or ``recipients`` with ``message_content``. Every message is checked
-    before anything is sent; any problem fails the task with all problems listed and nothing sent.
+    Give ``messages``, or ``recipients`` with ``message_content``, or ``messages_path`` (a CSV or JSON
+    Lines file, streamed). Every message is checked before anything is sent; any problem fails the
+    task with all problems listed and nothing sent.
 
     Returns (and pushes to XCom, each key also on its own) the report ``{"task_ids",
-    "message_uuids", "results": {internal_id: {"message_uuid", "error"}}, "accepted", "failed"}``;
-    it holds no phone number and no message text.
+    "message_uuids", "results": {internal_id: {"message_uuid", "error"}}, "accepted", "failed"}``.
+    With ``report_path`` the per-message results go to that file instead and XCom holds the summary
+    ``{"report_path", "messages", "accepted", "failed", "errors"}``. Neither holds a phone number or
+    a message text.
 
     .. seealso::
         The README's "SendSmsOperator" section.
@@ -46,6 +54,13 @@ class SendSmsOperator(BaseOperator):
         mappings; ``sender`` and ``internal_id`` are optional. (templated; an XComArg works)
     :param recipients: Phone numbers to send ``message_content`` to, one message each. (templated)
     :param message_content: The text sent to every number of ``recipients``. (templated)
+    :param messages_path: A CSV or JSON Lines file of messages, local or an ObjectStoragePath URL
+        such as ``s3://bucket/audience.csv``; read in constant memory. Needs ``report_path``.
+        (templated)
+    :param messages_format: ``csv`` or ``jsonl`` when the file's suffix does not say.
+    :param report_path: Write each message's result (``internal_id, message_uuid, error``) to this
+        ``.csv`` or ``.jsonl`` file, local or ObjectStoragePath URL, and keep XCom to a summary.
+        Required above ``max_xcom_results`` messages. (templated)
     :param sender: The sender of messages that name none, e.g. ``"GLOBAL"``. (templated)
     :param commpeak_conn_id: The CommPeak connection. (templated)
     :param batch_size: At most this many messages per API request.
@@ -56,9 +71,19 @@ class SendSmsOperator(BaseOperator):
     :param resend_unconfirmed: On a retried try, resend messages whose send had an unknown outcome
         (``UNCONFIRMED``) in an earlier try. Off by default: a duplicate SMS is usually worse than a
         missing one. Needs Airflow >= 3.3 (``task_state_store``).
+    :param max_xcom_results: The most messages whose per-message report goes to XCom; more need
+        ``report_path``.
     """
 
-    template_fields: Sequence[str] = ("messages", "recipients", "message_content", "sender", "commpeak_conn_id")
+    template_fields: Sequence[str] = (
+        "messages",
+        "recipients",
+        "message_content",
+        "messages_path",
+        "report_path",
+        "sender",
+        "commpeak_conn_id",
+    )
     template_fields_renderers = {"messages": "json", "recipients": "json"}
     ui_color = "#f4a261"
 
@@ -68,6 +93,9 @@ class SendSmsOperator(BaseOperator):
         messages: Any = None,
         recipients: Any = None,
         message_content: str | None = None,
+        messages_path: Any = None,
+        messages_format: str | None = None,
+        report_path: Any = None,
         sender: str | None = None,
         commpeak_conn_id: str = "commpeak_default",
         batch_size: int = 100,
@@ -75,23 +103,30 @@ class SendSmsOperator(BaseOperator):
         max_concurrency: int = 4,
         max_attempts: int = 8,
         resend_unconfirmed: bool = False,
+        max_xcom_results: int = MAX_XCOM_RESULTS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if (messages is None) == (recipients is None):
+        given = [name for name, value in (("messages", messages), ("recipients", recipients),
+                                          ("messages_path", messages_path)) if value is not None]
+        if len(given) != 1:
             raise CommPeakValidationError(
-                ["pass either messages or recipients (with message_content), not both and not neither"],
+                ["pass exactly one of messages, recipients (with message_content) or messages_path"],
                 what="arguments",
             )
         if recipients is not None and message_content is None:
             raise CommPeakValidationError(["recipients needs message_content"], what="arguments")
+        if messages_path is not None and report_path is None:
+            raise CommPeakValidationError(["messages_path needs report_path"], what="arguments")
         check_allowed_failures(allowed_failures)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise CommPeakValidationError(["batch_size must be an int >= 1"], what="arguments")
         self.messages = messages
         self.recipients = recipients
-        self._shorthand = recipients is not None
         self.message_content = message_content
+        self.messages_path = messages_path
+        self.messages_format = messages_format
+        self.report_path = report_path
         self.sender = sender
         self.commpeak_conn_id = commpeak_conn_id
         self.batch_size = batch_size
@@ -99,6 +134,8 @@ class SendSmsOperator(BaseOperator):
         self.max_concurrency = max_concurrency
         self.max_attempts = max_attempts
         self.resend_unconfirmed = resend_unconfirmed
+        self.max_xcom_results = max_xcom_results
+        self._input = given[0]
 
     @cached_property
     def hook(self) -> CommPeakHook:
@@ -111,7 +148,7 @@ class SendSmsOperator(BaseOperator):
 
     def _raw_messages(self) -> Any:
         """The messages as given, before validation (the shorthand expanded)."""
-        if not self._shorthand:
+        if self._input == "messages":
             return self.messages
         recipients = self.recipients
         if recipients is None or isinstance(recipients, (str, bytes, dict)) or not hasattr(recipients, "__iter__"):
@@ -120,7 +157,7 @@ class SendSmsOperator(BaseOperator):
             )
         return [{"recipient_phone": number, "message_content": self.message_content} for number in recipients]
 
-    def _internal_id_factory(self, context: Context):
+    def _internal_id_factory(self, context: Context) -> Callable[[int], str]:
         """Ids for messages without one, stable across tries of this task instance."""
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
@@ -145,14 +182,22 @@ class SendSmsOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_commpeak.operators.send_ledger import SendLedger
 
-        messages = self.prepare_messages(context)
         ledger = SendLedger.from_context(context)
-        earlier = ledger.earlier_report()
         if not ledger.durable:
             self.log.warning(
                 "This Airflow has no task_state_store (Airflow >= 3.3): if this task is retried, "
                 "every message is sent again. See the README, 'Retries and duplicates'."
             )
+        if self._input == "messages_path" or self.report_path is not None:
+            return self._execute_to_file(context, ledger)
+        messages = self.prepare_messages(context)
+        if len(messages) > self.max_xcom_results:
+            raise CommPeakValidationError(
+                [f"{len(messages)} messages: their per-message report is too big for XCom "
+                 f"(max_xcom_results={self.max_xcom_results}); pass report_path"],
+                what="arguments",
+            )
+        earlier = ledger.earlier_report()
         to_send = [m for m in messages if not self._settled_earlier(m["internal_id"], earlier)]
         self.log.info(
             "%d message(s) to send, %d already settled by an earlier try", len(to_send), len(messages) - len(to_send)
@@ -160,21 +205,50 @@ class SendSmsOperator(BaseOperator):
         report = SendReport()
         try:
             if to_send:
-                report = self.hook.send_messages(
-                    to_send,
-                    batch_size=self.batch_size,
-                    max_attempts=self.max_attempts,
-                    max_concurrency=self.max_concurrency,
-                    on_batch_done=ledger.record,
-                )
+                report = self.hook.send_messages(to_send, on_batch_done=ledger.record, **self._send_options())
         except CommPeakAuthError as exc:
-            report = exc.report or report
-            self._publish(context, self._combine(messages, earlier, report))
+            report = exc.report if isinstance(exc.report, SendReport) else report
+            self._publish(context, self._combine(messages, earlier, report).to_dict(), REPORT_KEYS)
             raise
         final = self._combine(messages, earlier, report)
-        self._publish(context, final)
-        self._enforce_allowed_failures(final)
-        return final.to_dict()
+        data = final.to_dict()
+        self._publish(context, data, REPORT_KEYS)
+        self._enforce_allowed_failures(final.failed, len(final.results), final.describe_errors(), data)
+        return data
+
+    def _execute_to_file(self, context: Context, ledger: SendLedger) -> dict[str, Any]:
+        """Stream the messages and write the per-message report to ``report_path``."""
+        earlier = ledger.earlier_report()
+        settled = {k: v for k, v in earlier.results.items() if self._settled_earlier(k, earlier)}
+        source = self.messages_path if self._input == "messages_path" else self._raw_messages()
+        if self._input == "messages_path":
+            source = _as_path(source)
+        try:
+            summary = self.hook.send_messages_from(
+                source,
+                report_path=_as_path(self.report_path),
+                source_format=self.messages_format,
+                default_sender=self.sender,
+                make_internal_id=self._internal_id_factory(context),
+                settled=settled,
+                on_batch_done=ledger.record,
+                **self._send_options(),
+            )
+        except CommPeakAuthError as exc:
+            if isinstance(exc.report, SendSummary):
+                self._publish(context, exc.report.to_dict(), SUMMARY_KEYS)
+            raise
+        data = summary.to_dict()
+        self._publish(context, data, SUMMARY_KEYS)
+        self._enforce_allowed_failures(summary.failed, summary.messages, summary.describe_errors(), data)
+        return data
+
+    def _send_options(self) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "max_attempts": self.max_attempts,
+            "max_concurrency": self.max_concurrency,
+        }
 
     def _settled_earlier(self, internal_id: str, earlier: SendReport) -> bool:
         result = earlier.results.get(internal_id)
@@ -194,27 +268,35 @@ class SendSmsOperator(BaseOperator):
             combined.record(internal_id, result["message_uuid"], result["error"])
         return combined
 
-    def _publish(self, context: Context, report: SendReport) -> None:
+    @staticmethod
+    def _publish(context: Context, data: dict[str, Any], keys: Sequence[str]) -> None:
         """Push each key of the report to XCom on its own (the whole report is the return value)."""
-        data = report.to_dict()
         ti = context["ti"]
-        for key in REPORT_KEYS:
+        for key in keys:
             ti.xcom_push(key=key, value=data[key])
 
-    def _enforce_allowed_failures(self, report: SendReport) -> None:
-        limit = failures_allowed(self.allowed_failures, len(report.results))
-        if report.failed > limit:
+    def _enforce_allowed_failures(self, failed: int, total: int, errors: str, data: dict[str, Any]) -> None:
+        limit = failures_allowed(self.allowed_failures, total)
+        if failed > limit:
             raise CommPeakSendError(
-                f"{report.failed} of {len(report.results)} message(s) failed ({report.describe_errors()}); "
+                f"{failed} of {total} message(s) failed ({errors}); "
                 f"allowed_failures={self.allowed_failures!r} permits {limit}. "
-                f"{report.accepted} were accepted and will not be resent by a retry of this task "
+                f"{total - failed} were accepted and will not be resent by a retry of this task "
                 "on Airflow >= 3.3.",
-                report=report.to_dict(),
+                report=data,
             )
-        if report.failed:
+        if failed:
             self.log.warning(
-                "%d message(s) failed (%s), within allowed_failures=%r",
-                report.failed,
-                report.describe_errors(),
-                self.allowed_failures,
+                "%d message(s) failed (%s), within allowed_failures=%r", failed, errors, self.allowed_failures
             )
+
+
+def _as_path(value: Any) -> Any:
+    """A URL with a scheme (``s3://...``) becomes an ObjectStoragePath; a plain path stays as it is."""
+    if isinstance(value, str) and "://" in value and not value.startswith("file://"):
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(value)
+    if isinstance(value, str) and value.startswith("file://"):
+        return value[len("file://") :]
+    return value

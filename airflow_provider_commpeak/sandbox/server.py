@@ -107,6 +107,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/_sandbox/messages":
             self._send(200, self.state.inspection())
+        elif self.path.rstrip("/") == "/_sandbox/stats":
+            self._send(200, self.state.stats())
         elif self.path.rstrip("/") == "/_sandbox/health":
             self._send(200, {"status": "ok"})
         else:

@@ -210,6 +210,16 @@ class SandboxState:
             found = [(u, self.status_of(u, now)) for u in message_uuids]
         return {"messages": [{"message_uuid": u, "status": s} for u, s in found if s is not None]}
 
+    def stats(self) -> dict[str, Any]:
+        """Counts only: cheap to ask for even after a million messages."""
+        with self.lock:
+            return {
+                "accepted": len(self.acceptances),
+                "distinct_internal_ids": len(self.times_accepted),
+                "duplicated": sum(n - 1 for n in self.times_accepted.values()),
+                "requests": dict(self.requests),
+            }
+
     def inspection(self) -> dict[str, Any]:
         """Every acceptance, with how many times each internal_id was accepted."""
         with self.lock:

@@ -34,20 +34,29 @@ if TYPE_CHECKING:
 
 def read_message_uuids(value: Any) -> list[str]:
     """
-    Accept a list of uuids, or a whole ``SendSmsOperator`` report (its ``message_uuids``).
+    Accept a list of uuids, a ``SendSmsOperator`` report or summary, or the path of a report file.
+
+    From a report file (``report_path``, CSV or JSON Lines, local or ObjectStoragePath URL) the uuids
+    of the accepted messages are read, streaming.
 
     :raises CommPeakValidationError: For anything else.
     """
     if isinstance(value, Mapping):
-        if "message_uuids" not in value:
+        if "message_uuids" in value:
+            value = value["message_uuids"]
+        elif "report_path" in value:
+            value = value["report_path"]
+        else:
             raise CommPeakValidationError(
-                ["message_uuids: a mapping must be a SendSmsOperator report with a 'message_uuids' key"],
+                ["message_uuids: a mapping must be a SendSmsOperator report ('message_uuids') or summary "
+                 "('report_path')"],
                 what="arguments",
             )
-        value = value["message_uuids"]
-    if value is None or isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+    if isinstance(value, str) or hasattr(value, "open"):
+        return _uuids_from_report(value)
+    if value is None or isinstance(value, bytes) or not isinstance(value, Sequence):
         raise CommPeakValidationError(
-            [f"message_uuids must be a list of uuids or a send report, got {type(value).__name__}"],
+            [f"message_uuids must be a list of uuids, a send report or a report path, got {type(value).__name__}"],
             what="arguments",
         )
     bad = [i for i, uuid in enumerate(value) if not isinstance(uuid, str) or not uuid]
@@ -56,6 +65,19 @@ def read_message_uuids(value: Any) -> list[str]:
             [f"message_uuids[{i}] is not a non-empty string" for i in bad], what="arguments"
         )
     return list(dict.fromkeys(value))
+
+
+def _uuids_from_report(path: Any) -> list[str]:
+    from airflow_provider_commpeak.hooks.report import iter_report
+    from airflow_provider_commpeak.operators.commpeak import _as_path
+
+    try:
+        return [uuid for _, uuid, error in iter_report(_as_path(path)) if uuid and error is None]
+    except (OSError, ValueError) as exc:
+        raise CommPeakValidationError(
+            [f"message_uuids {str(path)[:80]!r} is a string, so a report file, but it cannot be read: {exc}"],
+            what="arguments",
+        ) from None
 
 
 class SmsStatusSensor(BaseSensorOperator):

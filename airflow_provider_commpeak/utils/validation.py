@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
+from airflow_provider_commpeak.utils.sources import InvalidRecord
 from airflow_provider_commpeak.utils.phones import MAX_DIGITS, MIN_DIGITS, mask_phone, normalize_phone
 
 #: The fields of one message, as CommPeak's ``POST /simple_send/`` takes them.
@@ -40,6 +41,9 @@ def check_message(
     :param problems: Where problems are collected.
     """
     where = f"message {position}"
+    if isinstance(message, InvalidRecord):
+        problems.append(f"{where}: {message.reason}")
+        return None
     if not isinstance(message, Mapping):
         problems.append(f"{where}: expected a mapping of {', '.join(MESSAGE_FIELDS)}, got {_describe(message)}")
         return None
@@ -148,3 +152,95 @@ def validate_messages(
     if problems:
         raise CommPeakValidationError(problems)
     return checked
+
+
+#: Problems kept in memory while scanning a file; past this only their number is counted.
+MAX_KEPT_PROBLEMS = 1000
+
+
+class DuplicateFinder:
+    """
+    Finds duplicate ``internal_id``s among millions in a few MiB.
+
+    First pass: each id's hash marks one bit of a 64 Mbit map; an id landing on a marked bit
+    becomes a candidate (a duplicate, or a hash collision). Second pass over the ids, only if there
+    are candidates: exact comparison among the candidates alone.
+    """
+
+    BITS = 1 << 26
+
+    def __init__(self) -> None:
+        self._bits = bytearray(self.BITS // 8)
+        self.candidates: set[int] = set()
+
+    def add(self, internal_id: str) -> None:
+        digest = hash(internal_id)
+        byte, bit = divmod(digest % self.BITS, 8)
+        if self._bits[byte] & (1 << bit):
+            self.candidates.add(digest)
+        else:
+            self._bits[byte] |= 1 << bit
+
+    def confirm(self, ids: Iterable[tuple[int, str]]) -> list[str]:
+        """Problems for the real duplicates among ``(position, internal_id)`` pairs."""
+        if not self.candidates:
+            return []
+        first_seen: dict[str, int] = {}
+        problems = []
+        for position, internal_id in ids:
+            if hash(internal_id) not in self.candidates:
+                continue
+            if internal_id in first_seen:
+                problems.append(
+                    f"message {position}: internal_id {internal_id!r} duplicates message {first_seen[internal_id]}"
+                )
+            else:
+                first_seen[internal_id] = position
+        return problems
+
+
+def scan_messages(
+    open_records: Callable[[], Iterable[Any]],
+    *,
+    default_sender: str | None = None,
+    make_internal_id: Callable[[int], str] | None = None,
+) -> int:
+    """
+    Validate a source that can be read again (a file), in constant memory; return how many messages.
+
+    :param open_records: Returns a fresh iterator over the records each time it is called.
+    :raises CommPeakValidationError: Listing the problems (the first thousand, and how many more).
+    """
+    problems: list[str] = []
+    extra = 0
+    finder = DuplicateFinder()
+    count = 0
+    for position, record in enumerate(open_records()):
+        count += 1
+        found: list[str] = []
+        checked = check_message(
+            position, record, default_sender=default_sender, make_internal_id=make_internal_id, problems=found
+        )
+        if checked is not None:
+            finder.add(checked["internal_id"])
+        if len(problems) < MAX_KEPT_PROBLEMS:
+            problems.extend(found)
+        else:
+            extra += len(found)
+
+    def ids() -> Iterator[tuple[int, str]]:
+        for position, record in enumerate(open_records()):
+            checked = check_message(
+                position, record, default_sender=default_sender, make_internal_id=make_internal_id, problems=[]
+            )
+            if checked is not None:
+                yield position, checked["internal_id"]
+
+    problems.extend(finder.confirm(ids()))
+    if count == 0:
+        problems.append("the source holds no messages")
+    if problems or extra:
+        if extra:
+            problems.append(f"... and {extra} more problem(s) not listed")
+        raise CommPeakValidationError(problems)
+    return count

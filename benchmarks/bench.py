@@ -1,0 +1,372 @@
+"""
+``make bench``: CommPeakHook against what users would write instead, side by side, in one run.
+
+Starts the sandbox in its own process with a per-request latency (default 20 ms) and runs each
+approach in a fresh child process (so peak RSS is its own):
+
+- ``naive``: one ``requests.post`` per message (timed on a slice, extrapolated to N);
+- ``httphook``: ``apache-airflow-providers-http``'s ``HttpHook.run`` posting each batch;
+- ``commpeak``: ``CommPeakHook.send_messages`` (batches, ``max_concurrency``).
+
+For each it prints wall time, messages/s, requests, peak RSS and the ratio to the limit, where the
+limit is ``requests x latency / concurrency`` (or ``N / rate`` when the rate limit binds). Then a
+rate-limited run, the sensor's requests per poke as 100,000 messages settle, streaming memory
+(10,000 vs 1,000,000 messages from a JSON Lines file) and parse-time import cost.
+
+Run ``python benchmarks/bench.py --help`` for the knobs; ``--quick`` is a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+API_KEY = "bench-key"
+HERE = Path(__file__).resolve().parent
+
+
+# -- the sandbox in its own process --------------------------------------------------------------
+
+
+class Sandbox:
+    def __init__(self, *, latency_ms: float, rate_limit: float, delivery_delay: float) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "airflow_provider_commpeak.sandbox", "--port", "0", "--api-key", API_KEY,
+                "--latency-ms", str(latency_ms), "--rate-limit", str(rate_limit),
+                "--delivery-delay", str(delivery_delay),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        first = self.process.stdout.readline()
+        if "listening on" not in first:
+            raise RuntimeError(f"the sandbox did not start: {first!r}")
+        self.url = first.split("listening on ")[1].split()[0]
+
+    def call(self, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"{self.url}{path}", data=data, headers={"Authorization": API_KEY, "Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return json.load(answer)
+
+    def stats(self) -> dict[str, Any]:
+        return self.call("/_sandbox/stats")
+
+    def reset(self) -> None:
+        self.call("/_sandbox/reset", {})
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+# -- workers: each runs in a fresh process and prints one JSON line ------------------------------
+
+
+def messages(n: int, start: int = 0):
+    for i in range(start, start + n):
+        yield {
+            "internal_id": f"b{i}",
+            "sender": "BENCH",
+            "recipient_phone": f"4477009{i % 100000:05d}",
+            "message_content": f"Benchmark message {i}",
+        }
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_naive(url: str, n: int) -> dict[str, Any]:
+    import requests
+
+    started = time.perf_counter()
+    for message in messages(n):
+        requests.post(f"{url}/simple_send/", json={"messages": [message]}, headers={"Authorization": API_KEY}, timeout=30)
+    return {"wall": time.perf_counter() - started, "rss": peak_rss_mb()}
+
+
+def worker_httphook(url: str, n: int, batch: int) -> dict[str, Any]:
+    from airflow.providers.http.hooks.http import HttpHook
+
+    os.environ["AIRFLOW_CONN_BENCH_HTTP"] = json.dumps({"conn_type": "http", "host": url})
+    hook = HttpHook(method="POST", http_conn_id="bench_http")
+    started = time.perf_counter()
+    chunk: list[dict[str, str]] = []
+    for message in messages(n):
+        chunk.append(message)
+        if len(chunk) == batch:
+            hook.run("/simple_send/", json={"messages": chunk}, headers={"Authorization": API_KEY})
+            chunk = []
+    if chunk:
+        hook.run("/simple_send/", json={"messages": chunk}, headers={"Authorization": API_KEY})
+    return {"wall": time.perf_counter() - started, "rss": peak_rss_mb()}
+
+
+def worker_commpeak(url: str, n: int, batch: int, concurrency: int, source: str | None = None) -> dict[str, Any]:
+    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+
+    os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps({"conn_type": "commpeak", "password": API_KEY, "host": url})
+    hook = CommPeakHook()
+    started = time.perf_counter()
+    if source:
+        report_path = Path(tempfile.mkdtemp()) / "report.jsonl"
+        report = hook.send_messages_from(source, report_path=str(report_path), batch_size=batch, max_concurrency=concurrency)
+    else:
+        report = hook.send_messages(messages(n), batch_size=batch, max_concurrency=concurrency, max_attempts=50)
+    return {"wall": time.perf_counter() - started, "rss": peak_rss_mb(), "accepted": report.accepted, "failed": report.failed}
+
+
+def worker_polling(url: str, uuids_file: str, chunk: int, interval: float) -> dict[str, Any]:
+    """Poke like the sensor until every message is final; count requests per poke on the sandbox."""
+    from airflow_provider_commpeak.sensors.commpeak import SmsStatusSensor
+
+    os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps({"conn_type": "commpeak", "password": API_KEY, "host": url})
+    uuids = json.loads(Path(uuids_file).read_text())
+    sensor = SmsStatusSensor(task_id="wait", message_uuids=uuids, status_batch_size=chunk, deferrable=False)
+    pokes = []
+    sandbox = Sandbox.__new__(Sandbox)
+    sandbox.url = url
+    while True:
+        before = sandbox.stats()["requests"].get("/messages_status/", 0)
+        pending = sum(1 for u in uuids if sensor._statuses.get(u) != "delivered")
+        done = sensor.poke({}).is_done
+        after = sandbox.stats()["requests"].get("/messages_status/", 0)
+        pokes.append({"pending": pending, "requests": after - before, "expected": math.ceil(pending / chunk)})
+        if done:
+            return {"pokes": pokes}
+        time.sleep(interval)
+
+
+def worker_import(module: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    __import__(module)
+    return {"seconds": time.perf_counter() - started}
+
+
+def run_worker(*args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- the benchmark ------------------------------------------------------------------------------
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def throughput(args: argparse.Namespace, sandbox: Sandbox) -> list[dict[str, Any]]:
+    latency = args.latency_ms / 1000
+    rows = []
+    for n in args.sizes:
+        batches = math.ceil(n / args.batch_size)
+        slice_n = min(n, args.naive_slice)
+        sandbox.reset()
+        naive = run_worker("naive", sandbox.url, str(slice_n))
+        naive_wall = naive["wall"] * n / slice_n
+        rows.append({
+            "approach": "naive loop, 1 request per message" + (f" (timed on {slice_n}, extrapolated)" if slice_n < n else ""),
+            "N": n, "requests": n, "wall_s": f"{naive_wall:.1f}", "msg_per_s": f"{n / naive_wall:,.0f}",
+            "peak_rss_mb": f"{naive['rss']:.0f}", "limit_s": f"{n * latency:.1f}",
+            "of_limit": f"{n * latency / naive_wall:.0%}", "_wall": naive_wall,
+        })
+        sandbox.reset()
+        http = run_worker("httphook", sandbox.url, str(n), str(args.batch_size))
+        rows.append({
+            "approach": f"HttpHook.run per batch of {args.batch_size}", "N": n,
+            "requests": sandbox.stats()["requests"].get("/simple_send/", 0), "wall_s": f"{http['wall']:.1f}",
+            "msg_per_s": f"{n / http['wall']:,.0f}", "peak_rss_mb": f"{http['rss']:.0f}",
+            "limit_s": f"{batches * latency:.1f}", "of_limit": f"{batches * latency / http['wall']:.0%}",
+            "_wall": http["wall"],
+        })
+        sandbox.reset()
+        ours = run_worker("commpeak", sandbox.url, str(n), str(args.batch_size), str(args.concurrency))
+        stats = sandbox.stats()
+        assert stats["accepted"] == n and stats["duplicated"] == 0, stats
+        limit = batches * latency / args.concurrency
+        rows.append({
+            "approach": f"CommPeakHook, batches of {args.batch_size}, max_concurrency={args.concurrency}", "N": n,
+            "requests": stats["requests"].get("/simple_send/", 0), "wall_s": f"{ours['wall']:.2f}",
+            "msg_per_s": f"{n / ours['wall']:,.0f}", "peak_rss_mb": f"{ours['rss']:.0f}",
+            "limit_s": f"{limit:.2f}", "of_limit": f"{limit / ours['wall']:.0%}",
+            "vs_naive": f"{naive_wall / ours['wall']:.0f}x", "vs_httphook": f"{http['wall'] / ours['wall']:.1f}x",
+            "_wall": ours["wall"],
+        })
+    return rows
+
+
+def rate_limited(args: argparse.Namespace) -> dict[str, Any]:
+    sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=args.rate_limit, delivery_delay=1)
+    try:
+        n = args.rate_limited_n
+        ours = run_worker("commpeak", sandbox.url, str(n), str(args.batch_size), str(args.concurrency))
+        stats = sandbox.stats()
+    finally:
+        sandbox.stop()
+    limit = n / args.rate_limit
+    return {
+        "N": n, "rate_limit": args.rate_limit, "wall_s": f"{ours['wall']:.2f}", "limit_s": f"{limit:.2f}",
+        "of_rate": f"{limit / ours['wall']:.1%}", "accepted": stats["accepted"], "duplicated": stats["duplicated"],
+        "lost": n - stats["accepted"], "requests": stats["requests"].get("/simple_send/", 0),
+    }
+
+
+def polling(args: argparse.Namespace) -> list[dict[str, Any]]:
+    n = args.polling_n
+    sandbox = Sandbox(latency_ms=0, rate_limit=0, delivery_delay=args.delivery_spread)
+    try:
+        # send in slices spread over time, so messages settle gradually
+        uuids: list[str] = []
+        for start in range(0, n, n // 5):
+            body = {"messages": list(messages(n // 5, start))}
+            for chunk in range(0, len(body["messages"]), 1000):
+                answer = sandbox.call("/simple_send/", {"messages": body["messages"][chunk : chunk + 1000]})
+                uuids += [m["message_uuid"] for m in answer["messages"]]
+            time.sleep(args.delivery_spread / 5)
+        path = Path(tempfile.mkdtemp()) / "uuids.json"
+        path.write_text(json.dumps(uuids))
+        result = run_worker("polling", sandbox.url, str(path), "500", str(args.delivery_spread / 5))
+    finally:
+        sandbox.stop()
+    return result["pokes"]
+
+
+def streaming(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    sandbox = Sandbox(latency_ms=0, rate_limit=0, delivery_delay=1)
+    try:
+        for n in args.stream_sizes:
+            path = Path(tempfile.mkdtemp()) / f"messages-{n}.jsonl"
+            with path.open("w") as out:
+                for message in messages(n):
+                    out.write(json.dumps(message) + "\n")
+            sandbox.reset()
+            result = run_worker("commpeak-file", sandbox.url, str(n), str(args.batch_size), str(args.concurrency), str(path))
+            assert result["accepted"] == n, result
+            rows.append({"N": n, "source": "JSON Lines file", "wall_s": f"{result['wall']:.1f}",
+                         "peak_rss_mb": f"{result['rss']:.0f}", "_rss": result["rss"]})
+            path.unlink()
+    finally:
+        sandbox.stop()
+    base = rows[0]["_rss"]
+    for row in rows:
+        row["rss_vs_smallest"] = f"{row['_rss'] / base:.2f}x"
+    return rows
+
+
+def import_cost(repeats: int) -> list[dict[str, Any]]:
+    rows = []
+    baseline_module = "airflow.providers.common.compat.sdk"
+    modules = {
+        "BaseOperator (baseline)": f"{baseline_module}",
+        "operator + sensor + notifier": "airflow_provider_commpeak.bench_imports",
+    }
+    results = {}
+    for label, module in modules.items():
+        samples = []
+        for _ in range(repeats):
+            code = (
+                "import time,json;t=time.perf_counter();"
+                "from airflow.providers.common.compat.sdk import BaseOperator;"
+                + ("import airflow_provider_commpeak.operators.commpeak, airflow_provider_commpeak.sensors.commpeak, "
+                   "airflow_provider_commpeak.notifications.commpeak;" if "baseline" not in label else "")
+                + "print(json.dumps(time.perf_counter()-t))"
+            )
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        results[label] = statistics.median(samples)
+        del module
+    extra = results["operator + sensor + notifier"] - results["BaseOperator (baseline)"]
+    for label, seconds in results.items():
+        rows.append({"import": label, "median_ms": f"{seconds * 1000:.0f}"})
+    rows.append({"import": "added by the provider", "median_ms": f"{extra * 1000:.0f}"})
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000])
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--naive-slice", type=int, default=300)
+    parser.add_argument("--rate-limit", type=float, default=2000.0)
+    parser.add_argument("--rate-limited-n", type=int, default=20_000)
+    parser.add_argument("--polling-n", type=int, default=100_000)
+    parser.add_argument("--delivery-spread", type=float, default=5.0)
+    parser.add_argument("--stream-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000])
+    parser.add_argument("--import-repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.naive_slice, args.rate_limited_n = [2000], 50, 2000
+        args.polling_n, args.delivery_spread, args.stream_sizes, args.import_repeats = 5000, 1.0, [2000, 20000], 3
+
+    print(f"# airflow-provider-commpeak benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
+          f"Python {sys.version.split()[0]})\n")
+    sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=0, delivery_delay=1)
+    try:
+        rows = throughput(args, sandbox)
+    finally:
+        sandbox.stop()
+    print(f"## Throughput, sandbox latency {args.latency_ms:g} ms per request, no rate limit\n")
+    print(table(rows, ["approach", "N", "requests", "wall_s", "msg_per_s", "peak_rss_mb", "limit_s", "of_limit",
+                       "vs_naive", "vs_httphook"]))
+
+    print(f"\n## Rate-limited: sandbox at {args.rate_limit:g} msg/s, latency {args.latency_ms:g} ms\n")
+    print(table([rate_limited(args)], ["N", "rate_limit", "wall_s", "limit_s", "of_rate", "accepted", "lost",
+                                       "duplicated", "requests"]))
+
+    print(f"\n## Streaming from a file: peak RSS\n")
+    print(table(streaming(args), ["N", "source", "wall_s", "peak_rss_mb", "rss_vs_smallest"]))
+
+    pokes = polling(args)
+    print(f"\n## Sensor polling cost, {args.polling_n:,} messages settling (status_batch_size=500)\n")
+    print(table(pokes, ["pending", "requests", "expected"]))
+    assert all(p["requests"] == p["expected"] for p in pokes), "requests per poke != ceil(pending / chunk)"
+
+    print(f"\n## Parse-time import cost (median of {args.import_repeats} fresh processes)\n")
+    print(table(import_cost(args.import_repeats), ["import", "median_ms"]))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        kind, rest = sys.argv[2], sys.argv[3:]
+        if kind == "naive":
+            result = worker_naive(rest[0], int(rest[1]))
+        elif kind == "httphook":
+            result = worker_httphook(rest[0], int(rest[1]), int(rest[2]))
+        elif kind == "commpeak":
+            result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
+        elif kind == "commpeak-file":
+            result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), source=rest[4])
+        elif kind == "polling":
+            result = worker_polling(rest[0], rest[1], int(rest[2]), float(rest[3]))
+        else:
+            raise SystemExit(f"unknown worker {kind}")
+        print(json.dumps(result))
+        raise SystemExit(0)
+    raise SystemExit(main())
