@@ -123,6 +123,7 @@ def worker_commpeak(url: str, n: int, batch: int, concurrency: int, source: str 
 
     os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps({"conn_type": "commpeak", "password": API_KEY, "host": url})
     hook = CommPeakHook()
+    hook.get_conn()  # read the connection first: a one-time set-up, not throughput
     started = time.perf_counter()
     if source:
         report_path = Path(tempfile.mkdtemp()) / "report.jsonl"
@@ -132,7 +133,7 @@ def worker_commpeak(url: str, n: int, batch: int, concurrency: int, source: str 
     return {"wall": time.perf_counter() - started, "rss": peak_rss_mb(), "accepted": report.accepted, "failed": report.failed}
 
 
-def worker_polling(url: str, uuids_file: str, chunk: int, interval: float) -> dict[str, Any]:
+def worker_polling(url: str, uuids_file: str, chunk: int, interval: float, first_sent: float) -> dict[str, Any]:
     """Poke like the sensor until every message is final; count requests per poke on the sandbox."""
     from airflow_provider_commpeak.sensors.commpeak import SmsStatusSensor
 
@@ -142,6 +143,7 @@ def worker_polling(url: str, uuids_file: str, chunk: int, interval: float) -> di
     pokes = []
     sandbox = Sandbox.__new__(Sandbox)
     sandbox.url = url
+    settle_started = False
     while True:
         before = sandbox.stats()["requests"].get("/messages_status/", 0)
         pending = sum(1 for u in uuids if sensor._statuses.get(u) != "delivered")
@@ -150,6 +152,9 @@ def worker_polling(url: str, uuids_file: str, chunk: int, interval: float) -> di
         pokes.append({"pending": pending, "requests": after - before, "expected": math.ceil(pending / chunk)})
         if done:
             return {"pokes": pokes}
+        if not settle_started:  # from now on, one slice settles every `interval` seconds
+            sandbox.call("/_sandbox/settings", {"delivery_delay": time.time() - first_sent})
+            settle_started = True
         time.sleep(interval)
 
 
@@ -217,6 +222,27 @@ def throughput(args: argparse.Namespace, sandbox: Sandbox) -> list[dict[str, Any
     return rows
 
 
+def latency_bound(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """CommPeakHook where the API's latency, not Python, sets the pace (a slow link)."""
+    rows = []
+    sandbox = Sandbox(latency_ms=args.bound_latency_ms, rate_limit=0, delivery_delay=1)
+    try:
+        for concurrency in (args.concurrency, 2 * args.concurrency):
+            sandbox.reset()
+            n = args.bound_n
+            ours = run_worker("commpeak", sandbox.url, str(n), str(args.batch_size), str(concurrency))
+            requests_made = sandbox.stats()["requests"].get("/simple_send/", 0)
+            limit = requests_made * args.bound_latency_ms / 1000 / concurrency
+            rows.append({
+                "latency_ms": f"{args.bound_latency_ms:g}", "N": n, "max_concurrency": concurrency,
+                "requests": requests_made, "wall_s": f"{ours['wall']:.2f}", "limit_s": f"{limit:.2f}",
+                "of_limit": f"{limit / ours['wall']:.0%}", "msg_per_s": f"{n / ours['wall']:,.0f}",
+            })
+    finally:
+        sandbox.stop()
+    return rows
+
+
 def rate_limited(args: argparse.Namespace) -> dict[str, Any]:
     sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=args.rate_limit, delivery_delay=1)
     try:
@@ -235,11 +261,17 @@ def rate_limited(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def polling(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Send N messages in 5 slices ``settle_gap`` apart, then poke as they settle one slice at a time."""
+    """
+    Send N messages in 5 slices ``settle_gap`` apart, then poke while they settle slice by slice.
+
+    The sandbox holds every message at ``sent`` until the poking process has started; then its
+    delivery delay is set so that the first slice is final at once and the others follow.
+    """
     n, gap, slices = args.polling_n, args.settle_gap, 5
-    sandbox = Sandbox(latency_ms=0, rate_limit=0, delivery_delay=gap * slices + 3)
+    sandbox = Sandbox(latency_ms=0, rate_limit=0, delivery_delay=3600)
     try:
         uuids: list[str] = []
+        first_sent = time.time()
         for start in range(0, n, n // slices):
             part = list(messages(n // slices, start))
             for chunk in range(0, len(part), 1000):
@@ -248,7 +280,7 @@ def polling(args: argparse.Namespace) -> list[dict[str, Any]]:
             time.sleep(gap)
         path = Path(tempfile.mkdtemp()) / "uuids.json"
         path.write_text(json.dumps(uuids))
-        result = run_worker("polling", sandbox.url, str(path), "500", str(gap / 2))
+        result = run_worker("polling", sandbox.url, str(path), "500", str(gap), str(first_sent))
     finally:
         sandbox.stop()
     return result["pokes"]
@@ -312,6 +344,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--naive-slice", type=int, default=300)
+    parser.add_argument("--bound-latency-ms", type=float, default=100.0)
+    parser.add_argument("--bound-n", type=int, default=20_000)
     parser.add_argument("--rate-limit", type=float, default=2000.0)
     parser.add_argument("--rate-limited-n", type=int, default=20_000)
     parser.add_argument("--polling-n", type=int, default=100_000)
@@ -319,36 +353,46 @@ def main() -> int:
     parser.add_argument("--stream-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000])
     parser.add_argument("--import-repeats", type=int, default=11)
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
+    parser.add_argument(
+        "--only", default="throughput,bound,rate,streaming,polling,imports",
+        help="comma-separated sections to run (default: all)",
+    )
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.naive_slice, args.rate_limited_n = [2000], 50, 6000
+        args.sizes, args.naive_slice, args.rate_limited_n, args.bound_n = [2000], 50, 6000, 2000
         args.polling_n, args.settle_gap, args.stream_sizes, args.import_repeats = 5000, 0.6, [2000, 20000], 3
 
     print(f"# airflow-provider-commpeak benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
           f"Python {sys.version.split()[0]})\n")
-    sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=0, delivery_delay=1)
-    try:
-        rows = throughput(args, sandbox)
-    finally:
-        sandbox.stop()
-    print(f"## Throughput, sandbox latency {args.latency_ms:g} ms per request, no rate limit\n")
-    print(table(rows, ["approach", "N", "requests", "wall_s", "msg_per_s", "peak_rss_mb", "limit_s", "of_limit",
-                       "vs_naive", "vs_httphook"]))
-
-    print(f"\n## Rate-limited: sandbox at {args.rate_limit:g} msg/s, latency {args.latency_ms:g} ms\n")
-    print(table([rate_limited(args)], ["N", "rate_limit", "wall_s", "limit_s", "of_rate", "accepted", "lost",
-                                       "duplicated", "requests"]))
-
-    print(f"\n## Streaming from a file: peak RSS\n")
-    print(table(streaming(args), ["N", "source", "wall_s", "peak_rss_mb", "rss_vs_smallest"]))
-
-    pokes = polling(args)
-    print(f"\n## Sensor polling cost, {args.polling_n:,} messages settling (status_batch_size=500)\n")
-    print(table(pokes, ["pending", "requests", "expected"]))
-    assert all(p["requests"] == p["expected"] for p in pokes), "requests per poke != ceil(pending / chunk)"
-
-    print(f"\n## Parse-time import cost (median of {args.import_repeats} fresh processes)\n")
-    print(table(import_cost(args.import_repeats), ["import", "median_ms"]))
+    sections = set(args.only.split(","))
+    if "throughput" in sections:
+        sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=0, delivery_delay=1)
+        try:
+            rows = throughput(args, sandbox)
+        finally:
+            sandbox.stop()
+        print(f"## Throughput, sandbox latency {args.latency_ms:g} ms per request, no rate limit\n")
+        print(table(rows, ["approach", "N", "requests", "wall_s", "msg_per_s", "peak_rss_mb", "limit_s",
+                           "of_limit", "vs_naive", "vs_httphook"]))
+    if "bound" in sections:
+        print(f"\n## Latency-bound: sandbox latency {args.bound_latency_ms:g} ms per request\n")
+        print(table(latency_bound(args), ["latency_ms", "N", "max_concurrency", "requests", "wall_s", "limit_s",
+                                          "of_limit", "msg_per_s"]))
+    if "rate" in sections:
+        print(f"\n## Rate-limited: sandbox at {args.rate_limit:g} msg/s, latency {args.latency_ms:g} ms\n")
+        print(table([rate_limited(args)], ["N", "rate_limit", "wall_s", "limit_s", "of_rate", "accepted", "lost",
+                                           "duplicated", "requests"]))
+    if "streaming" in sections:
+        print("\n## Streaming from a file: peak RSS\n")
+        print(table(streaming(args), ["N", "source", "wall_s", "peak_rss_mb", "rss_vs_smallest"]))
+    if "polling" in sections:
+        pokes = polling(args)
+        print(f"\n## Sensor polling cost, {args.polling_n:,} messages settling (status_batch_size=500)\n")
+        print(table(pokes, ["pending", "requests", "expected"]))
+        assert all(p["requests"] == p["expected"] for p in pokes), "requests per poke != ceil(pending / chunk)"
+    if "imports" in sections:
+        print(f"\n## Parse-time import cost (median of {args.import_repeats} fresh processes)\n")
+        print(table(import_cost(args.import_repeats), ["import", "median_ms"]))
     return 0
 
 
@@ -364,7 +408,7 @@ if __name__ == "__main__":
         elif kind == "commpeak-file":
             result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), source=rest[4])
         elif kind == "polling":
-            result = worker_polling(rest[0], rest[1], int(rest[2]), float(rest[3]))
+            result = worker_polling(rest[0], rest[1], int(rest[2]), float(rest[3]), float(rest[4]))
         else:
             raise SystemExit(f"unknown worker {kind}")
         print(json.dumps(result))

@@ -205,6 +205,16 @@ def test_fault_403_mid_run_and_path_filter(sb):
     assert post(sb, "/messages_status/", {"message_uuids": []}).status_code == 403
 
 
+def test_settings_change_at_run_time(sb):
+    answer = requests.post(f"{sb.url}/_sandbox/settings", json={"delivery_delay": 0, "rate_limit": 1}, timeout=5)
+    assert answer.json()["delivery_delay"] == 0 and "api_key" not in answer.json()
+    body = post(sb, "/simple_send/", POSTMAN_BODY).json()
+    assert [m["error"] for m in body["messages"]] == [None, "RATE_LIMIT"]
+    uuid = body["messages"][0]["message_uuid"]
+    assert post(sb, "/messages_status/", {"message_uuids": [uuid]}).json()["messages"][0]["status"] == "delivered"
+    assert requests.post(f"{sb.url}/_sandbox/settings", json={"api_key": "x"}, timeout=5).status_code == 422
+
+
 def test_latency_is_added():
     with CommPeakSandbox(latency_ms=200) as sb:
         started = time.monotonic()

@@ -97,3 +97,14 @@ def test_judge_delivery():
         statuses, success_statuses={"delivered"}, failure_statuses={"undelivered"}, allowed_failures=0
     )
     assert verdict.too_many_failures and verdict.done
+
+
+def test_segments_fast_path_agrees_with_the_tables():
+    from airflow_provider_commpeak.utils.segments import _ASCII_EXTENSION, GSM7_BASIC, GSM7_EXTENSION
+
+    printable_ascii = {chr(c) for c in range(32, 127)}
+    assert printable_ascii - {"`"} - set(_ASCII_EXTENSION) <= GSM7_BASIC
+    assert set(_ASCII_EXTENSION) <= GSM7_EXTENSION
+    assert count_segments("a{b}") == ("GSM-7", 6, 1)
+    assert count_segments("line\nbreak") == ("GSM-7", 10, 1)  # slow path, same table
+    assert count_segments("`") == ("UCS-2", 1, 1)

@@ -190,6 +190,10 @@ class CommPeakHook(BaseHook):
 
         session = requests.Session()
         session.headers.update(self.config.headers())
+        # Read proxy and CA-bundle settings from the environment once, not on every request.
+        settings = session.merge_environment_settings(self.config.base_url, {}, None, None, None)
+        session.proxies, session.verify = settings["proxies"], settings["verify"]
+        session.trust_env = False
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=32, max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
@@ -307,6 +311,7 @@ class CommPeakHook(BaseHook):
         max_concurrency: int = 4,
         default_sender: str | None = None,
         on_batch_done: Callable[[SendReport], None] | None = None,
+        validate: bool = True,
     ) -> SendReport:
         """
         Validate ``messages``, then send them in batches, one ``POST /simple_send/`` per batch.
@@ -326,12 +331,14 @@ class CommPeakHook(BaseHook):
         :param default_sender: The sender of messages that name none.
         :param on_batch_done: Called with each batch's report as soon as it is known, in input
             order, from the calling thread (e.g. to record progress durably).
+        :param validate: Check the messages first; pass ``False`` only for messages that
+            :func:`~airflow_provider_commpeak.utils.validation.validate_messages` already returned.
         :raises CommPeakValidationError: If any message is invalid (nothing is sent).
         :raises CommPeakAuthError: If the API refuses the key; its ``report`` holds what was accepted
             before, every other message being ``NOT_SENT``.
         """
         _check_send_options(batch_size, max_attempts, max_concurrency)
-        checked = validate_messages(messages, default_sender=default_sender)
+        checked = validate_messages(messages, default_sender=default_sender) if validate else list(messages)
         report = SendReport()
 
         def collect(batch_report: SendReport) -> None:
@@ -475,7 +482,9 @@ class CommPeakHook(BaseHook):
             auth_error = auth_error or error
             done += len(batch_report.results)
             self.log.info(
-                "Batch done: %d accepted, %d failed (%d/%d messages)",
+                "Batch of %d message(s), %d SMS segment(s): %d accepted, %d failed (%d/%d done)",
+                len(batch_report.results),
+                batch_report.segments,
                 batch_report.accepted,
                 batch_report.failed,
                 done,
@@ -545,10 +554,8 @@ class CommPeakHook(BaseHook):
         rate, so resends go out as soon as the API has room again; before a rate is known (or if
         nothing gets accepted) resends wait an exponential backoff.
         """
-        report = SendReport()
+        report = SendReport(segments=sum(count_segments(m["message_content"]).segments for m in batch))
         pending = {message["internal_id"]: message for message in batch}
-        segments = sum(count_segments(m["message_content"]).segments for m in batch)
-        self.log.info("Sending a batch of %d message(s), %d SMS segment(s)", len(batch), segments)
         last_error: dict[str, str] = {}
         for attempt in range(1, max_attempts + 1):
             pacer.acquire(len(pending))

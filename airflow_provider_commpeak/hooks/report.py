@@ -28,6 +28,8 @@ class SendReport:
 
     task_ids: list[str] = field(default_factory=list)
     results: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    #: SMS segments of the messages sent (for logs; not part of the XCom form).
+    segments: int = 0
 
     def record(self, internal_id: str, message_uuid: str | None, error: str | None) -> None:
         """Record one message's outcome (a later record replaces an earlier one)."""
@@ -37,6 +39,7 @@ class SendReport:
         """Add another report's task ids and results to this one."""
         self.task_ids.extend(task_id for task_id in other.task_ids if task_id not in self.task_ids)
         self.results.update(other.results)
+        self.segments += other.segments
 
     @property
     def message_uuids(self) -> list[str]:

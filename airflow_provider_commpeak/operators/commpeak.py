@@ -205,7 +205,9 @@ class SendSmsOperator(BaseOperator):
         report = SendReport()
         try:
             if to_send:
-                report = self.hook.send_messages(to_send, on_batch_done=ledger.record, **self._send_options())
+                report = self.hook.send_messages(
+                    to_send, on_batch_done=ledger.record, validate=False, **self._send_options()
+                )
         except CommPeakAuthError as exc:
             report = exc.report if isinstance(exc.report, SendReport) else report
             self._publish(context, self._combine(messages, earlier, report).to_dict(), REPORT_KEYS)

@@ -61,6 +61,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "CommPeakSandbox/1.0"
+    # Headers and body go out in two writes; with Nagle's algorithm on, the body would wait for the
+    # client's delayed ACK (~40 ms) on every keep-alive answer.
+    disable_nagle_algorithm = True
     server: SandboxHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
@@ -128,6 +131,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if path.rstrip("/") == "/_sandbox/reset":
             self.state.reset()
             self._send(200, {"status": "reset"})
+        elif path.rstrip("/") == "/_sandbox/settings":
+            try:
+                settings = self.state.update_settings(body if isinstance(body, dict) else {})
+            except (TypeError, ValueError) as exc:
+                self._send(422, {"detail": str(exc)})
+                return
+            settings.pop("api_key", None)
+            self._send(200, settings)
         elif path.rstrip("/") == "/_sandbox/faults":
             items = body.get("faults", [body]) if isinstance(body, dict) else body
             try:

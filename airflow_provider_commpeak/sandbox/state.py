@@ -145,6 +145,19 @@ class SandboxState:
             self.wake.set()
             self.wake = threading.Event()
 
+    def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change ``latency_ms``, ``rate_limit`` or ``delivery_delay`` while running."""
+        allowed = {"latency_ms", "rate_limit", "delivery_delay"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"cannot change {', '.join(sorted(unknown))}; can change {', '.join(sorted(allowed))}")
+        with self.lock:
+            for name, value in changes.items():
+                setattr(self.settings, name, float(value))
+            if "rate_limit" in changes:
+                self.bucket = TokenBucket(self.settings.rate_limit)
+            return asdict(self.settings)
+
     def new_uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 

@@ -17,6 +17,8 @@ def normalize_phone(raw: object) -> str | None:
     A leading ``+`` or ``00``, spaces, dashes, dots and brackets are dropped: ``"+972 (52) 426-5292"``
     becomes ``"972524265292"``. An ``int`` is accepted (numbers read from a CSV); anything else is not.
     """
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():  # the common case, already clean
+        return raw if MIN_DIGITS <= len(raw) <= MAX_DIGITS else None
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
         return None
     text = _SEPARATORS.sub("", str(raw).strip())

@@ -12,6 +12,8 @@ from airflow_provider_commpeak.utils.phones import MAX_DIGITS, MIN_DIGITS, mask_
 #: The fields of one message, as CommPeak's ``POST /simple_send/`` takes them.
 MESSAGE_FIELDS = ("internal_id", "sender", "recipient_phone", "message_content")
 
+_FIELD_SET = frozenset(MESSAGE_FIELDS)
+
 #: An internal_id longer than this is refused (a generous bound; CommPeak documents none).
 MAX_INTERNAL_ID_LENGTH = 128
 
@@ -48,8 +50,8 @@ def check_message(
         problems.append(f"{where}: expected a mapping of {', '.join(MESSAGE_FIELDS)}, got {_describe(message)}")
         return None
     found: list[str] = []
-    unknown = sorted(str(key) for key in message if key not in MESSAGE_FIELDS)
-    if unknown:
+    if message.keys() - _FIELD_SET:
+        unknown = sorted(str(key) for key in message if key not in _FIELD_SET)
         found.append(f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(MESSAGE_FIELDS)})")
 
     raw_phone = message.get("recipient_phone")
