@@ -17,6 +17,7 @@ help:
 	@echo "make test-airflow2  the same suite on Airflow 2.11 (creates .venv-airflow2)"
 	@echo "make bench          benchmarks against the sandbox (docs/benchmarks.md)"
 	@echo "make sandbox        run the CommPeak sandbox on 127.0.0.1:8099"
+	@echo "make lint           ruff check and format check"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +41,11 @@ bench: $(STAMP)
 
 sandbox: $(STAMP)
 	$(VENV)/bin/commpeak-sandbox --port 8099
+
+lint: $(STAMP)
+	$(PY) -m pip install --quiet "ruff>=0.6"
+	$(PY) -m ruff check --select E,W,F,I,B,UP --ignore E501 airflow_provider_commpeak tests benchmarks example_dags scripts
+	$(PY) -m ruff format --check airflow_provider_commpeak tests benchmarks example_dags scripts
 
 clean:
 	rm -rf .airflow-* build dist *.egg-info .pytest_cache

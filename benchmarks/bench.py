@@ -43,9 +43,19 @@ class Sandbox:
     def __init__(self, *, latency_ms: float, rate_limit: float, delivery_delay: float) -> None:
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "airflow_provider_commpeak.sandbox", "--port", "0", "--api-key", API_KEY,
-                "--latency-ms", str(latency_ms), "--rate-limit", str(rate_limit),
-                "--delivery-delay", str(delivery_delay),
+                sys.executable,
+                "-m",
+                "airflow_provider_commpeak.sandbox",
+                "--port",
+                "0",
+                "--api-key",
+                API_KEY,
+                "--latency-ms",
+                str(latency_ms),
+                "--rate-limit",
+                str(rate_limit),
+                "--delivery-delay",
+                str(delivery_delay),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -59,7 +69,9 @@ class Sandbox:
     def call(self, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
-            f"{self.url}{path}", data=data, headers={"Authorization": API_KEY, "Content-Type": "application/json"}
+            f"{self.url}{path}",
+            data=data,
+            headers={"Authorization": API_KEY, "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=60) as answer:
             return json.load(answer)
@@ -97,7 +109,12 @@ def worker_naive(url: str, n: int) -> dict[str, Any]:
 
     started = time.perf_counter()
     for message in messages(n):
-        requests.post(f"{url}/simple_send/", json={"messages": [message]}, headers={"Authorization": API_KEY}, timeout=30)
+        requests.post(
+            f"{url}/simple_send/",
+            json={"messages": [message]},
+            headers={"Authorization": API_KEY},
+            timeout=30,
+        )
     return {"wall": time.perf_counter() - started, "rss": peak_rss_mb()}
 
 
@@ -118,26 +135,43 @@ def worker_httphook(url: str, n: int, batch: int) -> dict[str, Any]:
     return {"wall": time.perf_counter() - started, "rss": peak_rss_mb()}
 
 
-def worker_commpeak(url: str, n: int, batch: int, concurrency: int, source: str | None = None) -> dict[str, Any]:
+def worker_commpeak(
+    url: str, n: int, batch: int, concurrency: int, source: str | None = None
+) -> dict[str, Any]:
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
-    os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps({"conn_type": "commpeak", "password": API_KEY, "host": url})
+    os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps(
+        {"conn_type": "commpeak", "password": API_KEY, "host": url}
+    )
     hook = CommPeakHook()
     hook.get_conn()  # read the connection first: a one-time set-up, not throughput
     started = time.perf_counter()
     if source:
         report_path = Path(tempfile.mkdtemp()) / "report.jsonl"
-        report = hook.send_messages_from(source, report_path=str(report_path), batch_size=batch, max_concurrency=concurrency)
+        report = hook.send_messages_from(
+            source, report_path=str(report_path), batch_size=batch, max_concurrency=concurrency
+        )
     else:
-        report = hook.send_messages(messages(n), batch_size=batch, max_concurrency=concurrency, max_attempts=50)
-    return {"wall": time.perf_counter() - started, "rss": peak_rss_mb(), "accepted": report.accepted, "failed": report.failed}
+        report = hook.send_messages(
+            messages(n), batch_size=batch, max_concurrency=concurrency, max_attempts=50
+        )
+    return {
+        "wall": time.perf_counter() - started,
+        "rss": peak_rss_mb(),
+        "accepted": report.accepted,
+        "failed": report.failed,
+    }
 
 
-def worker_polling(url: str, uuids_file: str, chunk: int, interval: float, first_sent: float) -> dict[str, Any]:
+def worker_polling(
+    url: str, uuids_file: str, chunk: int, interval: float, first_sent: float
+) -> dict[str, Any]:
     """Poke like the sensor until every message is final; count requests per poke on the sandbox."""
     from airflow_provider_commpeak.sensors.commpeak import SmsStatusSensor
 
-    os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps({"conn_type": "commpeak", "password": API_KEY, "host": url})
+    os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps(
+        {"conn_type": "commpeak", "password": API_KEY, "host": url}
+    )
     uuids = json.loads(Path(uuids_file).read_text())
     sensor = SmsStatusSensor(task_id="wait", message_uuids=uuids, status_batch_size=chunk, deferrable=False)
     pokes = []
@@ -191,34 +225,55 @@ def throughput(args: argparse.Namespace, sandbox: Sandbox) -> list[dict[str, Any
         sandbox.reset()
         naive = run_worker("naive", sandbox.url, str(slice_n))
         naive_wall = naive["wall"] * n / slice_n
-        rows.append({
-            "approach": "naive loop, 1 request per message" + (f" (timed on {slice_n}, extrapolated)" if slice_n < n else ""),
-            "N": n, "requests": n, "wall_s": f"{naive_wall:.1f}", "msg_per_s": f"{n / naive_wall:,.0f}",
-            "peak_rss_mb": f"{naive['rss']:.0f}", "limit_s": f"{n * latency:.1f}",
-            "of_limit": f"{n * latency / naive_wall:.0%}", "_wall": naive_wall,
-        })
+        rows.append(
+            {
+                "approach": "naive loop, 1 request per message"
+                + (f" (timed on {slice_n}, extrapolated)" if slice_n < n else ""),
+                "N": n,
+                "requests": n,
+                "wall_s": f"{naive_wall:.1f}",
+                "msg_per_s": f"{n / naive_wall:,.0f}",
+                "peak_rss_mb": f"{naive['rss']:.0f}",
+                "limit_s": f"{n * latency:.1f}",
+                "of_limit": f"{n * latency / naive_wall:.0%}",
+                "_wall": naive_wall,
+            }
+        )
         sandbox.reset()
         http = run_worker("httphook", sandbox.url, str(n), str(args.batch_size))
-        rows.append({
-            "approach": f"HttpHook.run per batch of {args.batch_size}", "N": n,
-            "requests": sandbox.stats()["requests"].get("/simple_send/", 0), "wall_s": f"{http['wall']:.1f}",
-            "msg_per_s": f"{n / http['wall']:,.0f}", "peak_rss_mb": f"{http['rss']:.0f}",
-            "limit_s": f"{batches * latency:.1f}", "of_limit": f"{batches * latency / http['wall']:.0%}",
-            "_wall": http["wall"],
-        })
+        rows.append(
+            {
+                "approach": f"HttpHook.run per batch of {args.batch_size}",
+                "N": n,
+                "requests": sandbox.stats()["requests"].get("/simple_send/", 0),
+                "wall_s": f"{http['wall']:.1f}",
+                "msg_per_s": f"{n / http['wall']:,.0f}",
+                "peak_rss_mb": f"{http['rss']:.0f}",
+                "limit_s": f"{batches * latency:.1f}",
+                "of_limit": f"{batches * latency / http['wall']:.0%}",
+                "_wall": http["wall"],
+            }
+        )
         sandbox.reset()
         ours = run_worker("commpeak", sandbox.url, str(n), str(args.batch_size), str(args.concurrency))
         stats = sandbox.stats()
         assert stats["accepted"] == n and stats["duplicated"] == 0, stats
         limit = batches * latency / args.concurrency
-        rows.append({
-            "approach": f"CommPeakHook, batches of {args.batch_size}, max_concurrency={args.concurrency}", "N": n,
-            "requests": stats["requests"].get("/simple_send/", 0), "wall_s": f"{ours['wall']:.2f}",
-            "msg_per_s": f"{n / ours['wall']:,.0f}", "peak_rss_mb": f"{ours['rss']:.0f}",
-            "limit_s": f"{limit:.2f}", "of_limit": f"{limit / ours['wall']:.0%}",
-            "vs_naive": f"{naive_wall / ours['wall']:.0f}x", "vs_httphook": f"{http['wall'] / ours['wall']:.1f}x",
-            "_wall": ours["wall"],
-        })
+        rows.append(
+            {
+                "approach": f"CommPeakHook, batches of {args.batch_size}, max_concurrency={args.concurrency}",
+                "N": n,
+                "requests": stats["requests"].get("/simple_send/", 0),
+                "wall_s": f"{ours['wall']:.2f}",
+                "msg_per_s": f"{n / ours['wall']:,.0f}",
+                "peak_rss_mb": f"{ours['rss']:.0f}",
+                "limit_s": f"{limit:.2f}",
+                "of_limit": f"{limit / ours['wall']:.0%}",
+                "vs_naive": f"{naive_wall / ours['wall']:.0f}x",
+                "vs_httphook": f"{http['wall'] / ours['wall']:.1f}x",
+                "_wall": ours["wall"],
+            }
+        )
     return rows
 
 
@@ -233,11 +288,18 @@ def latency_bound(args: argparse.Namespace) -> list[dict[str, Any]]:
             ours = run_worker("commpeak", sandbox.url, str(n), str(args.batch_size), str(concurrency))
             requests_made = sandbox.stats()["requests"].get("/simple_send/", 0)
             limit = requests_made * args.bound_latency_ms / 1000 / concurrency
-            rows.append({
-                "latency_ms": f"{args.bound_latency_ms:g}", "N": n, "max_concurrency": concurrency,
-                "requests": requests_made, "wall_s": f"{ours['wall']:.2f}", "limit_s": f"{limit:.2f}",
-                "of_limit": f"{limit / ours['wall']:.0%}", "msg_per_s": f"{n / ours['wall']:,.0f}",
-            })
+            rows.append(
+                {
+                    "latency_ms": f"{args.bound_latency_ms:g}",
+                    "N": n,
+                    "max_concurrency": concurrency,
+                    "requests": requests_made,
+                    "wall_s": f"{ours['wall']:.2f}",
+                    "limit_s": f"{limit:.2f}",
+                    "of_limit": f"{limit / ours['wall']:.0%}",
+                    "msg_per_s": f"{n / ours['wall']:,.0f}",
+                }
+            )
     finally:
         sandbox.stop()
     return rows
@@ -254,9 +316,15 @@ def rate_limited(args: argparse.Namespace) -> dict[str, Any]:
     # the sandbox's bucket starts full: the first `rate` messages go through at once
     limit = max(n - args.rate_limit, 0) / args.rate_limit
     return {
-        "N": n, "rate_limit": args.rate_limit, "wall_s": f"{ours['wall']:.2f}", "limit_s": f"{limit:.2f}",
-        "of_rate": f"{limit / ours['wall']:.1%}", "accepted": stats["accepted"], "duplicated": stats["duplicated"],
-        "lost": n - stats["accepted"], "requests": stats["requests"].get("/simple_send/", 0),
+        "N": n,
+        "rate_limit": args.rate_limit,
+        "wall_s": f"{ours['wall']:.2f}",
+        "limit_s": f"{limit:.2f}",
+        "of_rate": f"{limit / ours['wall']:.1%}",
+        "accepted": stats["accepted"],
+        "duplicated": stats["duplicated"],
+        "lost": n - stats["accepted"],
+        "requests": stats["requests"].get("/simple_send/", 0),
     }
 
 
@@ -296,10 +364,19 @@ def streaming(args: argparse.Namespace) -> list[dict[str, Any]]:
                 for message in messages(n):
                     out.write(json.dumps(message) + "\n")
             sandbox.reset()
-            result = run_worker("commpeak-file", sandbox.url, str(n), str(args.batch_size), str(args.concurrency), str(path))
+            result = run_worker(
+                "commpeak-file", sandbox.url, str(n), str(args.batch_size), str(args.concurrency), str(path)
+            )
             assert result["accepted"] == n, result
-            rows.append({"N": n, "source": "JSON Lines file", "wall_s": f"{result['wall']:.1f}",
-                         "peak_rss_mb": f"{result['rss']:.0f}", "_rss": result["rss"]})
+            rows.append(
+                {
+                    "N": n,
+                    "source": "JSON Lines file",
+                    "wall_s": f"{result['wall']:.1f}",
+                    "peak_rss_mb": f"{result['rss']:.0f}",
+                    "_rss": result["rss"],
+                }
+            )
             path.unlink()
     finally:
         sandbox.stop()
@@ -318,7 +395,9 @@ IMPORT_PROVIDER = (
 
 def import_seconds(statement: str) -> float:
     """Seconds a fresh interpreter takes to run ``statement`` (the interpreter's own start excluded)."""
-    code = f"import time, json; t = time.perf_counter(); {statement}; print(json.dumps(time.perf_counter() - t))"
+    code = (
+        f"import time, json; t = time.perf_counter(); {statement}; print(json.dumps(time.perf_counter() - t))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -338,7 +417,9 @@ def import_cost(repeats: int) -> list[dict[str, Any]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000])
     parser.add_argument("--batch-size", type=int, default=100)
@@ -349,12 +430,17 @@ def main() -> int:
     parser.add_argument("--rate-limit", type=float, default=2000.0)
     parser.add_argument("--rate-limited-n", type=int, default=20_000)
     parser.add_argument("--polling-n", type=int, default=100_000)
-    parser.add_argument("--settle-gap", type=float, default=1.5, help="seconds between the slices' deliveries")
-    parser.add_argument("--stream-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000])
+    parser.add_argument(
+        "--settle-gap", type=float, default=1.5, help="seconds between the slices' deliveries"
+    )
+    parser.add_argument(
+        "--stream-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000]
+    )
     parser.add_argument("--import-repeats", type=int, default=11)
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
     parser.add_argument(
-        "--only", default="throughput,bound,rate,streaming,polling,imports",
+        "--only",
+        default="throughput,bound,rate,streaming,polling,imports",
         help="comma-separated sections to run (default: all)",
     )
     args = parser.parse_args()
@@ -362,8 +448,10 @@ def main() -> int:
         args.sizes, args.naive_slice, args.rate_limited_n, args.bound_n = [2000], 50, 6000, 2000
         args.polling_n, args.settle_gap, args.stream_sizes, args.import_repeats = 5000, 0.6, [2000, 20000], 3
 
-    print(f"# airflow-provider-commpeak benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
-          f"Python {sys.version.split()[0]})\n")
+    print(
+        f"# airflow-provider-commpeak benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
+        f"Python {sys.version.split()[0]})\n"
+    )
     sections = set(args.only.split(","))
     if "throughput" in sections:
         sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=0, delivery_delay=1)
@@ -372,16 +460,58 @@ def main() -> int:
         finally:
             sandbox.stop()
         print(f"## Throughput, sandbox latency {args.latency_ms:g} ms per request, no rate limit\n")
-        print(table(rows, ["approach", "N", "requests", "wall_s", "msg_per_s", "peak_rss_mb", "limit_s",
-                           "of_limit", "vs_naive", "vs_httphook"]))
+        print(
+            table(
+                rows,
+                [
+                    "approach",
+                    "N",
+                    "requests",
+                    "wall_s",
+                    "msg_per_s",
+                    "peak_rss_mb",
+                    "limit_s",
+                    "of_limit",
+                    "vs_naive",
+                    "vs_httphook",
+                ],
+            )
+        )
     if "bound" in sections:
         print(f"\n## Latency-bound: sandbox latency {args.bound_latency_ms:g} ms per request\n")
-        print(table(latency_bound(args), ["latency_ms", "N", "max_concurrency", "requests", "wall_s", "limit_s",
-                                          "of_limit", "msg_per_s"]))
+        print(
+            table(
+                latency_bound(args),
+                [
+                    "latency_ms",
+                    "N",
+                    "max_concurrency",
+                    "requests",
+                    "wall_s",
+                    "limit_s",
+                    "of_limit",
+                    "msg_per_s",
+                ],
+            )
+        )
     if "rate" in sections:
         print(f"\n## Rate-limited: sandbox at {args.rate_limit:g} msg/s, latency {args.latency_ms:g} ms\n")
-        print(table([rate_limited(args)], ["N", "rate_limit", "wall_s", "limit_s", "of_rate", "accepted", "lost",
-                                           "duplicated", "requests"]))
+        print(
+            table(
+                [rate_limited(args)],
+                [
+                    "N",
+                    "rate_limit",
+                    "wall_s",
+                    "limit_s",
+                    "of_rate",
+                    "accepted",
+                    "lost",
+                    "duplicated",
+                    "requests",
+                ],
+            )
+        )
     if "streaming" in sections:
         print("\n## Streaming from a file: peak RSS\n")
         print(table(streaming(args), ["N", "source", "wall_s", "peak_rss_mb", "rss_vs_smallest"]))
@@ -389,7 +519,9 @@ def main() -> int:
         pokes = polling(args)
         print(f"\n## Sensor polling cost, {args.polling_n:,} messages settling (status_batch_size=500)\n")
         print(table(pokes, ["pending", "requests", "expected"]))
-        assert all(p["requests"] == p["expected"] for p in pokes), "requests per poke != ceil(pending / chunk)"
+        assert all(p["requests"] == p["expected"] for p in pokes), (
+            "requests per poke != ceil(pending / chunk)"
+        )
     if "imports" in sections:
         print(f"\n## Parse-time import cost (median of {args.import_repeats} fresh processes)\n")
         print(table(import_cost(args.import_repeats), ["import", "median_ms"]))

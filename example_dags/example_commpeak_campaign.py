@@ -33,7 +33,10 @@ with DAG(
         """The audience as chunks of messages (here: made-up numbers)."""
         size = int((params or {}).get("audience_size", 10))
         messages = [
-            {"recipient_phone": f"+44 7700 9{i:05d}", "message_content": f"Hello customer {i}, 20% off today!"}
+            {
+                "recipient_phone": f"+44 7700 9{i:05d}",
+                "message_content": f"Hello customer {i}, 20% off today!",
+            }
             for i in range(size)
         ]
         return [messages[i : i + CHUNK_SIZE] for i in range(0, len(messages), CHUNK_SIZE)]

@@ -28,7 +28,10 @@ with DAG(
     send = SendSmsOperator(
         task_id="send",
         messages=[
-            {"recipient_phone": "+972 52-426-5292", "message_content": "Your {{ params.brand }} code is 4711"},
+            {
+                "recipient_phone": "+972 52-426-5292",
+                "message_content": "Your {{ params.brand }} code is 4711",
+            },
             {"recipient_phone": "972545330008", "message_content": "Your {{ params.brand }} code is 1234"},
             {"recipient_phone": "+44 7700 900123", "message_content": "Order shipped", "sender": "SHOP"},
             {"recipient_phone": "+1 555 000 0001", "message_content": "This one is never delivered"},

@@ -13,7 +13,9 @@ def sandbox(path: str, body: dict | None = None) -> dict:
     url = f"{os.environ['SANDBOX_URL']}{path}"
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Authorization": "sandbox-key", "Content-Type": "application/json"}
-    with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=10) as answer:
+    with urllib.request.urlopen(
+        urllib.request.Request(url, data=data, headers=headers), timeout=10
+    ) as answer:
         return json.load(answer)
 
 
@@ -25,8 +27,12 @@ def task_states(dag_id: str) -> tuple[str, list[tuple[str, str]]]:
         run = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.start_date.desc()).first()
         if run is None:
             return "no run", []
-        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
-        return str(run.state), sorted((ti.task_id + ("" if ti.map_index < 0 else f"[{ti.map_index}]"), str(ti.state)) for ti in tis)
+        tis = session.query(TaskInstance).filter(
+            TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id
+        )
+        return str(run.state), sorted(
+            (ti.task_id + ("" if ti.map_index < 0 else f"[{ti.map_index}]"), str(ti.state)) for ti in tis
+        )
 
 
 def main(dag_id: str) -> int:
@@ -39,8 +45,10 @@ def main(dag_id: str) -> int:
     print()
     print(f"Demo summary for DAG {dag_id}")
     print(f"  messages sent (accepted by the sandbox): {record['count']}  (sent twice: {duplicates})")
-    print(f"  delivered: {counts.get('delivered', 0)}   failed: {sum(n for s, n in counts.items() if s not in ('delivered', 'sent'))}"
-          f"   still pending: {counts.get('sent', 0)}   ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})")
+    print(
+        f"  delivered: {counts.get('delivered', 0)}   failed: {sum(n for s, n in counts.items() if s not in ('delivered', 'sent'))}"
+        f"   still pending: {counts.get('sent', 0)}   ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})"
+    )
     print(f"  requests the sandbox answered: {record['requests']}")
     print(f"  DAG run: {run_state}")
     for task_id, state in states:

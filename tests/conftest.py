@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="commpeak-airflow-home-"))
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
+
 def _dags_folder() -> str:
     """One folder holding the example DAGs and the tests' own (``dag.test()`` syncs only that folder)."""
     folder = Path(tempfile.mkdtemp(prefix="commpeak-dags-"))
@@ -100,8 +101,17 @@ def airflow_db() -> None:
 FAULT_FIGURES: list[dict[str, Any]] = []
 
 FAULT_COLUMNS = (
-    "scenario", "fault", "messages", "accepted", "unconfirmed", "unconfirmed_but_accepted",
-    "failed_other", "lost", "duplicated", "requests", "errors",
+    "scenario",
+    "fault",
+    "messages",
+    "accepted",
+    "unconfirmed",
+    "unconfirmed_but_accepted",
+    "failed_other",
+    "lost",
+    "duplicated",
+    "requests",
+    "errors",
 )
 
 

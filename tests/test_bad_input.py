@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import message
+from fakes import make_context
 
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
 from airflow_provider_commpeak.operators.commpeak import SendSmsOperator
-
-from conftest import message
-from fakes import make_context
 
 pytestmark = pytest.mark.sandbox
 

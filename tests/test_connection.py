@@ -32,7 +32,10 @@ def test_base_url(host, url):
 def test_plain_http_to_a_remote_host_is_refused_unless_allowed():
     with pytest.raises(CommPeakError, match="refusing plain http://"):
         config("http://sms.example.com")
-    assert config("http://sms.example.com", extra={"allow_insecure_http": "true"}).base_url == "http://sms.example.com"
+    assert (
+        config("http://sms.example.com", extra={"allow_insecure_http": "true"}).base_url
+        == "http://sms.example.com"
+    )
 
 
 def test_missing_key_names_the_connection():
@@ -59,18 +62,27 @@ def test_key_is_sent_raw_and_hidden_from_repr():
 
 
 def test_a_separate_port_is_added_when_the_host_names_none():
-    assert CommPeakConnectionConfig.from_fields(
-        conn_id="cp", host="127.0.0.1", port=8099, password="k", extra=None
-    ).base_url == "https://127.0.0.1:8099"
-    assert CommPeakConnectionConfig.from_fields(
-        conn_id="cp", host="http://127.0.0.1:8099", port=1, password="k", extra=None
-    ).base_url == "http://127.0.0.1:8099"
+    assert (
+        CommPeakConnectionConfig.from_fields(
+            conn_id="cp", host="127.0.0.1", port=8099, password="k", extra=None
+        ).base_url
+        == "https://127.0.0.1:8099"
+    )
+    assert (
+        CommPeakConnectionConfig.from_fields(
+            conn_id="cp", host="http://127.0.0.1:8099", port=1, password="k", extra=None
+        ).base_url
+        == "http://127.0.0.1:8099"
+    )
 
 
 @pytest.mark.parametrize(
     ("env", "url"),
     [
-        ('{"conn_type": "commpeak", "password": "KEY", "host": "http://127.0.0.1:8099"}', "http://127.0.0.1:8099"),
+        (
+            '{"conn_type": "commpeak", "password": "KEY", "host": "http://127.0.0.1:8099"}',
+            "http://127.0.0.1:8099",
+        ),
         ('{"conn_type": "commpeak", "password": "KEY"}', "https://sendsms.commpeak.com"),
         ("commpeak://:KEY@sendsms.commpeak.com?timeout=12", "https://sendsms.commpeak.com"),
         ("commpeak://:KEY@http%3A%2F%2F127.0.0.1%3A8099", "http://127.0.0.1:8099"),

@@ -82,12 +82,17 @@ def deployment(tmp_path: Path) -> Iterator[dict[str, Any]]:
                 processes[name] = subprocess.Popen(
                     [airflow, name], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                 )
-            yield {"url": f"http://127.0.0.1:{port}", "sandbox": sandbox, "home": home, "processes": processes}
+            yield {
+                "url": f"http://127.0.0.1:{port}",
+                "sandbox": sandbox,
+                "home": home,
+                "processes": processes,
+            }
         finally:
             for process in processes.values():
                 if process.poll() is None:
                     os.killpg(process.pid, signal.SIGTERM)
-            for name, process in processes.items():
+            for process in processes.values():
                 try:
                     process.wait(timeout=30)
                 except subprocess.TimeoutExpired:
@@ -95,8 +100,11 @@ def deployment(tmp_path: Path) -> Iterator[dict[str, Any]]:
                     process.wait(timeout=10)
 
 
-@pytest.mark.skipif(not AIRFLOW_3, reason="drives Airflow 3's REST API v2 and its separate dag-processor; "
-                    "on 2.11 the same deferral is covered by dag.test() in test_integration.py")
+@pytest.mark.skipif(
+    not AIRFLOW_3,
+    reason="drives Airflow 3's REST API v2 and its separate dag-processor; "
+    "on 2.11 the same deferral is covered by dag.test() in test_integration.py",
+)
 def test_send_and_wait_deferred_by_the_real_triggerer(deployment):
     url, sandbox = deployment["url"], deployment["sandbox"]
 
@@ -139,10 +147,14 @@ def test_send_and_wait_deferred_by_the_real_triggerer(deployment):
     assert "deferred" in seen_states, f"the sensor never deferred: {seen_states}"
     assert seen_states[-1] == "success"
 
-    summary = get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/summarise/xcomEntries/return_value").json()
+    summary = get(
+        f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/summarise/xcomEntries/return_value"
+    ).json()
     assert summary["value"] == {"sent": 4, "send_failed": 0, "delivered": 3, "delivery_failed": 1}
     assert len(sandbox.accepted) == 4 and all(m["times_accepted"] == 1 for m in sandbox.accepted)
     # the triggerer process ran the trigger: its log for this task instance says it fired
-    trigger_logs = list((deployment["home"] / "logs").glob(f"dag_id={DAG_ID}/*/task_id=wait_for_delivery/*.trigger.*"))
+    trigger_logs = list(
+        (deployment["home"] / "logs").glob(f"dag_id={DAG_ID}/*/task_id=wait_for_delivery/*.trigger.*")
+    )
     assert trigger_logs, "no triggerer log for the sensor"
     assert "Trigger fired event" in "".join(p.read_text(errors="replace") for p in trigger_logs)

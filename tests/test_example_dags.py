@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from collections import Counter
 
 import pytest
-
 from airflow_helpers import EXAMPLES, dag_bag, load_example, run_state, task_states, xcom_value
 
 pytestmark = pytest.mark.sandbox
@@ -44,7 +42,9 @@ def test_send_and_wait(airflow_db, commpeak_sandbox):
     dag_run = dag.test()
     assert run_state(dag_run) == "success"
     assert task_states(dag.dag_id, dag_run.run_id) == {
-        "send": "success", "wait_for_delivery": "success", "summarise": "success"
+        "send": "success",
+        "wait_for_delivery": "success",
+        "summarise": "success",
     }
     assert_each_accepted_once(commpeak_sandbox, 4)
     numbers = {m["recipient_phone"] for m in commpeak_sandbox.accepted}
@@ -57,7 +57,10 @@ def test_send_and_wait(airflow_db, commpeak_sandbox):
     assert report["message_uuids"] == [m["message_uuid"] for m in commpeak_sandbox.accepted]
     assert xcom_value(dag.dag_id, dag_run.run_id, "send", key="message_uuids") == report["message_uuids"]
     assert xcom_value(dag.dag_id, dag_run.run_id, "summarise") == {
-        "sent": 4, "send_failed": 0, "delivered": 3, "delivery_failed": 1
+        "sent": 4,
+        "send_failed": 0,
+        "delivered": 3,
+        "delivery_failed": 1,
     }
 
 
@@ -67,11 +70,16 @@ def test_campaign_with_mapped_chunks(airflow_db, commpeak_sandbox):
     assert run_state(dag_run) == "success"
     states = task_states(dag.dag_id, dag_run.run_id)
     assert {k: v for k, v in states.items() if k.startswith("send_chunk")} == {
-        "send_chunk[0]": "success", "send_chunk[1]": "success", "send_chunk[2]": "success"
+        "send_chunk[0]": "success",
+        "send_chunk[1]": "success",
+        "send_chunk[2]": "success",
     }
     assert_each_accepted_once(commpeak_sandbox, 10)
     assert xcom_value(dag.dag_id, dag_run.run_id, "summarise") == {
-        "chunks": 3, "sent": 10, "delivered": 10, "delivery_failed": 0
+        "chunks": 3,
+        "sent": 10,
+        "delivered": 10,
+        "delivery_failed": 0,
     }
     ids = [xcom_value(dag.dag_id, dag_run.run_id, "send_chunk", map_index=i)["results"] for i in range(3)]
     assert len({key for chunk in ids for key in chunk}) == 10  # distinct ids across mapped instances

@@ -15,15 +15,14 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from conftest import FAULT_FIGURES, message
+from fakes import FakeStateStore, make_context
 
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakSendError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 from airflow_provider_commpeak.hooks.report import UNCONFIRMED, SendReport
 from airflow_provider_commpeak.operators.commpeak import SendSmsOperator
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
-
-from conftest import FAULT_FIGURES, message
-from fakes import FakeStateStore, make_context
 
 pytestmark = [pytest.mark.faults, pytest.mark.sandbox]
 
@@ -172,7 +171,9 @@ def test_task_outcome_follows_allowed_failures(sandbox, allowed, fails):
     op = SendSmsOperator(task_id="send", messages=MESSAGES, allowed_failures=allowed)
     op.hook.backoff_base = 0.01
     if fails:
-        with pytest.raises(CommPeakSendError, match="200 of 5000 message\\(s\\) failed \\(200 UNCONFIRMED\\)"):
+        with pytest.raises(
+            CommPeakSendError, match="200 of 5000 message\\(s\\) failed \\(200 UNCONFIRMED\\)"
+        ):
             op.execute(make_context())
     else:
         assert op.execute(make_context())["failed"] == 200
@@ -206,4 +207,6 @@ def test_crash_then_retry_resends_nothing_accepted(sandbox, monkeypatch):
     report = SendReport.from_dict(result)
     figures = check("crash, then task retry", "try 1 dies at request 23", sandbox, report)
     assert figures["accepted"] == N and figures["duplicated"] == 0
-    assert result["message_uuids"] == [m["message_uuid"] for m in sorted(sandbox.accepted, key=lambda m: int(m["internal_id"][1:]))]
+    assert result["message_uuids"] == [
+        m["message_uuid"] for m in sorted(sandbox.accepted, key=lambda m: int(m["internal_id"][1:]))
+    ]

@@ -5,11 +5,10 @@ import logging
 
 import pytest
 import requests
+from conftest import API_KEY, SEND_URL, STATUS_URL, accepted_answer, message
 
 from airflow_provider_commpeak.exceptions import CommPeakApiError, CommPeakAuthError, CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
-
-from conftest import API_KEY, SEND_URL, STATUS_URL, accepted_answer, message
 
 
 @pytest.fixture
@@ -72,11 +71,23 @@ def test_commpeaks_rate_limit_example_ends_with_both_accepted_once(hook, request
     requests_mock.post(
         SEND_URL,
         [
-            {"json": {"status": True, "task_id": "t1", "messages": [
-                {"internal_id": "1003", "message_uuid": None, "error": "RATE_LIMIT"}]}},
-            {"json": {"status": True, "task_id": "t2", "messages": [
-                {"internal_id": "1003", "message_uuid": "u-1003", "error": None},
-                {"internal_id": "1004", "message_uuid": "u-1004", "error": None}]}},
+            {
+                "json": {
+                    "status": True,
+                    "task_id": "t1",
+                    "messages": [{"internal_id": "1003", "message_uuid": None, "error": "RATE_LIMIT"}],
+                }
+            },
+            {
+                "json": {
+                    "status": True,
+                    "task_id": "t2",
+                    "messages": [
+                        {"internal_id": "1003", "message_uuid": "u-1003", "error": None},
+                        {"internal_id": "1004", "message_uuid": "u-1004", "error": None},
+                    ],
+                }
+            },
         ],
     )
     report = hook.send_messages(
@@ -95,9 +106,16 @@ def test_only_rate_limited_and_missing_messages_are_resent(hook, requests_mock):
     requests_mock.post(
         SEND_URL,
         [
-            {"json": {"status": True, "task_id": "t1", "messages": [
-                {"internal_id": "m0", "message_uuid": "u0", "error": None},
-                {"internal_id": "m1", "message_uuid": None, "error": "RATE_LIMIT"}]}},
+            {
+                "json": {
+                    "status": True,
+                    "task_id": "t1",
+                    "messages": [
+                        {"internal_id": "m0", "message_uuid": "u0", "error": None},
+                        {"internal_id": "m1", "message_uuid": None, "error": "RATE_LIMIT"},
+                    ],
+                }
+            },
             {"json": accepted_answer},
         ],
     )
@@ -107,8 +125,14 @@ def test_only_rate_limited_and_missing_messages_are_resent(hook, requests_mock):
 
 
 def test_rate_limit_gives_up_after_max_attempts(hook, requests_mock, sleeps):
-    requests_mock.post(SEND_URL, json={"status": True, "task_id": "t", "messages": [
-        {"internal_id": "m0", "message_uuid": None, "error": "RATE_LIMIT"}]})
+    requests_mock.post(
+        SEND_URL,
+        json={
+            "status": True,
+            "task_id": "t",
+            "messages": [{"internal_id": "m0", "message_uuid": None, "error": "RATE_LIMIT"}],
+        },
+    )
     report = hook.send_messages([message(0), message(1)], max_attempts=3)
     assert requests_mock.call_count == 3
     assert report.results["m0"]["error"] == "RATE_LIMIT"
@@ -117,9 +141,17 @@ def test_rate_limit_gives_up_after_max_attempts(hook, requests_mock, sleeps):
 
 
 def test_other_per_message_errors_are_final(hook, requests_mock):
-    requests_mock.post(SEND_URL, json={"status": True, "task_id": "t", "messages": [
-        {"internal_id": "m0", "message_uuid": None, "error": "INVALID_RECIPIENT"},
-        {"internal_id": "m1", "message_uuid": "u1", "error": None}]})
+    requests_mock.post(
+        SEND_URL,
+        json={
+            "status": True,
+            "task_id": "t",
+            "messages": [
+                {"internal_id": "m0", "message_uuid": None, "error": "INVALID_RECIPIENT"},
+                {"internal_id": "m1", "message_uuid": "u1", "error": None},
+            ],
+        },
+    )
     report = hook.send_messages([message(0), message(1)])
     assert requests_mock.call_count == 1
     assert report.results["m0"] == {"message_uuid": None, "error": "INVALID_RECIPIENT"}
@@ -137,7 +169,9 @@ def test_403_is_not_retried_and_raises_auth_error(hook, requests_mock):
 
 
 def test_403_mid_run_keeps_what_was_accepted(hook, requests_mock):
-    requests_mock.post(SEND_URL, [{"json": accepted_answer}, {"status_code": 403, "json": {"detail": "Not authenticated"}}])
+    requests_mock.post(
+        SEND_URL, [{"json": accepted_answer}, {"status_code": 403, "json": {"detail": "Not authenticated"}}]
+    )
     with pytest.raises(CommPeakAuthError) as info:
         hook.send_messages([message(i) for i in range(6)], batch_size=2, max_concurrency=1)
     assert requests_mock.call_count == 2
@@ -147,7 +181,9 @@ def test_403_mid_run_keeps_what_was_accepted(hook, requests_mock):
 
 @pytest.mark.parametrize("status", [503, 429])
 def test_not_processed_statuses_are_retried(hook, requests_mock, sleeps, status):
-    requests_mock.post(SEND_URL, [{"status_code": status, "json": {"detail": "busy"}}] * 2 + [{"json": accepted_answer}])
+    requests_mock.post(
+        SEND_URL, [{"status_code": status, "json": {"detail": "busy"}}] * 2 + [{"json": accepted_answer}]
+    )
     report = hook.send_messages([message(0)])
     assert requests_mock.call_count == 3
     assert report.accepted == 1
@@ -162,13 +198,17 @@ def test_retries_run_out_into_a_reasoned_failure(hook, requests_mock):
 
 
 def test_retry_after_is_honoured(hook, requests_mock, sleeps):
-    requests_mock.post(SEND_URL, [{"status_code": 429, "headers": {"Retry-After": "7"}}, {"json": accepted_answer}])
+    requests_mock.post(
+        SEND_URL, [{"status_code": 429, "headers": {"Retry-After": "7"}}, {"json": accepted_answer}]
+    )
     hook.send_messages([message(0)])
     assert sleeps.delays == [7.0]
 
 
 def test_retry_after_is_capped(commpeak_conn, requests_mock, sleeps):
-    requests_mock.post(SEND_URL, [{"status_code": 503, "headers": {"Retry-After": "3600"}}, {"json": accepted_answer}])
+    requests_mock.post(
+        SEND_URL, [{"status_code": 503, "headers": {"Retry-After": "3600"}}, {"json": accepted_answer}]
+    )
     CommPeakHook(backoff_max=20).send_messages([message(0)])
     assert sleeps.delays == [20]
 
@@ -183,7 +223,12 @@ def test_outcome_unknown_statuses_are_never_resent(hook, requests_mock, sleeps, 
 
 
 @pytest.mark.parametrize(
-    "exc", [requests.exceptions.ReadTimeout, requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError]
+    "exc",
+    [
+        requests.exceptions.ReadTimeout,
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ConnectionError,
+    ],
 )
 def test_read_timeout_or_reset_after_sending_is_unconfirmed(hook, requests_mock, exc):
     requests_mock.post(SEND_URL, exc=exc("boom"))
@@ -237,11 +282,19 @@ def test_invalid_input_sends_nothing(hook, requests_mock):
 
 
 def test_answers_for_unknown_internal_ids_are_ignored(hook, requests_mock):
-    requests_mock.post(SEND_URL, [
-        {"json": {"status": True, "task_id": "t", "messages": [
-            {"internal_id": "other", "message_uuid": "x", "error": None}]}},
-        {"json": accepted_answer},
-    ])
+    requests_mock.post(
+        SEND_URL,
+        [
+            {
+                "json": {
+                    "status": True,
+                    "task_id": "t",
+                    "messages": [{"internal_id": "other", "message_uuid": "x", "error": None}],
+                }
+            },
+            {"json": accepted_answer},
+        ],
+    )
     report = hook.send_messages([message(0)])
     assert report.results == {"m0": {"message_uuid": "uuid-m0", "error": None}}
 
@@ -258,16 +311,26 @@ def test_concurrent_batches_keep_input_order(hook, requests_mock):
 
 
 def test_get_statuses_chunks_and_lowercases(hook, requests_mock):
-    requests_mock.post(STATUS_URL, json=lambda r, c: {"messages": [
-        {"message_uuid": u, "status": "DELIVERED"} for u in r.json()["message_uuids"]]})
+    requests_mock.post(
+        STATUS_URL,
+        json=lambda r, c: {
+            "messages": [{"message_uuid": u, "status": "DELIVERED"} for u in r.json()["message_uuids"]]
+        },
+    )
     statuses = hook.get_statuses([f"u{i}" for i in range(1201)], batch_size=500)
     assert [len(r.json()["message_uuids"]) for r in requests_mock.request_history] == [500, 500, 201]
     assert set(statuses.values()) == {"delivered"} and len(statuses) == 1201
 
 
 def test_get_statuses_retries_server_errors_because_reads_are_safe(hook, requests_mock, sleeps):
-    requests_mock.post(STATUS_URL, [{"status_code": 500}, {"exc": requests.exceptions.ReadTimeout},
-                                    {"json": {"messages": [{"message_uuid": "u1", "status": "sent"}]}}])
+    requests_mock.post(
+        STATUS_URL,
+        [
+            {"status_code": 500},
+            {"exc": requests.exceptions.ReadTimeout},
+            {"json": {"messages": [{"message_uuid": "u1", "status": "sent"}]}},
+        ],
+    )
     assert hook.get_statuses(["u1"]) == {"u1": "sent"}
     assert len(sleeps.delays) == 2
 
@@ -280,7 +343,10 @@ def test_get_statuses_raises_on_unreadable_body(hook, requests_mock):
 
 def test_test_connection_sends_no_sms(hook, requests_mock):
     requests_mock.post(STATUS_URL, json={"messages": []})
-    assert hook.test_connection() == (True, "Connected to https://sendsms.commpeak.com: the API key was accepted")
+    assert hook.test_connection() == (
+        True,
+        "Connected to https://sendsms.commpeak.com: the API key was accepted",
+    )
     assert requests_mock.last_request.url == STATUS_URL
 
 

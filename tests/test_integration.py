@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from airflow_helpers import TEST_DAGS, dag_bag, run_state, task_states, xcom_value
+from conftest import message
 
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
-
-from airflow_helpers import TEST_DAGS, dag_bag, run_state, task_states, xcom_value
-from conftest import message
 
 pytestmark = pytest.mark.sandbox
 
@@ -28,7 +27,9 @@ def test_hook_under_a_rate_limit_gets_everything_accepted_once(monkeypatch):
         assert report.accepted == 1000
         times = Counter(m["internal_id"] for m in sandbox.accepted)
         assert len(times) == 1000 and max(times.values()) == 1
-        assert report.message_uuids == [m["message_uuid"] for m in sorted(sandbox.accepted, key=lambda m: int(m["internal_id"][1:]))]
+        assert report.message_uuids == [
+            m["message_uuid"] for m in sorted(sandbox.accepted, key=lambda m: int(m["internal_id"][1:]))
+        ]
 
 
 def test_status_of_every_test_number_through_the_hook(commpeak_sandbox):
@@ -58,7 +59,9 @@ def test_send_then_wait_delivered(airflow_db, commpeak_sandbox, mode):
 
 
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
-def test_never_final_messages_fail_at_the_timeout_naming_the_pending(airflow_db, commpeak_sandbox, mode, capsys, caplog):
+def test_never_final_messages_fail_at_the_timeout_naming_the_pending(
+    airflow_db, commpeak_sandbox, mode, capsys, caplog
+):
     dag = wait_dag(f"wait_never_final_{mode}")
     dag_run = dag.test()
     assert run_state(dag_run) == "failed"

@@ -3,18 +3,24 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from airflow_helpers import TEST_DAGS, dag_bag
 
 from airflow_provider_commpeak.exceptions import CommPeakSendError, CommPeakValidationError
-from airflow_provider_commpeak.notifications.commpeak import CommPeakSmsNotifier, send_commpeak_sms_notification
+from airflow_provider_commpeak.notifications.commpeak import (
+    CommPeakSmsNotifier,
+    send_commpeak_sms_notification,
+)
 from airflow_provider_commpeak.sandbox import REFUSED_NUMBER
-
-from airflow_helpers import TEST_DAGS, dag_bag
 
 pytestmark = pytest.mark.sandbox
 
 
 def notifier(**kwargs) -> CommPeakSmsNotifier:
-    options = {"recipients": ["+972 52-426-5292"], "message_content": "{{ dag.dag_id }} failed", "sender": "ALERTS"}
+    options = {
+        "recipients": ["+972 52-426-5292"],
+        "message_content": "{{ dag.dag_id }} failed",
+        "sender": "ALERTS",
+    }
     options.update(kwargs)
     return CommPeakSmsNotifier(**options)
 
@@ -23,7 +29,12 @@ def test_alias_and_keyword_only():
     assert send_commpeak_sms_notification is CommPeakSmsNotifier
     with pytest.raises(TypeError):
         CommPeakSmsNotifier(["972524265292"], "x", "S")  # type: ignore[misc]
-    assert set(CommPeakSmsNotifier.template_fields) == {"recipients", "message_content", "sender", "commpeak_conn_id"}
+    assert set(CommPeakSmsNotifier.template_fields) == {
+        "recipients",
+        "message_content",
+        "sender",
+        "commpeak_conn_id",
+    }
 
 
 def test_renders_from_a_real_task_context_and_sends(airflow_db, commpeak_sandbox):

@@ -3,12 +3,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import SEND_URL, accepted_answer, message
+from fakes import FakeStateStore, make_context
 
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakSendError, CommPeakValidationError
 from airflow_provider_commpeak.operators.commpeak import REPORT_KEYS, SendSmsOperator
-
-from conftest import SEND_URL, accepted_answer, message
-from fakes import FakeStateStore, make_context
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +25,10 @@ def operator(**kwargs) -> SendSmsOperator:
 @pytest.mark.parametrize(
     ("kwargs", "problem"),
     [
-        ({"messages": [message(0)], "recipients": ["972524265292"], "message_content": "x"}, "exactly one of messages"),
+        (
+            {"messages": [message(0)], "recipients": ["972524265292"], "message_content": "x"},
+            "exactly one of messages",
+        ),
         ({"messages_path": "m.jsonl"}, "messages_path needs report_path"),
         ({"messages": None}, "exactly one of messages"),
         ({"recipients": ["972524265292"]}, "recipients needs message_content"),
@@ -42,7 +44,13 @@ def test_constructor_refuses_bad_arguments(kwargs, problem):
 
 def test_template_fields():
     assert set(SendSmsOperator.template_fields) == {
-        "messages", "recipients", "message_content", "messages_path", "report_path", "sender", "commpeak_conn_id"
+        "messages",
+        "recipients",
+        "message_content",
+        "messages_path",
+        "report_path",
+        "sender",
+        "commpeak_conn_id",
     }
 
 
@@ -96,7 +104,10 @@ def test_report_is_returned_and_each_key_pushed_without_numbers_or_texts(request
     assert result == {
         "task_ids": ["task-1"],
         "message_uuids": ["uuid-m0", "uuid-m1"],
-        "results": {"m0": {"message_uuid": "uuid-m0", "error": None}, "m1": {"message_uuid": "uuid-m1", "error": None}},
+        "results": {
+            "m0": {"message_uuid": "uuid-m0", "error": None},
+            "m1": {"message_uuid": "uuid-m1", "error": None},
+        },
         "accepted": 2,
         "failed": 0,
     }
@@ -107,15 +118,26 @@ def test_report_is_returned_and_each_key_pushed_without_numbers_or_texts(request
 
 def rate_limited_forever(request, context):
     first = request.json()["messages"][0]
-    return {"status": True, "task_id": "t", "messages": [
-        {"internal_id": first["internal_id"], "message_uuid": None, "error": "RATE_LIMIT"}]}
+    return {
+        "status": True,
+        "task_id": "t",
+        "messages": [{"internal_id": first["internal_id"], "message_uuid": None, "error": "RATE_LIMIT"}],
+    }
 
 
 def test_failures_over_the_allowance_fail_the_task_counting_by_kind(requests_mock):
-    requests_mock.post(SEND_URL, json={"status": True, "task_id": "t", "messages": [
-        {"internal_id": "m0", "message_uuid": "u0", "error": None},
-        {"internal_id": "m1", "message_uuid": None, "error": "INVALID_RECIPIENT"},
-        {"internal_id": "m2", "message_uuid": None, "error": "RATE_LIMIT"}]})
+    requests_mock.post(
+        SEND_URL,
+        json={
+            "status": True,
+            "task_id": "t",
+            "messages": [
+                {"internal_id": "m0", "message_uuid": "u0", "error": None},
+                {"internal_id": "m1", "message_uuid": None, "error": "INVALID_RECIPIENT"},
+                {"internal_id": "m2", "message_uuid": None, "error": "RATE_LIMIT"},
+            ],
+        },
+    )
     context = make_context()
     with pytest.raises(CommPeakSendError) as info:
         operator(messages=[message(i) for i in range(3)], max_attempts=2).execute(context)
@@ -126,9 +148,17 @@ def test_failures_over_the_allowance_fail_the_task_counting_by_kind(requests_moc
 
 @pytest.mark.parametrize(("allowed", "fails"), [(1, False), (0, True), (0.5, False), (0.25, True)])
 def test_allowed_failures_count_or_fraction(requests_mock, allowed, fails):
-    requests_mock.post(SEND_URL, json={"status": True, "task_id": "t", "messages": [
-        {"internal_id": "m0", "message_uuid": None, "error": "INVALID_RECIPIENT"},
-        {"internal_id": "m1", "message_uuid": "u1", "error": None}]})
+    requests_mock.post(
+        SEND_URL,
+        json={
+            "status": True,
+            "task_id": "t",
+            "messages": [
+                {"internal_id": "m0", "message_uuid": None, "error": "INVALID_RECIPIENT"},
+                {"internal_id": "m1", "message_uuid": "u1", "error": None},
+            ],
+        },
+    )
     op = operator(allowed_failures=allowed)
     if fails:
         with pytest.raises(CommPeakSendError):

@@ -9,7 +9,11 @@ from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
 
 def test_entry_point_resolves_to_get_provider_info():
-    [ep] = [e for e in entry_points(group="apache_airflow_provider") if e.name == "provider_info" and "commpeak" in e.value]
+    [ep] = [
+        e
+        for e in entry_points(group="apache_airflow_provider")
+        if e.name == "provider_info" and "commpeak" in e.value
+    ]
     assert ep.load() is get_provider_info
 
 
@@ -34,7 +38,9 @@ def test_connection_type_declares_fields_and_behaviour():
     assert set(conn["ui-field-behaviour"]["hidden-fields"]) == {"login", "schema", "port", "extra"}
     assert conn["ui-field-behaviour"]["relabeling"]["password"] == "API key"
     assert set(conn["conn-fields"]) == {"timeout", "allow_insecure_http"}
-    assert CommPeakHook.get_ui_field_behaviour()["hidden_fields"] == conn["ui-field-behaviour"]["hidden-fields"]
+    assert (
+        CommPeakHook.get_ui_field_behaviour()["hidden_fields"] == conn["ui-field-behaviour"]["hidden-fields"]
+    )
     assert CommPeakHook.default_conn_name == "commpeak_default"
 
 
@@ -44,4 +50,6 @@ def test_providers_manager_sees_the_hook_and_connection_type():
     manager = ProvidersManager()
     assert "airflow-provider-commpeak" in manager.providers
     assert "commpeak" in manager.hooks
-    assert manager.hooks["commpeak"].hook_class_name == "airflow_provider_commpeak.hooks.commpeak.CommPeakHook"
+    assert (
+        manager.hooks["commpeak"].hook_class_name == "airflow_provider_commpeak.hooks.commpeak.CommPeakHook"
+    )

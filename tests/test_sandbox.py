@@ -19,14 +19,26 @@ pytestmark = pytest.mark.sandbox
 #: CommPeak's own example request from its Postman collection.
 POSTMAN_BODY = {
     "messages": [
-        {"internal_id": "1003", "sender": "GLOBAL", "recipient_phone": "972524265292", "message_content": "test message 1"},
-        {"internal_id": "1004", "sender": "GLOBAL", "recipient_phone": "972545330008", "message_content": "test message 2"},
+        {
+            "internal_id": "1003",
+            "sender": "GLOBAL",
+            "recipient_phone": "972524265292",
+            "message_content": "test message 1",
+        },
+        {
+            "internal_id": "1004",
+            "sender": "GLOBAL",
+            "recipient_phone": "972545330008",
+            "message_content": "test message 2",
+        },
     ]
 }
 
 
 def post(sb: CommPeakSandbox, path: str, body, key: str | None = None, **kwargs) -> requests.Response:
-    return requests.post(f"{sb.url}{path}", json=body, headers={"Authorization": key or sb.api_key}, timeout=5, **kwargs)
+    return requests.post(
+        f"{sb.url}{path}", json=body, headers={"Authorization": key or sb.api_key}, timeout=5, **kwargs
+    )
 
 
 def wait_until(predicate, timeout: float = 10.0):
@@ -57,7 +69,9 @@ def test_postman_example_gets_the_documented_answer(sb):
 
 @pytest.mark.parametrize("key", ["", "wrong-key"])
 def test_wrong_or_missing_key_is_403(sb, key):
-    answer = requests.post(f"{sb.url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": key}, timeout=5)
+    answer = requests.post(
+        f"{sb.url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": key}, timeout=5
+    )
     assert (answer.status_code, answer.json()) == (403, {"detail": "Not authenticated"})
     assert sb.accepted == []
 
@@ -83,18 +97,23 @@ def test_rate_limit_truncates_the_batch_like_commpeaks_example():
     with CommPeakSandbox(rate_limit=1) as sb:
         body = post(sb, "/simple_send/", POSTMAN_BODY).json()
         assert body["messages"][0]["error"] is None
-        assert post(sb, "/simple_send/", {"messages": POSTMAN_BODY["messages"][1:] * 1}).json()["messages"] == [
-            {"internal_id": "1004", "message_uuid": None, "error": "RATE_LIMIT"}
-        ]
+        assert post(sb, "/simple_send/", {"messages": POSTMAN_BODY["messages"][1:] * 1}).json()[
+            "messages"
+        ] == [{"internal_id": "1004", "message_uuid": None, "error": "RATE_LIMIT"}]
         both = {"messages": [dict(m, internal_id=f"x{i}") for i, m in enumerate(POSTMAN_BODY["messages"])]}
-        assert len(post(sb, "/simple_send/", both).json()["messages"]) == 1  # first RATE_LIMIT, second left out
+        assert (
+            len(post(sb, "/simple_send/", both).json()["messages"]) == 1
+        )  # first RATE_LIMIT, second left out
 
 
 def test_statuses_move_from_sent_to_final_and_test_numbers_choose(sb):
     numbers = [*TEST_NUMBERS, "972524265292"]
-    body = {"messages": [
-        {"internal_id": str(i), "sender": "S", "recipient_phone": n, "message_content": "x"} for i, n in enumerate(numbers)
-    ]}
+    body = {
+        "messages": [
+            {"internal_id": str(i), "sender": "S", "recipient_phone": n, "message_content": "x"}
+            for i, n in enumerate(numbers)
+        ]
+    }
     uuids = [m["message_uuid"] for m in post(sb, "/simple_send/", body).json()["messages"]]
 
     def statuses():
@@ -107,7 +126,11 @@ def test_statuses_move_from_sent_to_final_and_test_numbers_choose(sb):
 
 
 def test_refused_number_gets_a_per_message_error(sb):
-    body = {"messages": [{"internal_id": "1", "sender": "S", "recipient_phone": REFUSED_NUMBER, "message_content": "x"}]}
+    body = {
+        "messages": [
+            {"internal_id": "1", "sender": "S", "recipient_phone": REFUSED_NUMBER, "message_content": "x"}
+        ]
+    }
     assert post(sb, "/simple_send/", body).json()["messages"] == [
         {"internal_id": "1", "message_uuid": None, "error": "INVALID_RECIPIENT"}
     ]
@@ -130,13 +153,20 @@ def test_inspection_counts_times_accepted_and_reset_forgets(sb):
     assert {m["internal_id"]: m["times_accepted"] for m in record["messages"]} == {"1003": 2, "1004": 2}
     assert record["requests"] == {"/simple_send/": 2}
     stats = requests.get(f"{sb.url}/_sandbox/stats", timeout=5).json()
-    assert stats == {"accepted": 4, "distinct_internal_ids": 2, "duplicated": 2, "requests": {"/simple_send/": 2}}
+    assert stats == {
+        "accepted": 4,
+        "distinct_internal_ids": 2,
+        "duplicated": 2,
+        "requests": {"/simple_send/": 2},
+    }
     requests.post(f"{sb.url}/_sandbox/reset", timeout=5)
     assert sb.accepted == [] and sb.requests == {}
 
 
 def test_faults_through_the_control_endpoint(sb):
-    answer = requests.post(f"{sb.url}/_sandbox/faults", json={"faults": [{"mode": "503", "count": 2}]}, timeout=5)
+    answer = requests.post(
+        f"{sb.url}/_sandbox/faults", json={"faults": [{"mode": "503", "count": 2}]}, timeout=5
+    )
     assert answer.json() == {"queued": 1}
     assert [post(sb, "/simple_send/", POSTMAN_BODY).status_code for _ in range(3)] == [503, 503, 200]
     assert len(sb.accepted) == 2
@@ -190,7 +220,9 @@ def test_fault_close_after_accept(sb):
 def test_fault_hang_after_accept_outlasts_the_client_timeout(sb):
     sb.inject("hang", seconds=30)
     with pytest.raises(requests.exceptions.ReadTimeout):
-        requests.post(f"{sb.url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": sb.api_key}, timeout=0.5)
+        requests.post(
+            f"{sb.url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": sb.api_key}, timeout=0.5
+        )
     assert len(sb.accepted) == 2
 
 
@@ -206,12 +238,17 @@ def test_fault_403_mid_run_and_path_filter(sb):
 
 
 def test_settings_change_at_run_time(sb):
-    answer = requests.post(f"{sb.url}/_sandbox/settings", json={"delivery_delay": 0, "rate_limit": 1}, timeout=5)
+    answer = requests.post(
+        f"{sb.url}/_sandbox/settings", json={"delivery_delay": 0, "rate_limit": 1}, timeout=5
+    )
     assert answer.json()["delivery_delay"] == 0 and "api_key" not in answer.json()
     body = post(sb, "/simple_send/", POSTMAN_BODY).json()
     assert [m["error"] for m in body["messages"]] == [None, "RATE_LIMIT"]
     uuid = body["messages"][0]["message_uuid"]
-    assert post(sb, "/messages_status/", {"message_uuids": [uuid]}).json()["messages"][0]["status"] == "delivered"
+    assert (
+        post(sb, "/messages_status/", {"message_uuids": [uuid]}).json()["messages"][0]["status"]
+        == "delivered"
+    )
     assert requests.post(f"{sb.url}/_sandbox/settings", json={"api_key": "x"}, timeout=5).status_code == 422
 
 
@@ -224,13 +261,23 @@ def test_latency_is_added():
 
 def test_pytest_fixture_points_airflow_at_the_sandbox(commpeak_sandbox):
     conn = json.loads(os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"])
-    assert conn == {"conn_type": "commpeak", "password": commpeak_sandbox.api_key, "host": commpeak_sandbox.url}
+    assert conn == {
+        "conn_type": "commpeak",
+        "password": commpeak_sandbox.api_key,
+        "host": commpeak_sandbox.url,
+    }
     assert commpeak_sandbox.url.startswith("http://127.0.0.1:")
 
 
-@pytest.mark.parametrize("command", [["commpeak-sandbox"], [sys.executable, "-m", "airflow_provider_commpeak.sandbox"]])
+@pytest.mark.parametrize(
+    "command", [["commpeak-sandbox"], [sys.executable, "-m", "airflow_provider_commpeak.sandbox"]]
+)
 def test_command_line_prints_url_and_stops_on_sigterm(command, tmp_path):
-    executable = os.path.join(os.path.dirname(sys.executable), command[0]) if command[0] == "commpeak-sandbox" else command[0]
+    executable = (
+        os.path.join(os.path.dirname(sys.executable), command[0])
+        if command[0] == "commpeak-sandbox"
+        else command[0]
+    )
     process = subprocess.Popen(
         [executable, *command[1:], "--port", "0", "--api-key", "k1", "--fault", "503:1", "--seed", "1"],
         stdout=subprocess.PIPE,
@@ -242,7 +289,9 @@ def test_command_line_prints_url_and_stops_on_sigterm(command, tmp_path):
         assert "listening on http://127.0.0.1:" in first and "API key: k1" in first
         url = first.split("listening on ")[1].split()[0]
         assert "AIRFLOW_CONN_COMMPEAK_DEFAULT" in process.stdout.readline()
-        answer = requests.post(f"{url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": "k1"}, timeout=5)
+        answer = requests.post(
+            f"{url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": "k1"}, timeout=5
+        )
         assert answer.status_code == 503
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0

@@ -6,11 +6,10 @@ import importlib.util
 import json
 
 import pytest
+from airflow_helpers import TEST_DAGS, dag_bag, run_state, task_states, xcom_value
 
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
 from airflow_provider_commpeak.utils.phones import normalize_phone
-
-from airflow_helpers import TEST_DAGS, dag_bag, run_state, task_states, xcom_value
 
 pytestmark = pytest.mark.sandbox
 
@@ -56,8 +55,13 @@ def test_rendered_fields_and_trigger_kwargs_hold_no_key(monkeypatch):
     with CommPeakSandbox(api_key=API_KEY) as sandbox:
         monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", sandbox.connection_json)
         trigger = SmsStatusTrigger(
-            statuses={"u": "sent"}, commpeak_conn_id="commpeak_default", success_statuses=["delivered"],
-            failure_statuses=["rejected"], allowed_failures=0, poll_interval=1, end_time=None,
+            statuses={"u": "sent"},
+            commpeak_conn_id="commpeak_default",
+            success_statuses=["delivered"],
+            failure_statuses=["rejected"],
+            allowed_failures=0,
+            poll_interval=1,
+            end_time=None,
         )
         assert API_KEY not in json.dumps(trigger.serialize())
 
@@ -74,7 +78,7 @@ def test_the_key_is_registered_with_the_secrets_masker(monkeypatch, commpeak_con
 
     masked: list[str] = []
     monkeypatch.setattr(hook_module, "_mask_secret", masked.append)
-    hook_module.CommPeakHook().config
+    assert hook_module.CommPeakHook().config.api_key
     from conftest import API_KEY as CONN_KEY
 
     assert masked == [CONN_KEY]

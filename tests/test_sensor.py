@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import pytest
-
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
-
-from airflow_provider_commpeak.exceptions import CommPeakApiError, CommPeakDeliveryError, CommPeakValidationError
-from airflow_provider_commpeak.sensors.commpeak import SmsStatusSensor, read_message_uuids
-from airflow_provider_commpeak.triggers.commpeak import SmsStatusTrigger
-
 from conftest import STATUS_URL
 from fakes import make_context
+
+from airflow_provider_commpeak.exceptions import (
+    CommPeakApiError,
+    CommPeakDeliveryError,
+    CommPeakValidationError,
+)
+from airflow_provider_commpeak.sensors.commpeak import SmsStatusSensor, read_message_uuids
+from airflow_provider_commpeak.triggers.commpeak import SmsStatusTrigger
 
 
 @pytest.fixture(autouse=True)
@@ -145,12 +147,16 @@ def event(status: str, statuses: dict[str, str], message: str = "m") -> dict:
 def test_execute_complete_maps_each_event():
     s = sensor()
     assert s.execute_complete(make_context(), event("success", {"u1": "delivered"})) == {
-        "statuses": {"u1": "delivered"}, "succeeded": 1, "failed": 0
+        "statuses": {"u1": "delivered"},
+        "succeeded": 1,
+        "failed": 0,
     }
     with pytest.raises(CommPeakDeliveryError):
         s.execute_complete(make_context(), event("failure", {"u1": "rejected"}))
     with pytest.raises(AirflowSensorTimeout, match="1 of 2 message\\(s\\) still pending"):
-        s.execute_complete(make_context(), event("timeout", {"u1": "sent", "u2": "delivered"}, "Deadline passed"))
+        s.execute_complete(
+            make_context(), event("timeout", {"u1": "sent", "u2": "delivered"}, "Deadline passed")
+        )
     with pytest.raises(CommPeakApiError, match="5 status polls"):
         s.execute_complete(make_context(), event("error", {"u1": "sent"}, "5 status polls in a row failed"))
 

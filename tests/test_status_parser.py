@@ -13,21 +13,45 @@ EXPECTED = {"u1": "delivered", "u2": "sent_failed", "u3": "unknown"}
     "body",
     [
         pytest.param(
-            {"messages": [{"message_uuid": "u1", "status": "delivered"}, {"message_uuid": "u2", "status": "sent_failed"}]},
+            {
+                "messages": [
+                    {"message_uuid": "u1", "status": "delivered"},
+                    {"message_uuid": "u2", "status": "sent_failed"},
+                ]
+            },
             id="sandbox-shape",
         ),
-        pytest.param({"data": [{"uuid": "u1", "status": "DELIVERED"}, {"uuid": "u2", "status": "Sent_Failed"}]}, id="data"),
         pytest.param(
-            {"results": [{"id": "u1", "message_status": "delivered"}, {"id": "u2", "delivery_status": "sent_failed"}]},
+            {"data": [{"uuid": "u1", "status": "DELIVERED"}, {"uuid": "u2", "status": "Sent_Failed"}]},
+            id="data",
+        ),
+        pytest.param(
+            {
+                "results": [
+                    {"id": "u1", "message_status": "delivered"},
+                    {"id": "u2", "delivery_status": "sent_failed"},
+                ]
+            },
             id="results",
         ),
         pytest.param(
-            [{"message_uuid": "u1", "delivery_status": "delivered"}, {"uuid": "u2", "status": "sent_failed"}], id="bare-list"
+            [{"message_uuid": "u1", "delivery_status": "delivered"}, {"uuid": "u2", "status": "sent_failed"}],
+            id="bare-list",
         ),
         pytest.param({"u1": "delivered", "u2": "SENT_FAILED"}, id="mapping-of-strings"),
-        pytest.param({"u1": {"status": "delivered"}, "u2": {"message_status": "sent_failed"}}, id="mapping-of-objects"),
-        pytest.param({"status": True, "messages": [{"message_uuid": "u1", "status": " delivered "},
-                                                   {"message_uuid": "u2", "status": "sent_failed"}]}, id="with-status-flag"),
+        pytest.param(
+            {"u1": {"status": "delivered"}, "u2": {"message_status": "sent_failed"}}, id="mapping-of-objects"
+        ),
+        pytest.param(
+            {
+                "status": True,
+                "messages": [
+                    {"message_uuid": "u1", "status": " delivered "},
+                    {"message_uuid": "u2", "status": "sent_failed"},
+                ],
+            },
+            id="with-status-flag",
+        ),
     ],
 )
 def test_each_documented_shape(body):

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import message
+from fakes import FakeStateStore, make_context
 
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
@@ -14,9 +16,6 @@ from airflow_provider_commpeak.hooks.report import iter_report
 from airflow_provider_commpeak.operators.commpeak import SendSmsOperator
 from airflow_provider_commpeak.sensors.commpeak import read_message_uuids
 from airflow_provider_commpeak.utils.validation import DuplicateFinder
-
-from conftest import message
-from fakes import FakeStateStore, make_context
 
 pytestmark = pytest.mark.sandbox
 
@@ -28,7 +27,9 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["recipient_phone", "message_content", "sender", "internal_id"])
+        writer = csv.DictWriter(
+            handle, fieldnames=["recipient_phone", "message_content", "sender", "internal_id"]
+        )
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -38,9 +39,17 @@ def test_operator_streams_a_jsonl_file_and_writes_the_report(commpeak_sandbox, t
     source = write_jsonl(tmp_path / "audience.jsonl", [message(i) for i in range(250)])
     report_path = tmp_path / "report.jsonl"
     context = make_context()
-    op = SendSmsOperator(task_id="send", messages_path=str(source), report_path=str(report_path), batch_size=100)
+    op = SendSmsOperator(
+        task_id="send", messages_path=str(source), report_path=str(report_path), batch_size=100
+    )
     summary = op.execute(context)
-    assert summary == {"report_path": str(report_path), "messages": 250, "accepted": 250, "failed": 0, "errors": {}}
+    assert summary == {
+        "report_path": str(report_path),
+        "messages": 250,
+        "accepted": 250,
+        "failed": 0,
+        "errors": {},
+    }
     assert context["ti"].xcom["report_path"] == str(report_path)
     rows = list(iter_report(report_path))
     assert [r[0] for r in rows] == [f"m{i}" for i in range(250)]
@@ -50,10 +59,14 @@ def test_operator_streams_a_jsonl_file_and_writes_the_report(commpeak_sandbox, t
 
 
 def test_csv_source_with_empty_cells_and_generated_ids(commpeak_sandbox, tmp_path):
-    rows = [{"recipient_phone": "+972 52-426-5292", "message_content": f"hi {i}", "sender": "", "internal_id": ""}
-            for i in range(5)]
+    rows = [
+        {"recipient_phone": "+972 52-426-5292", "message_content": f"hi {i}", "sender": "", "internal_id": ""}
+        for i in range(5)
+    ]
     source = write_csv(tmp_path / "audience.csv", rows)
-    op = SendSmsOperator(task_id="send", messages_path=str(source), report_path=str(tmp_path / "r.csv"), sender="CSV")
+    op = SendSmsOperator(
+        task_id="send", messages_path=str(source), report_path=str(tmp_path / "r.csv"), sender="CSV"
+    )
     assert op.execute(make_context())["accepted"] == 5
     assert {m["sender"] for m in commpeak_sandbox.accepted} == {"CSV"}
     assert all(m["internal_id"].startswith("af-") for m in commpeak_sandbox.accepted)
@@ -77,16 +90,21 @@ def test_a_big_list_needs_report_path(commpeak_sandbox, tmp_path):
     with pytest.raises(CommPeakValidationError, match="pass report_path"):
         op.execute(make_context())
     assert commpeak_sandbox.requests == {}
-    op = SendSmsOperator(task_id="send", messages=[message(i) for i in range(11)], max_xcom_results=10,
-                         report_path=str(tmp_path / "r.jsonl"))
+    op = SendSmsOperator(
+        task_id="send",
+        messages=[message(i) for i in range(11)],
+        max_xcom_results=10,
+        report_path=str(tmp_path / "r.jsonl"),
+    )
     assert op.execute(make_context())["accepted"] == 11
 
 
 def test_retry_of_a_file_send_resends_nothing_accepted(commpeak_sandbox, tmp_path, monkeypatch):
     source = write_jsonl(tmp_path / "a.jsonl", [message(i) for i in range(500)])
     store = FakeStateStore()
-    first = SendSmsOperator(task_id="send", messages_path=str(source), report_path=str(tmp_path / "r1.jsonl"),
-                            max_concurrency=1)
+    first = SendSmsOperator(
+        task_id="send", messages_path=str(source), report_path=str(tmp_path / "r1.jsonl"), max_concurrency=1
+    )
     calls = {"n": 0}
     real_post = first.hook.session.post
 
@@ -109,7 +127,9 @@ def test_retry_of_a_file_send_resends_nothing_accepted(commpeak_sandbox, tmp_pat
 
 
 def test_hook_streams_from_a_list_too(commpeak_sandbox, tmp_path):
-    summary = CommPeakHook().send_messages_from([message(i) for i in range(3)], report_path=tmp_path / "r.jsonl")
+    summary = CommPeakHook().send_messages_from(
+        [message(i) for i in range(3)], report_path=tmp_path / "r.jsonl"
+    )
     assert (summary.messages, summary.accepted) == (3, 3)
 
 

@@ -19,10 +19,15 @@ UNDELIVERED = next(n for n, s in TEST_NUMBERS.items() if s == "undelivered")
 
 
 def send(sandbox, numbers: list[str]) -> list[str]:
-    body = {"messages": [
-        {"internal_id": f"t{i}", "sender": "S", "recipient_phone": n, "message_content": "x"} for i, n in enumerate(numbers)
-    ]}
-    answer = requests.post(f"{sandbox.url}/simple_send/", json=body, headers={"Authorization": sandbox.api_key}, timeout=5)
+    body = {
+        "messages": [
+            {"internal_id": f"t{i}", "sender": "S", "recipient_phone": n, "message_content": "x"}
+            for i, n in enumerate(numbers)
+        ]
+    }
+    answer = requests.post(
+        f"{sandbox.url}/simple_send/", json=body, headers={"Authorization": sandbox.api_key}, timeout=5
+    )
     return [m["message_uuid"] for m in answer.json()["messages"]]
 
 

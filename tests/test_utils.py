@@ -28,7 +28,18 @@ def test_normalize_phone_accepts(raw, expected):
 
 @pytest.mark.parametrize(
     "raw",
-    ["123456", "1234567890123456", "97252426529a", "", "   ", None, 3.5, True, "++972524265292", "٩٧٢٥٢٤٢٦٥٢٩٢"],
+    [
+        "123456",
+        "1234567890123456",
+        "97252426529a",
+        "",
+        "   ",
+        None,
+        3.5,
+        True,
+        "++972524265292",
+        "٩٧٢٥٢٤٢٦٥٢٩٢",
+    ],
 )
 def test_normalize_phone_refuses(raw):
     assert normalize_phone(raw) is None

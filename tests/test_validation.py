@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import message
 
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
 from airflow_provider_commpeak.utils.validation import validate_messages
-
-from conftest import message
 
 
 def problems_of(messages, **kwargs) -> list[str]:
@@ -59,7 +58,9 @@ def test_missing_sender_uses_default_else_fails():
     msg = message(0)
     del msg["sender"]
     assert validate_messages([msg], default_sender="ALERTS")[0]["sender"] == "ALERTS"
-    assert problems_of([msg]) == ["message 0: sender is missing (set it on the message or pass a default sender)"]
+    assert problems_of([msg]) == [
+        "message 0: sender is missing (set it on the message or pass a default sender)"
+    ]
 
 
 def test_unknown_keys_are_rejected():

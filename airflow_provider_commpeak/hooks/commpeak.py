@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_commpeak.exceptions import CommPeakApiError, CommPeakAuthError, CommPeakError
 from airflow_provider_commpeak.hooks.backoff import backoff_delay, parse_retry_after
+from airflow_provider_commpeak.hooks.batching import chunked, run_in_order
 from airflow_provider_commpeak.hooks.connection import (
     SEND_PATH,
     STATUS_PATH,
@@ -83,12 +80,6 @@ def _detail(response: requests.Response) -> Any:
 def _check_send_options(batch_size: int, max_attempts: int, max_concurrency: int) -> None:
     if batch_size < 1 or max_attempts < 1 or max_concurrency < 1:
         raise ValueError("batch_size, max_attempts and max_concurrency must be at least 1")
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 class CommPeakHook(BaseHook):
@@ -271,7 +262,9 @@ class CommPeakHook(BaseHook):
             retryable = code in NOT_PROCESSED_STATUSES or (idempotent and code in OUTCOME_UNKNOWN_STATUSES)
             if retryable and attempt < self.max_retries:
                 attempt += 1
-                self._sleep_before_retry(attempt, response.headers.get("Retry-After"), f"HTTP {code} on {path}")
+                self._sleep_before_retry(
+                    attempt, response.headers.get("Retry-After"), f"HTTP {code} on {path}"
+                )
                 continue
             if code in NOT_PROCESSED_STATUSES:
                 raise RequestNotProcessed(
@@ -282,7 +275,9 @@ class CommPeakHook(BaseHook):
                 )
             if code in OUTCOME_UNKNOWN_STATUSES:
                 raise OutcomeUnknown(
-                    f"HTTP {code} from {path}; the outcome is unknown", status_code=code, detail=_detail(response)
+                    f"HTTP {code} from {path}; the outcome is unknown",
+                    status_code=code,
+                    detail=_detail(response),
                 )
             if code >= 400:
                 raise CommPeakApiError(
@@ -347,7 +342,7 @@ class CommPeakHook(BaseHook):
                 on_batch_done(batch_report)
 
         error = self.send_batches(
-            _chunks(checked, batch_size),
+            chunked(checked, batch_size),
             total=len(checked),
             max_attempts=max_attempts,
             rate_limit_backoff=rate_limit_backoff,
@@ -357,7 +352,9 @@ class CommPeakHook(BaseHook):
         if error is not None:
             error.report = report
             raise error
-        self.log.info("Sent: %d accepted, %d failed %s", report.accepted, report.failed, report.describe_errors())
+        self.log.info(
+            "Sent: %d accepted, %d failed %s", report.accepted, report.failed, report.describe_errors()
+        )
         return report
 
     def send_messages_from(
@@ -400,10 +397,13 @@ class CommPeakHook(BaseHook):
         from airflow_provider_commpeak.utils.validation import check_message, scan_messages
 
         _check_send_options(batch_size, max_attempts, max_concurrency)
-        if isinstance(source, (list, tuple)):
-            records: Callable[[], Iterable[Any]] = lambda: iter(source)
-        else:
-            records = lambda: read_records(source, source_format)  # noqa: E731
+
+        def records() -> Iterable[Any]:
+            """A fresh pass over the source (it is read twice: to validate, then to send)."""
+            if isinstance(source, (list, tuple)):
+                return iter(source)
+            return read_records(source, source_format)
+
         options = {"default_sender": default_sender, "make_internal_id": make_internal_id}
         total = scan_messages(records, **options)
         settled = settled or {}
@@ -432,7 +432,7 @@ class CommPeakHook(BaseHook):
                     summary.add(kept)
 
             error = self.send_batches(
-                _chunks(unsettled(), batch_size),
+                chunked(unsettled(), batch_size),
                 total=total - len(settled),
                 max_attempts=max_attempts,
                 rate_limit_backoff=rate_limit_backoff,
@@ -478,7 +478,7 @@ class CommPeakHook(BaseHook):
 
         auth_error: CommPeakAuthError | None = None
         done = 0
-        for batch_report, error in self._run_batches(batches, send, max_concurrency):
+        for batch_report, error in run_in_order(batches, send, max_concurrency):
             auth_error = auth_error or error
             done += len(batch_report.results)
             self.log.info(
@@ -492,52 +492,6 @@ class CommPeakHook(BaseHook):
             )
             on_batch_done(batch_report)
         return auth_error
-
-    @staticmethod
-    def _run_batches(
-        batches: Iterable[list[dict[str, str]]],
-        send: Callable[[list[dict[str, str]]], tuple[SendReport, CommPeakAuthError | None]],
-        max_concurrency: int,
-    ) -> Iterator[tuple[SendReport, CommPeakAuthError | None]]:
-        """
-        Send batches with at most ``max_concurrency`` in flight; yield outcomes in input order.
-
-        Once one batch meets an auth error, batches not yet started are not sent: they come back
-        with every message ``NOT_SENT``.
-        """
-        stop = threading.Event()
-
-        def guarded(batch: list[dict[str, str]]) -> tuple[SendReport, CommPeakAuthError | None]:
-            if stop.is_set():
-                skipped = SendReport()
-                for message in batch:
-                    skipped.record(message["internal_id"], None, NOT_SENT)
-                return skipped, None
-            outcome = send(batch)
-            if outcome[1] is not None:
-                stop.set()
-            return outcome
-
-        if max_concurrency == 1:
-            yield from map(guarded, batches)
-            return
-        with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="commpeak-send") as pool:
-            in_flight: deque[Future[tuple[SendReport, CommPeakAuthError | None]]] = deque()
-            try:
-                for batch in batches:
-                    in_flight.append(pool.submit(guarded, batch))
-                    if len(in_flight) >= max_concurrency:
-                        yield in_flight.popleft().result()
-                while in_flight:
-                    yield in_flight.popleft().result()
-            except BaseException:
-                # A batch died (or the caller stopped): send nothing new, but still hand over what
-                # the batches already in flight got accepted, so the caller can record it.
-                stop.set()
-                for future in in_flight:
-                    if not future.cancelled() and future.exception() is None:
-                        yield future.result()
-                raise
 
     def _send_batch(
         self,
@@ -652,7 +606,7 @@ class CommPeakHook(BaseHook):
         :raises CommPeakApiError: If the API keeps failing or answers a body it cannot read.
         """
         statuses: dict[str, str] = {}
-        for chunk in _chunks(message_uuids, batch_size):
+        for chunk in chunked(message_uuids, batch_size):
             body = self._post(STATUS_PATH, {"message_uuids": chunk}, idempotent=True)
             statuses.update(parse_statuses(body, chunk))
         return statuses

@@ -163,4 +163,8 @@ def iter_report(path: Any) -> Iterator[tuple[str, str | None, str | None]]:
 
     for record in read_records(path):
         if isinstance(record, dict):
-            yield str(record.get("internal_id")), record.get("message_uuid") or None, record.get("error") or None
+            yield (
+                str(record.get("internal_id")),
+                record.get("message_uuid") or None,
+                record.get("error") or None,
+            )

@@ -107,8 +107,15 @@ class SendSmsOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        given = [name for name, value in (("messages", messages), ("recipients", recipients),
-                                          ("messages_path", messages_path)) if value is not None]
+        given = [
+            name
+            for name, value in (
+                ("messages", messages),
+                ("recipients", recipients),
+                ("messages_path", messages_path),
+            )
+            if value is not None
+        ]
         if len(given) != 1:
             raise CommPeakValidationError(
                 ["pass exactly one of messages, recipients (with message_content) or messages_path"],
@@ -151,7 +158,11 @@ class SendSmsOperator(BaseOperator):
         if self._input == "messages":
             return self.messages
         recipients = self.recipients
-        if recipients is None or isinstance(recipients, (str, bytes, dict)) or not hasattr(recipients, "__iter__"):
+        if (
+            recipients is None
+            or isinstance(recipients, (str, bytes, dict))
+            or not hasattr(recipients, "__iter__")
+        ):
             raise CommPeakValidationError(
                 [f"recipients must be a list of phone numbers, got {type(recipients).__name__}"]
             )
@@ -193,14 +204,18 @@ class SendSmsOperator(BaseOperator):
         messages = self.prepare_messages(context)
         if len(messages) > self.max_xcom_results:
             raise CommPeakValidationError(
-                [f"{len(messages)} messages: their per-message report is too big for XCom "
-                 f"(max_xcom_results={self.max_xcom_results}); pass report_path"],
+                [
+                    f"{len(messages)} messages: their per-message report is too big for XCom "
+                    f"(max_xcom_results={self.max_xcom_results}); pass report_path"
+                ],
                 what="arguments",
             )
         earlier = ledger.earlier_report()
         to_send = [m for m in messages if not self._settled_earlier(m["internal_id"], earlier)]
         self.log.info(
-            "%d message(s) to send, %d already settled by an earlier try", len(to_send), len(messages) - len(to_send)
+            "%d message(s) to send, %d already settled by an earlier try",
+            len(to_send),
+            len(messages) - len(to_send),
         )
         report = SendReport()
         try:
@@ -263,7 +278,9 @@ class SendSmsOperator(BaseOperator):
     @staticmethod
     def _combine(messages: list[dict[str, str]], earlier: SendReport, now: SendReport) -> SendReport:
         """One report in input order: this try's outcome, else an earlier try's."""
-        combined = SendReport(task_ids=[*earlier.task_ids, *(t for t in now.task_ids if t not in earlier.task_ids)])
+        combined = SendReport(
+            task_ids=[*earlier.task_ids, *(t for t in now.task_ids if t not in earlier.task_ids)]
+        )
         for message in messages:
             internal_id = message["internal_id"]
             result = now.results.get(internal_id) or earlier.results.get(internal_id) or _NOT_SENT

@@ -29,13 +29,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8099, help="port (default: 8099; 0 picks a free one)")
-    parser.add_argument("--api-key", default="sandbox-key", help="the only API key accepted (default: sandbox-key)")
+    parser.add_argument(
+        "--api-key", default="sandbox-key", help="the only API key accepted (default: sandbox-key)"
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every API answer")
     parser.add_argument(
-        "--rate-limit", type=float, default=0.0, help="messages per second before per-message RATE_LIMIT (0 = off)"
+        "--rate-limit",
+        type=float,
+        default=0.0,
+        help="messages per second before per-message RATE_LIMIT (0 = off)",
     )
     parser.add_argument(
-        "--delivery-delay", type=float, default=1.0, help="seconds a message stays 'sent' before its final status"
+        "--delivery-delay",
+        type=float,
+        default=1.0,
+        help="seconds a message stays 'sent' before its final status",
     )
     parser.add_argument("--seed", type=int, default=None, help="make uuids reproducible")
     parser.add_argument(

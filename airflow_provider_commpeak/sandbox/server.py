@@ -40,7 +40,13 @@ def validate_send_body(body: Any) -> list[dict[str, Any]]:
     errors: list[dict[str, Any]] = []
     for index, message in enumerate(body["messages"]):
         if not isinstance(message, dict):
-            errors.append({"loc": ["body", "messages", index], "msg": "value is not a valid dict", "type": "type_error.dict"})
+            errors.append(
+                {
+                    "loc": ["body", "messages", index],
+                    "msg": "value is not a valid dict",
+                    "type": "type_error.dict",
+                }
+            )
             continue
         for name in MESSAGE_FIELDS:
             if not isinstance(message.get(name), str):
@@ -76,7 +82,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     # -- plumbing ----------------------------------------------------------------------------------
 
-    def _send(self, code: int, body: Any, *, content_type: str = "application/json", headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        code: int,
+        body: Any,
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", content_type)
@@ -162,7 +175,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if fault is not None and self._fault_before(fault):
             return
         if not ok:
-            self._send(422, {"detail": [{"loc": ["body"], "msg": "invalid JSON", "type": "value_error.jsondecode"}]})
+            self._send(
+                422, {"detail": [{"loc": ["body"], "msg": "invalid JSON", "type": "value_error.jsondecode"}]}
+            )
             return
         if path == SEND_PATH:
             errors = validate_send_body(body)
@@ -182,7 +197,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if fault.mode == "503":
             self._send(503, {"detail": "Service Unavailable"})
         elif fault.mode == "429":
-            self._send(429, {"detail": "Too Many Requests"}, headers={"Retry-After": f"{fault.retry_after:g}"})
+            self._send(
+                429, {"detail": "Too Many Requests"}, headers={"Retry-After": f"{fault.retry_after:g}"}
+            )
         elif fault.mode == "close":
             self._drop()
         elif fault.mode == "html":
@@ -298,7 +315,9 @@ class CommPeakSandbox:
         self.state.reset()
 
     def start(self) -> CommPeakSandbox:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="commpeak-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="commpeak-sandbox", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -150,7 +150,9 @@ class SandboxState:
         allowed = {"latency_ms", "rate_limit", "delivery_delay"}
         unknown = set(changes) - allowed
         if unknown:
-            raise ValueError(f"cannot change {', '.join(sorted(unknown))}; can change {', '.join(sorted(allowed))}")
+            raise ValueError(
+                f"cannot change {', '.join(sorted(unknown))}; can change {', '.join(sorted(allowed))}"
+            )
         with self.lock:
             for name, value in changes.items():
                 setattr(self.settings, name, float(value))
@@ -207,7 +209,9 @@ class SandboxState:
                 self.acceptances.append(record)
                 self.by_uuid[record.message_uuid] = record
                 self.times_accepted[internal_id] += 1
-                answer.append({"internal_id": internal_id, "message_uuid": record.message_uuid, "error": None})
+                answer.append(
+                    {"internal_id": internal_id, "message_uuid": record.message_uuid, "error": None}
+                )
         return {"status": True, "task_id": task_id, "messages": answer}
 
     def status_of(self, message_uuid: str, now: float) -> str | None:
@@ -239,7 +243,8 @@ class SandboxState:
             return {
                 "count": len(self.acceptances),
                 "messages": [
-                    {**a.public(), "times_accepted": self.times_accepted[a.internal_id]} for a in self.acceptances
+                    {**a.public(), "times_accepted": self.times_accepted[a.internal_id]}
+                    for a in self.acceptances
                 ],
                 "requests": dict(self.requests),
                 "faults": [asdict(f) for f in self.faults],

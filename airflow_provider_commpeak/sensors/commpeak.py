@@ -16,7 +16,11 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_commpeak.exceptions import CommPeakApiError, CommPeakDeliveryError, CommPeakValidationError
+from airflow_provider_commpeak.exceptions import (
+    CommPeakApiError,
+    CommPeakDeliveryError,
+    CommPeakValidationError,
+)
 from airflow_provider_commpeak.utils.allowance import check_allowed_failures, failures_allowed
 from airflow_provider_commpeak.utils.delivery import (
     DEFAULT_FAILURE_STATUSES,
@@ -48,15 +52,19 @@ def read_message_uuids(value: Any) -> list[str]:
             value = value["report_path"]
         else:
             raise CommPeakValidationError(
-                ["message_uuids: a mapping must be a SendSmsOperator report ('message_uuids') or summary "
-                 "('report_path')"],
+                [
+                    "message_uuids: a mapping must be a SendSmsOperator report ('message_uuids') or summary "
+                    "('report_path')"
+                ],
                 what="arguments",
             )
     if isinstance(value, str) or hasattr(value, "open"):
         return _uuids_from_report(value)
     if value is None or isinstance(value, bytes) or not isinstance(value, Sequence):
         raise CommPeakValidationError(
-            [f"message_uuids must be a list of uuids, a send report or a report path, got {type(value).__name__}"],
+            [
+                f"message_uuids must be a list of uuids, a send report or a report path, got {type(value).__name__}"
+            ],
             what="arguments",
         )
     bad = [i for i, uuid in enumerate(value) if not isinstance(uuid, str) or not uuid]

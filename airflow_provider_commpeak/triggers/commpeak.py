@@ -8,14 +8,13 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_commpeak.exceptions import CommPeakApiError, CommPeakAuthError
 from airflow_provider_commpeak.hooks.backoff import backoff_delay
 from airflow_provider_commpeak.hooks.connection import STATUS_PATH, CommPeakConnectionConfig
 from airflow_provider_commpeak.hooks.status_parser import excerpt, parse_statuses
 from airflow_provider_commpeak.utils.delivery import describe_statuses, is_final, judge_delivery
-
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 if TYPE_CHECKING:
     import httpx
@@ -92,7 +91,9 @@ class SmsStatusTrigger(BaseTrigger):
             conn_id=self.commpeak_conn_id, host=conn.host, port=conn.port, password=conn.password, extra=extra
         )
 
-    async def _poll(self, client: httpx.AsyncClient, config: CommPeakConnectionConfig, pending: list[str]) -> None:
+    async def _poll(
+        self, client: httpx.AsyncClient, config: CommPeakConnectionConfig, pending: list[str]
+    ) -> None:
         """Ask for the status of ``pending``, chunk by chunk, and record the answers."""
         for start in range(0, len(pending), self.status_batch_size):
             chunk = pending[start : start + self.status_batch_size]
@@ -111,7 +112,9 @@ class SmsStatusTrigger(BaseTrigger):
             try:
                 body = response.json()
             except ValueError:
-                raise CommPeakApiError(f"{STATUS_PATH} answered a body that is not JSON: {excerpt(response.text)}")
+                raise CommPeakApiError(
+                    f"{STATUS_PATH} answered a body that is not JSON: {excerpt(response.text)}"
+                ) from None
             self.statuses.update(parse_statuses(body, chunk))
 
     def _event(self, status: str, message: str) -> TriggerEvent:
@@ -149,7 +152,9 @@ class SmsStatusTrigger(BaseTrigger):
                         type(exc).__name__ if isinstance(exc, httpx.HTTPError) else exc,
                     )
                     if errors >= self.max_consecutive_errors:
-                        yield self._event("error", f"{errors} status polls in a row failed, the last with {exc!r}")
+                        yield self._event(
+                            "error", f"{errors} status polls in a row failed, the last with {exc!r}"
+                        )
                         return
                     wait = max(wait, backoff_delay(errors, base=self.poll_interval, cap=300.0))
                 verdict = judge_delivery(
@@ -167,7 +172,8 @@ class SmsStatusTrigger(BaseTrigger):
                 now = time.time()
                 if self.end_time is not None and now >= self.end_time:
                     yield self._event(
-                        "timeout", f"Deadline passed with {verdict.pending} message(s) pending ({describe_statuses(self.statuses)})"
+                        "timeout",
+                        f"Deadline passed with {verdict.pending} message(s) pending ({describe_statuses(self.statuses)})",
                     )
                     return
                 if self.end_time is not None:

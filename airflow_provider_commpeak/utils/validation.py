@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
-from airflow_provider_commpeak.utils.sources import InvalidRecord
 from airflow_provider_commpeak.utils.phones import MAX_DIGITS, MIN_DIGITS, mask_phone, normalize_phone
+from airflow_provider_commpeak.utils.sources import InvalidRecord
 
 #: The fields of one message, as CommPeak's ``POST /simple_send/`` takes them.
 MESSAGE_FIELDS = ("internal_id", "sender", "recipient_phone", "message_content")
@@ -47,7 +47,9 @@ def check_message(
         problems.append(f"{where}: {message.reason}")
         return None
     if not isinstance(message, Mapping):
-        problems.append(f"{where}: expected a mapping of {', '.join(MESSAGE_FIELDS)}, got {_describe(message)}")
+        problems.append(
+            f"{where}: expected a mapping of {', '.join(MESSAGE_FIELDS)}, got {_describe(message)}"
+        )
         return None
     found: list[str] = []
     if message.keys() - _FIELD_SET:
@@ -233,7 +235,11 @@ def scan_messages(
     def ids() -> Iterator[tuple[int, str]]:
         for position, record in enumerate(open_records()):
             checked = check_message(
-                position, record, default_sender=default_sender, make_internal_id=make_internal_id, problems=[]
+                position,
+                record,
+                default_sender=default_sender,
+                make_internal_id=make_internal_id,
+                problems=[],
             )
             if checked is not None:
                 yield position, checked["internal_id"]

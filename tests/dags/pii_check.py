@@ -28,7 +28,7 @@ with DAG(
 ):
     send = SendSmsOperator(
         task_id="send",
-        messages=[{"recipient_phone": n, "message_content": t} for n, t in zip(NUMBERS, TEXTS)],
+        messages=[{"recipient_phone": n, "message_content": t} for n, t in zip(NUMBERS, TEXTS, strict=True)],
         sender="GLOBAL",
     )
     SmsStatusSensor(task_id="wait", message_uuids=send.output, poke_interval=0.3, timeout=30)
