@@ -129,3 +129,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         target = os.environ.get("COMMPEAK_FAULT_MATRIX")
         if target:
             Path(target).write_text(fault_matrix() + "\n")
+
+
+def send_answer(*results: tuple[str, str | None, str | None], task_id: str = "t") -> dict[str, Any]:
+    """A ``simple_send`` answer naming each ``(internal_id, message_uuid, error)``, in order."""
+    return {
+        "status": True,
+        "task_id": task_id,
+        "messages": [{"internal_id": i, "message_uuid": u, "error": e} for i, u, e in results],
+    }

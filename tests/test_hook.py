@@ -5,7 +5,7 @@ import logging
 
 import pytest
 import requests
-from conftest import API_KEY, SEND_URL, STATUS_URL, accepted_answer, message
+from conftest import API_KEY, SEND_URL, STATUS_URL, accepted_answer, message, send_answer
 
 from airflow_provider_commpeak.exceptions import CommPeakApiError, CommPeakAuthError, CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
@@ -143,14 +143,7 @@ def test_rate_limit_gives_up_after_max_attempts(hook, requests_mock, sleeps):
 def test_other_per_message_errors_are_final(hook, requests_mock):
     requests_mock.post(
         SEND_URL,
-        json={
-            "status": True,
-            "task_id": "t",
-            "messages": [
-                {"internal_id": "m0", "message_uuid": None, "error": "INVALID_RECIPIENT"},
-                {"internal_id": "m1", "message_uuid": "u1", "error": None},
-            ],
-        },
+        json=send_answer(("m0", None, "INVALID_RECIPIENT"), ("m1", "u1", None)),
     )
     report = hook.send_messages([message(0), message(1)])
     assert requests_mock.call_count == 1

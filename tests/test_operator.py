@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SEND_URL, accepted_answer, message
+from conftest import SEND_URL, accepted_answer, message, send_answer
 from fakes import FakeStateStore, make_context
 
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakSendError, CommPeakValidationError
@@ -128,15 +128,7 @@ def rate_limited_forever(request, context):
 def test_failures_over_the_allowance_fail_the_task_counting_by_kind(requests_mock):
     requests_mock.post(
         SEND_URL,
-        json={
-            "status": True,
-            "task_id": "t",
-            "messages": [
-                {"internal_id": "m0", "message_uuid": "u0", "error": None},
-                {"internal_id": "m1", "message_uuid": None, "error": "INVALID_RECIPIENT"},
-                {"internal_id": "m2", "message_uuid": None, "error": "RATE_LIMIT"},
-            ],
-        },
+        json=send_answer(("m0", "u0", None), ("m1", None, "INVALID_RECIPIENT"), ("m2", None, "RATE_LIMIT")),
     )
     context = make_context()
     with pytest.raises(CommPeakSendError) as info:
@@ -150,14 +142,7 @@ def test_failures_over_the_allowance_fail_the_task_counting_by_kind(requests_moc
 def test_allowed_failures_count_or_fraction(requests_mock, allowed, fails):
     requests_mock.post(
         SEND_URL,
-        json={
-            "status": True,
-            "task_id": "t",
-            "messages": [
-                {"internal_id": "m0", "message_uuid": None, "error": "INVALID_RECIPIENT"},
-                {"internal_id": "m1", "message_uuid": "u1", "error": None},
-            ],
-        },
+        json=send_answer(("m0", None, "INVALID_RECIPIENT"), ("m1", "u1", None)),
     )
     op = operator(allowed_failures=allowed)
     if fails:
