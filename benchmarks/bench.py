@@ -412,7 +412,10 @@ def import_cost(repeats: int) -> list[dict[str, Any]]:
     added = statistics.median(import_seconds(IMPORT_BASELINE, IMPORT_PROVIDER) for _ in range(repeats))
     return [
         {"import": "BaseOperator, in a fresh process (baseline)", "median_ms": f"{baseline * 1000:.0f}"},
-        {"import": "operator + sensor + notifier modules, after BaseOperator", "median_ms": f"{added * 1000:.0f}"},
+        {
+            "import": "operator + sensor + notifier modules, after BaseOperator",
+            "median_ms": f"{added * 1000:.0f}",
+        },
     ]
 
 

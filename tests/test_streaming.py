@@ -141,3 +141,25 @@ def test_duplicate_finder_tells_collisions_from_duplicates():
     for internal_id in ids:
         finder.add(internal_id)
     assert finder.confirm(enumerate(ids)) == ["message 50: internal_id 'id7' duplicates message 7"]
+
+
+def test_storage_urls_become_object_storage_paths(tmp_path):
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    from airflow_provider_commpeak.utils.sources import as_storage_path
+
+    assert as_storage_path("/tmp/a.csv") == "/tmp/a.csv"
+    assert as_storage_path("file:///tmp/a.csv") == "/tmp/a.csv"
+    assert isinstance(as_storage_path("s3://bucket/a.csv"), ObjectStoragePath)
+
+
+def test_an_object_storage_source_and_report(commpeak_sandbox, tmp_path):
+    """Anything with .open() works: here an ObjectStoragePath on the local filesystem."""
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    source = write_jsonl(tmp_path / "a.jsonl", [message(i) for i in range(3)])
+    summary = CommPeakHook().send_messages_from(
+        ObjectStoragePath(f"file://{source}"), report_path=ObjectStoragePath(f"file://{tmp_path}/r.jsonl")
+    )
+    assert summary.accepted == 3
+    assert len(list(iter_report(tmp_path / "r.jsonl"))) == 3

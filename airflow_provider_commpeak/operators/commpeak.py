@@ -16,6 +16,7 @@ from airflow_provider_commpeak.exceptions import (
 )
 from airflow_provider_commpeak.hooks.report import NOT_SENT, UNCONFIRMED, SendReport, SendSummary
 from airflow_provider_commpeak.utils.allowance import check_allowed_failures, failures_allowed
+from airflow_provider_commpeak.utils.sources import as_storage_path
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -239,11 +240,11 @@ class SendSmsOperator(BaseOperator):
         settled = {k: v for k, v in earlier.results.items() if self._settled_earlier(k, earlier)}
         source = self.messages_path if self._input == "messages_path" else self._raw_messages()
         if self._input == "messages_path":
-            source = _as_path(source)
+            source = as_storage_path(source)
         try:
             summary = self.hook.send_messages_from(
                 source,
-                report_path=_as_path(self.report_path),
+                report_path=as_storage_path(self.report_path),
                 source_format=self.messages_format,
                 default_sender=self.sender,
                 make_internal_id=self._internal_id_factory(context),
@@ -308,14 +309,3 @@ class SendSmsOperator(BaseOperator):
             self.log.warning(
                 "%d message(s) failed (%s), within allowed_failures=%r", failed, errors, self.allowed_failures
             )
-
-
-def _as_path(value: Any) -> Any:
-    """A URL with a scheme (``s3://...``) becomes an ObjectStoragePath; a plain path stays as it is."""
-    if isinstance(value, str) and "://" in value and not value.startswith("file://"):
-        from airflow.providers.common.compat.sdk import ObjectStoragePath
-
-        return ObjectStoragePath(value)
-    if isinstance(value, str) and value.startswith("file://"):
-        return value[len("file://") :]
-    return value

@@ -77,10 +77,10 @@ def read_message_uuids(value: Any) -> list[str]:
 
 def _uuids_from_report(path: Any) -> list[str]:
     from airflow_provider_commpeak.hooks.report import iter_report
-    from airflow_provider_commpeak.operators.commpeak import _as_path
+    from airflow_provider_commpeak.utils.sources import as_storage_path
 
     try:
-        return [uuid for _, uuid, error in iter_report(_as_path(path)) if uuid and error is None]
+        return [uuid for _, uuid, error in iter_report(as_storage_path(path)) if uuid and error is None]
     except (OSError, ValueError) as exc:
         raise CommPeakValidationError(
             [f"message_uuids {str(path)[:80]!r} is a string, so a report file, but it cannot be read: {exc}"],

@@ -20,6 +20,17 @@ class InvalidRecord:
     reason: str
 
 
+def as_storage_path(value: Any) -> Any:
+    """A URL with a scheme (``s3://...``) becomes an ObjectStoragePath; a plain path stays as it is."""
+    if isinstance(value, str) and value.startswith("file://"):
+        return value[len("file://") :]
+    if isinstance(value, str) and "://" in value:
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(value)
+    return value
+
+
 def open_path(path: Any, mode: str = "r") -> IO[Any]:
     """Open a local path (``str`` or ``Path``) or anything with ``.open()``, e.g. an ObjectStoragePath."""
     if isinstance(path, (str, Path)):
