@@ -48,14 +48,30 @@ def test_status_of_every_test_number_through_the_hook(commpeak_sandbox):
     assert list(statuses.values()) == list(TEST_NUMBERS.values())
 
 
-@pytest.mark.parametrize("mode", ["poke", "deferrable"])
-def test_send_then_wait_delivered(airflow_db, commpeak_sandbox, mode):
-    dag = wait_dag(f"wait_delivered_{mode}")
-    dag_run = dag.test()
+def reschedules() -> int:
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.query(TaskReschedule).count()
+
+
+@pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
+def test_send_then_wait_delivered(airflow_db, monkeypatch, mode):
+    """Messages stay `sent` for 1.5 s, so the sensor has to wait (reschedule, defer) at least once."""
+    with CommPeakSandbox(delivery_delay=1.5) as sandbox:
+        monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", sandbox.connection_json)
+        dag = wait_dag(f"wait_delivered_{mode}")
+        before = reschedules()
+        dag_run = dag.test()
+        accepted = sandbox.accepted
+        status_requests = sandbox.requests["/messages_status/"]
     assert run_state(dag_run) == "success"
     result = xcom_value(dag.dag_id, dag_run.run_id, "wait")
     assert result["succeeded"] == 2 and result["failed"] == 0
-    assert set(result["statuses"]) == {m["message_uuid"] for m in commpeak_sandbox.accepted}
+    assert set(result["statuses"]) == {m["message_uuid"] for m in accepted}
+    assert status_requests >= 2  # it had to ask again
+    assert (reschedules() > before) == (mode == "reschedule")
 
 
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
