@@ -268,6 +268,22 @@ def test_422_fails_the_batch_with_its_code(hook, requests_mock):
     assert requests_mock.call_count == 1
 
 
+def test_422_detail_never_echoes_the_input(hook, requests_mock, capsys, caplog):
+    detail = [
+        {
+            "loc": ["body", "messages", 0],
+            "msg": "bad",
+            "type": "value_error",
+            "input": {"recipient_phone": "972524265292", "message_content": "test message 0"},
+        }
+    ]
+    requests_mock.post(SEND_URL, status_code=422, json={"detail": detail})
+    hook.send_messages([message(0)])
+    logs = capsys.readouterr().out + caplog.text
+    assert "HTTP 422" in logs
+    assert "972524265292" not in logs and "test message 0" not in logs
+
+
 def test_invalid_input_sends_nothing(hook, requests_mock):
     with pytest.raises(CommPeakValidationError):
         hook.send_messages([message(0), message(1, phone="12")])

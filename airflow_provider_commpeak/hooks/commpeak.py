@@ -66,15 +66,26 @@ def _is_connect_failure(exc: Exception) -> bool:
     return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
+#: The keys of a FastAPI validation error worth keeping; ``input`` and ``ctx`` may echo the
+#: request's phone numbers and texts back.
+_SAFE_ERROR_KEYS = ("loc", "msg", "type")
+
+
 def _detail(response: requests.Response) -> Any:
-    """The ``detail`` of a FastAPI-style error body, else a short excerpt of the body."""
+    """The ``detail`` of a FastAPI-style error body (without echoed input), else a short excerpt."""
     try:
         body = response.json()
     except ValueError:
         return excerpt(response.text)
-    if isinstance(body, dict) and "detail" in body:
-        return body["detail"]
-    return excerpt(body)
+    if not isinstance(body, dict) or "detail" not in body:
+        return excerpt(body)
+    detail = body["detail"]
+    if isinstance(detail, list):
+        return [
+            {k: v for k, v in item.items() if k in _SAFE_ERROR_KEYS} if isinstance(item, dict) else item
+            for item in detail
+        ]
+    return detail
 
 
 def _check_send_options(batch_size: int, max_attempts: int, max_concurrency: int) -> None:
