@@ -99,8 +99,11 @@ class CommPeakSmsNotifier(BaseNotifier):
 
     def _check(self, report: SendReport) -> None:
         if report.failed:
-            message = f"SMS notification: {report.failed} of {len(report.results)} not accepted ({report.describe_errors()})"
-            self.log.error(message)
+            message = (
+                f"SMS notification: {report.failed} of {len(report.results)} not accepted "
+                f"({report.describe_errors()})"
+            )
+            self.log.error("%s", message)
             raise CommPeakSendError(message, report=report.to_dict())
         self.log.info("SMS notification accepted for %d recipient(s)", report.accepted)
 
