@@ -39,6 +39,16 @@ HERE = Path(__file__).resolve().parent
 # -- the sandbox in its own process --------------------------------------------------------------
 
 
+def sandbox_call(url: str, path: str, body: Any = None) -> Any:
+    """One JSON request to a sandbox (an API path or a ``/_sandbox/`` control path)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"{url}{path}", data=data, headers={"Authorization": API_KEY, "Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.load(answer)
+
+
 class Sandbox:
     def __init__(self, *, latency_ms: float, rate_limit: float, delivery_delay: float) -> None:
         self.process = subprocess.Popen(
@@ -67,14 +77,7 @@ class Sandbox:
         self.url = first.split("listening on ")[1].split()[0]
 
     def call(self, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            f"{self.url}{path}",
-            data=data,
-            headers={"Authorization": API_KEY, "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            return json.load(answer)
+        return sandbox_call(self.url, path, body)
 
     def stats(self) -> dict[str, Any]:
         return self.call("/_sandbox/stats")
@@ -175,19 +178,21 @@ def worker_polling(
     uuids = json.loads(Path(uuids_file).read_text())
     sensor = SmsStatusSensor(task_id="wait", message_uuids=uuids, status_batch_size=chunk, deferrable=False)
     pokes = []
-    sandbox = Sandbox.__new__(Sandbox)
-    sandbox.url = url
     settle_started = False
+
+    def status_requests() -> int:
+        return sandbox_call(url, "/_sandbox/stats")["requests"].get("/messages_status/", 0)
+
     while True:
-        before = sandbox.stats()["requests"].get("/messages_status/", 0)
+        before = status_requests()
         pending = sum(1 for u in uuids if sensor._statuses.get(u) != "delivered")
         done = sensor.poke({}).is_done
-        after = sandbox.stats()["requests"].get("/messages_status/", 0)
+        after = status_requests()
         pokes.append({"pending": pending, "requests": after - before, "expected": math.ceil(pending / chunk)})
         if done:
             return {"pokes": pokes}
         if not settle_started:  # from now on, one slice settles every `interval` seconds
-            sandbox.call("/_sandbox/settings", {"delivery_delay": time.time() - first_sent})
+            sandbox_call(url, "/_sandbox/settings", {"delivery_delay": time.time() - first_sent})
             settle_started = True
         time.sleep(interval)
 

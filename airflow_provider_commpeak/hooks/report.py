@@ -96,13 +96,11 @@ class SendSummary:
     report_path: str
     messages: int = 0
     accepted: int = 0
-    requests_answered: int = 0
     errors: Counter[str] = field(default_factory=Counter)
 
     def add(self, batch: SendReport) -> None:
         """Count one batch's outcome."""
         self.accepted += batch.accepted
-        self.requests_answered += len(batch.task_ids)
         self.errors.update(batch.errors_by_kind())
 
     @property
