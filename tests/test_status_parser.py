@@ -74,6 +74,8 @@ def test_extra_uuids_in_the_answer_are_ignored():
         ({"messages": [{"message_uuid": "u1"}]}, "dict"),
         ({"messages": ["u1"]}, "dict"),
         ({"status": True}, "dict"),
+        ({"detail": "Internal error"}, "dict"),
+        ({"other-uuid": "delivered"}, "dict"),
         (42, "int"),
         (None, "NoneType"),
     ],

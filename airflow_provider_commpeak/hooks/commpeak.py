@@ -635,8 +635,6 @@ class CommPeakHook(BaseHook):
 
 def _mask_secret(secret: str) -> None:
     """Register the key with Airflow's secrets masker so no log line shows it."""
-    try:
-        from airflow.providers.common.compat.sdk import mask_secret
-    except ImportError:  # pragma: no cover - every supported Airflow has one of these
-        from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef]
+    from airflow.providers.common.compat.sdk import mask_secret
+
     mask_secret(secret)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -137,8 +138,6 @@ class ReportWriter:
             self._csv.writerow(REPORT_COLUMNS)
 
     def write(self, batch: SendReport) -> None:
-        import json
-
         for internal_id, result in batch.results.items():
             if self._csv is not None:
                 self._csv.writerow((internal_id, result["message_uuid"] or "", result["error"] or ""))

@@ -50,8 +50,15 @@ def _from_entries(entries: list[Any]) -> dict[str, str] | None:
     return found
 
 
-def _from_mapping(body: Mapping[str, Any]) -> dict[str, str] | None:
-    """Read ``{uuid: "status"}`` or ``{uuid: {"status": ...}}``; ``None`` if not of that form."""
+def _from_mapping(body: Mapping[str, Any], asked: set[str]) -> dict[str, str] | None:
+    """
+    Read ``{uuid: "status"}`` or ``{uuid: {"status": ...}}``; ``None`` if not of that form.
+
+    A non-empty mapping naming none of the asked uuids is not of that form either: it is some other
+    object, such as ``{"detail": "..."}``, which would otherwise leave every message pending.
+    """
+    if body and asked.isdisjoint(str(key) for key in body):
+        return None
     found: dict[str, str] = {}
     for uuid, value in body.items():
         status = _first(value, STATUS_KEYS) if isinstance(value, Mapping) else value
@@ -61,7 +68,7 @@ def _from_mapping(body: Mapping[str, Any]) -> dict[str, str] | None:
     return found
 
 
-def _read(body: Any) -> dict[str, str] | None:
+def _read(body: Any, asked: set[str]) -> dict[str, str] | None:
     if isinstance(body, list):
         return _from_entries(body)
     if not isinstance(body, Mapping):
@@ -69,7 +76,7 @@ def _read(body: Any) -> dict[str, str] | None:
     for key in LIST_KEYS:
         if isinstance(body.get(key), list):
             return _from_entries(body[key])
-    return _from_mapping(body)
+    return _from_mapping(body, asked)
 
 
 def parse_statuses(body: Any, message_uuids: Iterable[str]) -> dict[str, str]:
@@ -83,7 +90,8 @@ def parse_statuses(body: Any, message_uuids: Iterable[str]) -> dict[str, str]:
 
     :raises CommPeakApiError: When the body is of none of these shapes; the text names what it got.
     """
-    found = _read(body)
+    message_uuids = list(message_uuids)
+    found = _read(body, set(message_uuids))
     if found is None:
         raise CommPeakApiError(
             f"Cannot read the messages_status answer: got {type(body).__name__} {excerpt(body)}",

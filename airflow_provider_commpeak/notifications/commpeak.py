@@ -83,16 +83,11 @@ class CommPeakSmsNotifier(BaseNotifier):
         """One message per recipient, checked (raises listing every problem, nothing sent)."""
         import uuid
 
-        from airflow_provider_commpeak.exceptions import CommPeakValidationError
-        from airflow_provider_commpeak.utils.validation import validate_messages
+        from airflow_provider_commpeak.utils.validation import expand_recipients, validate_messages
 
-        if isinstance(self.recipients, (str, bytes)) or not isinstance(self.recipients, Sequence):
-            raise CommPeakValidationError(
-                [f"recipients must be a list of phone numbers, got {type(self.recipients).__name__}"]
-            )
         batch = uuid.uuid4().hex[:12]
         return validate_messages(
-            [{"recipient_phone": r, "message_content": self.message_content} for r in self.recipients],
+            expand_recipients(self.recipients, self.message_content),
             default_sender=self.sender,
             make_internal_id=lambda position: f"notify-{batch}-{position}",
         )

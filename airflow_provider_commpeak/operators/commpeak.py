@@ -158,16 +158,9 @@ class SendSmsOperator(BaseOperator):
         """The messages as given, before validation (the shorthand expanded)."""
         if self._input == "messages":
             return self.messages
-        recipients = self.recipients
-        if (
-            recipients is None
-            or isinstance(recipients, (str, bytes, dict))
-            or not hasattr(recipients, "__iter__")
-        ):
-            raise CommPeakValidationError(
-                [f"recipients must be a list of phone numbers, got {type(recipients).__name__}"]
-            )
-        return [{"recipient_phone": number, "message_content": self.message_content} for number in recipients]
+        from airflow_provider_commpeak.utils.validation import expand_recipients
+
+        return expand_recipients(self.recipients, self.message_content)
 
     def _internal_id_factory(self, context: Context) -> Callable[[int], str]:
         """Ids for messages without one, stable across tries of this task instance."""

@@ -32,11 +32,7 @@ class SendLedger:
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> SendLedger:
         """The ledger of the running task instance (an empty, inert one before Airflow 3.3)."""
-        try:
-            store = context.get("task_state_store")
-        except Exception:  # a context that raises for unknown keys on some versions
-            store = None
-        return cls(store)
+        return cls(context.get("task_state_store"))
 
     @property
     def durable(self) -> bool:

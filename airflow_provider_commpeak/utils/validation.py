@@ -70,9 +70,7 @@ def check_message(
     if not isinstance(content, str) or not content.strip():
         found.append("message_content is missing, empty or not a string")
 
-    sender = message.get("sender", default_sender)
-    if sender is None or sender == "":
-        sender = default_sender
+    sender = message.get("sender") or default_sender
     if not isinstance(sender, str) or not sender.strip():
         found.append("sender is missing (set it on the message or pass a default sender)")
 
@@ -126,6 +124,24 @@ def iter_checked_messages(
             continue
         first_seen[internal_id] = position
         yield checked
+
+
+def expand_recipients(recipients: object, message_content: object) -> list[dict[str, Any]]:
+    """
+    One message per phone number, all with ``message_content`` (the operator's and notifier's shorthand).
+
+    :raises CommPeakValidationError: When ``recipients`` is not a list of numbers (a lone string
+        is refused rather than split into characters).
+    """
+    if (
+        recipients is None
+        or isinstance(recipients, (str, bytes, Mapping))
+        or not isinstance(recipients, Iterable)
+    ):
+        raise CommPeakValidationError(
+            [f"recipients must be a list of phone numbers, got {_describe(recipients)}"]
+        )
+    return [{"recipient_phone": number, "message_content": message_content} for number in recipients]
 
 
 def validate_messages(
