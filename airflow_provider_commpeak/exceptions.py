@@ -14,7 +14,7 @@ from airflow.providers.common.compat.sdk import AirflowException
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow_provider_commpeak.hooks.report import SendReport, SendSummary
+    from airflow_provider_commpeak._engine.report import SendReport, SendSummary
 
 
 class CommPeakError(AirflowException):

@@ -138,9 +138,15 @@ def worker_httphook(url: str, n: int, batch: int) -> dict[str, Any]:
     return {"wall": time.perf_counter() - started, "rss": peak_rss_mb()}
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def worker_commpeak(
-    url: str, n: int, batch: int, concurrency: int, source: str | None = None
+    url: str, n: int, batch: int, concurrency: int, source: str | None = None, start: int = 0
 ) -> dict[str, Any]:
+    """Send ``n`` messages with the hook's defaults; time each request (the round trips) and the CPU."""
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
     os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps(
@@ -148,18 +154,31 @@ def worker_commpeak(
     )
     hook = CommPeakHook()
     hook.get_conn()  # read the connection first: a one-time set-up, not throughput
-    started = time.perf_counter()
+    round_trips: list[float] = []
+    request = hook.transport.request
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return request(*args, **kwargs)
+        finally:
+            round_trips.append(time.perf_counter() - began)
+
+    hook.transport.request = timed  # type: ignore[method-assign]
+    cpu_before, started = cpu_seconds(), time.perf_counter()
     if source:
         report_path = Path(tempfile.mkdtemp()) / "report.jsonl"
-        report = hook.send_messages_from(
+        report = hook.send_messages(
             source, report_path=str(report_path), batch_size=batch, max_concurrency=concurrency
         )
     else:
         report = hook.send_messages(
-            messages(n), batch_size=batch, max_concurrency=concurrency, max_attempts=50
+            list(messages(n, start)), batch_size=batch, max_concurrency=concurrency
         )
     return {
         "wall": time.perf_counter() - started,
+        "cpu": cpu_seconds() - cpu_before,
+        "rtt": statistics.mean(round_trips) if round_trips else 0.0,
         "rss": peak_rss_mb(),
         "accepted": report.accepted,
         "failed": report.failed,
@@ -276,6 +295,7 @@ def throughput(args: argparse.Namespace, sandbox: Sandbox) -> list[dict[str, Any
                 "of_limit": f"{limit / ours['wall']:.0%}",
                 "vs_naive": f"{naive_wall / ours['wall']:.0f}x",
                 "vs_httphook": f"{http['wall'] / ours['wall']:.1f}x",
+                "cpu_ms_per_1000": f"{ours['cpu'] * 1000 / (n / 1000):.0f}",
                 "_wall": ours["wall"],
             }
         )
@@ -310,27 +330,129 @@ def latency_bound(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def rate_limited(args: argparse.Namespace) -> dict[str, Any]:
-    sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=args.rate_limit, delivery_delay=1)
-    try:
-        n = args.rate_limited_n
-        ours = run_worker("commpeak", sandbox.url, str(n), str(args.batch_size), str(args.concurrency))
-        stats = sandbox.stats()
-    finally:
-        sandbox.stop()
-    # the sandbox's bucket starts full: the first `rate` messages go through at once
-    limit = max(n - args.rate_limit, 0) / args.rate_limit
-    return {
-        "N": n,
-        "rate_limit": args.rate_limit,
-        "wall_s": f"{ours['wall']:.2f}",
-        "limit_s": f"{limit:.2f}",
-        "of_rate": f"{limit / ours['wall']:.1%}",
-        "accepted": stats["accepted"],
-        "duplicated": stats["duplicated"],
-        "lost": n - stats["accepted"],
-        "requests": stats["requests"].get("/simple_send/", 0),
-    }
+def sustained_rate(stats: dict[str, Any]) -> float:
+    """Messages accepted per second after the first refusal (the initial burst of a full bucket excluded)."""
+    if stats["first_refused_at"] is None:
+        span = stats["last_accepted_at"] - stats["first_accepted_at"]
+        return stats["accepted"] / span if span > 0 else float("inf")
+    after = stats["accepted"] - stats["accepted_before_first_refusal"]
+    return after / max(stats["last_accepted_at"] - stats["first_refused_at"], 1e-9)
+
+
+def rate_matrix(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Default settings against a token bucket at each rate and latency: lost, duplicated, sustained."""
+    rows = []
+    for rate in args.rates:
+        for latency_ms in args.latencies:
+            sandbox = Sandbox(latency_ms=latency_ms, rate_limit=rate, delivery_delay=1)
+            try:
+                n = int(rate * args.rate_seconds)
+                ours = run_worker("commpeak", sandbox.url, str(n), str(args.batch_size), str(args.concurrency))
+                stats = sandbox.stats()
+            finally:
+                sandbox.stop()
+            sustained = sustained_rate(stats)
+            bound = args.concurrency * args.batch_size / ours["rtt"] if ours["rtt"] else float("inf")
+            target, which = (rate, "limit") if rate <= bound else (bound, "latency bound")
+            rows.append(
+                {
+                    "rate_limit": f"{rate:g}",
+                    "latency_ms": f"{latency_ms:g}",
+                    "N": n,
+                    "lost": n - stats["distinct_internal_ids"],
+                    "duplicated": stats["duplicated"],
+                    "sustained_msg_s": f"{sustained:,.0f}",
+                    "latency_bound_msg_s": f"{bound:,.0f}",
+                    "target": which,
+                    "of_target": f"{min(sustained / target, 9.99):.1%}",
+                    "requests": stats["requests"].get("/simple_send/", 0),
+                    "refused": stats["refused"],
+                    "cpu_ms_per_1000": f"{ours['cpu'] * 1000 / (n / 1000):.0f}",
+                    "_of_target": sustained / target,
+                }
+            )
+    return rows
+
+
+def drain_recovery(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Another client drains the key for 1 s mid-send: how soon is the limit used again?"""
+    rows = []
+    for rate in args.rates:
+        sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=rate, delivery_delay=1)
+        try:
+            n = int(rate * 14)
+            worker = subprocess.Popen(
+                [sys.executable, __file__, "--worker", "commpeak", sandbox.url, str(n), str(args.batch_size),
+                 str(args.concurrency)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            while sandbox.stats()["accepted"] < rate * 5:  # five seconds of sending, well past the burst
+                time.sleep(0.05)
+            drained_at = time.time()
+            sandbox.call("/_sandbox/settings", {"drain": 1.0})
+            worker.communicate(timeout=600)
+            accepted_at = sorted(m["accepted_at"] for m in sandbox.call("/_sandbox/messages")["messages"])
+            stats = sandbox.stats()
+        finally:
+            sandbox.stop()
+        back = drained_at + 1.0
+        per_second = [sum(1 for t in accepted_at if back + i <= t < back + i + 1) for i in range(6)]
+        recovered = next((i + 1 for i, count in enumerate(per_second) if count >= 0.9 * rate), None)
+        rows.append(
+            {
+                "rate_limit": f"{rate:g}",
+                "accepted_per_second_after_the_drain": ", ".join(map(str, per_second)),
+                "at_90pc_within_s": recovered if recovered is not None else "> 6",
+                "lost": n - stats["distinct_internal_ids"],
+                "duplicated": stats["duplicated"],
+            }
+        )
+    return rows
+
+
+def shared_key(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Two processes send on one key at once: combined share of the limit, each one's share, nothing lost."""
+    rows = []
+    for rate in args.shared_rates:
+        sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=rate, delivery_delay=1)
+        try:
+            n = int(rate * 8)
+            workers = [
+                subprocess.Popen(
+                    [sys.executable, __file__, "--worker", "commpeak-from", sandbox.url, str(n),
+                     str(args.batch_size), str(args.concurrency), str(i * n)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
+                for i in range(2)
+            ]
+            for worker in workers:
+                worker.communicate(timeout=600)
+            accepted = sandbox.call("/_sandbox/messages")["messages"]
+            stats = sandbox.stats()
+        finally:
+            sandbox.stop()
+        first = [m["accepted_at"] for m in accepted if int(m["internal_id"][1:]) < n]
+        second = [m["accepted_at"] for m in accepted if int(m["internal_id"][1:]) >= n]
+        start, end = stats["first_refused_at"], min(max(first), max(second))  # both sending, burst excluded
+        together = [t for t in first + second if start <= t <= end]
+        combined = len(together) / max(end - start, 1e-9)
+        share = sum(1 for t in first if start <= t <= end) / max(len(together), 1)
+        rows.append(
+            {
+                "rate_limit": f"{rate:g}",
+                "N": f"2 x {n}",
+                "lost": 2 * n - stats["distinct_internal_ids"],
+                "duplicated": stats["duplicated"],
+                "combined_of_limit": f"{combined / rate:.1%}",
+                "shares": f"{share:.0%} / {1 - share:.0%}",
+                "_combined": combined / rate,
+            }
+        )
+    return rows
 
 
 def polling(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -435,8 +557,14 @@ def main() -> int:
     parser.add_argument("--naive-slice", type=int, default=300)
     parser.add_argument("--bound-latency-ms", type=float, default=100.0)
     parser.add_argument("--bound-n", type=int, default=20_000)
-    parser.add_argument("--rate-limit", type=float, default=2000.0)
-    parser.add_argument("--rate-limited-n", type=int, default=20_000)
+    parser.add_argument(
+        "--rates", type=lambda s: [float(x) for x in s.split(",")], default=[100, 400, 1500, 5000]
+    )
+    parser.add_argument(
+        "--latencies", type=lambda s: [float(x) for x in s.split(",")], default=[0, 20, 100]
+    )
+    parser.add_argument("--rate-seconds", type=float, default=12.0, help="each rate run lasts about this long")
+    parser.add_argument("--shared-rates", type=lambda s: [float(x) for x in s.split(",")], default=[400, 1500])
     parser.add_argument("--polling-n", type=int, default=100_000)
     parser.add_argument(
         "--settle-gap", type=float, default=1.5, help="seconds between the slices' deliveries"
@@ -448,12 +576,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
     parser.add_argument(
         "--only",
-        default="throughput,bound,rate,streaming,polling,imports",
+        default="throughput,bound,rate,drain,shared,streaming,polling,imports",
         help="comma-separated sections to run (default: all)",
     )
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.naive_slice, args.rate_limited_n, args.bound_n = [2000], 50, 6000, 2000
+        args.sizes, args.naive_slice, args.bound_n = [2000], 50, 2000
+        args.rates, args.latencies, args.rate_seconds, args.shared_rates = [400], [20], 5.0, [400]
         args.polling_n, args.settle_gap, args.stream_sizes, args.import_repeats = 5000, 0.6, [2000, 20000], 3
 
     print(
@@ -461,6 +590,7 @@ def main() -> int:
         f"Python {sys.version.split()[0]})\n"
     )
     sections = set(args.only.split(","))
+    failures: list[str] = []
     if "throughput" in sections:
         sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=0, delivery_delay=1)
         try:
@@ -482,6 +612,7 @@ def main() -> int:
                     "of_limit",
                     "vs_naive",
                     "vs_httphook",
+                    "cpu_ms_per_1000",
                 ],
             )
         )
@@ -503,23 +634,38 @@ def main() -> int:
             )
         )
     if "rate" in sections:
-        print(f"\n## Rate-limited: sandbox at {args.rate_limit:g} msg/s, latency {args.latency_ms:g} ms\n")
+        rows = rate_matrix(args)
+        print(f"\n## Rate-limited, default settings (batches of {args.batch_size}, max_concurrency={args.concurrency})\n")
         print(
             table(
-                [rate_limited(args)],
+                rows,
                 [
-                    "N",
                     "rate_limit",
-                    "wall_s",
-                    "limit_s",
-                    "of_rate",
-                    "accepted",
+                    "latency_ms",
+                    "N",
                     "lost",
                     "duplicated",
+                    "sustained_msg_s",
+                    "latency_bound_msg_s",
+                    "target",
+                    "of_target",
                     "requests",
+                    "refused",
+                    "cpu_ms_per_1000",
                 ],
             )
         )
+        failures += [f"rate {r['rate_limit']} @ {r['latency_ms']} ms: {r['of_target']}" for r in rows if r["_of_target"] < 0.95 or r["lost"] or r["duplicated"]]
+    if "drain" in sections:
+        rows = drain_recovery(args)
+        print(f"\n## Recovery after another client drains the key for 1 s (latency {args.latency_ms:g} ms)\n")
+        print(table(rows, ["rate_limit", "accepted_per_second_after_the_drain", "at_90pc_within_s", "lost", "duplicated"]))
+        failures += [f"drain at {r['rate_limit']}" for r in rows if not isinstance(r["at_90pc_within_s"], int) or r["at_90pc_within_s"] > 5 or r["lost"] or r["duplicated"]]
+    if "shared" in sections:
+        rows = shared_key(args)
+        print(f"\n## Two processes sending on one key (latency {args.latency_ms:g} ms)\n")
+        print(table(rows, ["rate_limit", "N", "lost", "duplicated", "combined_of_limit", "shares"]))
+        failures += [f"shared at {r['rate_limit']}" for r in rows if r["_combined"] < 0.9 or r["lost"] or r["duplicated"]]
     if "streaming" in sections:
         print("\n## Streaming from a file: peak RSS\n")
         print(table(streaming(args), ["N", "source", "wall_s", "peak_rss_mb", "rss_vs_smallest"]))
@@ -533,7 +679,9 @@ def main() -> int:
     if "imports" in sections:
         print(f"\n## Parse-time import cost (median of {args.import_repeats} fresh processes)\n")
         print(table(import_cost(args.import_repeats), ["import", "median_ms"]))
-    return 0
+    if failures:
+        print(f"\nBelow target: {'; '.join(failures)}")
+    return 1 if failures and not args.quick else 0
 
 
 if __name__ == "__main__":
@@ -545,6 +693,8 @@ if __name__ == "__main__":
             result = worker_httphook(rest[0], int(rest[1]), int(rest[2]))
         elif kind == "commpeak":
             result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
+        elif kind == "commpeak-from":
+            result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), start=int(rest[4]))
         elif kind == "commpeak-file":
             result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), source=rest[4])
         elif kind == "polling":

@@ -1,19 +1,21 @@
-"""Shared fixtures. Airflow is configured here, before any test imports it."""
+"""Fixtures, and the Airflow settings the suite needs (set in ``pytest_configure``, before Airflow loads)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import API_KEY
+from helpers.faults import FAULT_FIGURES, fault_matrix
 
 REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="commpeak-airflow-home-"))
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 
 def _dags_folder() -> str:
@@ -24,16 +26,15 @@ def _dags_folder() -> str:
     return str(folder)
 
 
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = _dags_folder()
-os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
-os.environ.pop("AIRFLOW_CONN_COMMPEAK_DEFAULT", None)
-if version("apache-airflow").startswith("2."):
-    os.environ["AIRFLOW__CORE__EXECUTOR"] = "SequentialExecutor"  # Airflow 2 refuses SQLite otherwise
-
-API_KEY = "test-key-5f0c2d9a"
-BASE_URL = "https://sendsms.commpeak.com"
-SEND_URL = f"{BASE_URL}/simple_send/"
-STATUS_URL = f"{BASE_URL}/messages_status/"
+def pytest_configure(config: pytest.Config) -> None:
+    """Point Airflow at a scratch home and the test DAGs before any test imports it."""
+    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="commpeak-airflow-home-"))
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = _dags_folder()
+    os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+    os.environ.pop("AIRFLOW_CONN_COMMPEAK_DEFAULT", None)
+    if version("apache-airflow").startswith("2."):
+        os.environ["AIRFLOW__CORE__EXECUTOR"] = "SequentialExecutor"  # Airflow 2 refuses SQLite otherwise
 
 
 @pytest.fixture
@@ -45,48 +46,53 @@ def commpeak_conn(monkeypatch: pytest.MonkeyPatch) -> str:
     return "commpeak_default"
 
 
-class SleepRecorder:
-    """Stands in for the ``time`` module in the hook: records each sleep instead of sleeping."""
+class DelayRecorder:
+    """Records every retry/pushback delay the retry policy computes, and makes each one zero."""
 
     def __init__(self) -> None:
         self.delays: list[float] = []
 
-    def sleep(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
 
 @pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
-    """Record the hook's backoff sleeps without sleeping."""
-    from airflow_provider_commpeak.hooks import commpeak as hook_module
+def delays(monkeypatch: pytest.MonkeyPatch) -> DelayRecorder:
+    """No real waiting between retries: each delay is recorded, then 0."""
+    from airflow_provider_commpeak._engine.retry import RetryPolicy
 
-    recorder = SleepRecorder()
-    monkeypatch.setattr(hook_module, "time", recorder)
+    recorder = DelayRecorder()
+    original = RetryPolicy.delay
+
+    def record(self: RetryPolicy, attempt: int, retry_after: Any = None) -> float:
+        recorder.delays.append(original(self, attempt, retry_after))
+        return 0.0
+
+    monkeypatch.setattr(RetryPolicy, "delay", record)
     return recorder
 
 
-def message(i: int, phone: str = "972524265292", **overrides: Any) -> dict[str, Any]:
-    """A valid message with internal_id ``m<i>``."""
-    return {
-        "internal_id": f"m{i}",
-        "sender": "GLOBAL",
-        "recipient_phone": phone,
-        "message_content": f"test message {i}",
-        **overrides,
-    }
+class LogReader:
+    """Everything logged so far, whether through ``logging`` or Airflow's structlog (stdout/stderr)."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+        self._caplog, self._capsys = caplog, capsys
+        self._seen = ""
+
+    @property
+    def text(self) -> str:
+        captured = self._capsys.readouterr()
+        self._seen += captured.out + captured.err
+        return self._caplog.text + self._seen
+
+    def count(self, fragment: str) -> int:
+        """How many log lines hold ``fragment`` (a line may reach both ``logging`` and stdout)."""
+        self.text  # noqa: B018 - collect what was printed so far
+        return max(self._caplog.text.count(fragment), self._seen.count(fragment))
 
 
-def accepted_answer(request: Any, context: Any) -> dict[str, Any]:
-    """A requests-mock callback accepting every message of the request."""
-    messages = request.json()["messages"]
-    return {
-        "status": True,
-        "task_id": "task-1",
-        "messages": [
-            {"internal_id": m["internal_id"], "message_uuid": f"uuid-{m['internal_id']}", "error": None}
-            for m in messages
-        ],
-    }
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> LogReader:
+    """Read every log line of the test, at DEBUG and above."""
+    caplog.set_level(logging.DEBUG)
+    return LogReader(caplog, capsys)
 
 
 @pytest.fixture(scope="session")
@@ -97,29 +103,14 @@ def airflow_db() -> None:
     db.initdb()
 
 
-#: Figures of each fault-suite scenario, printed as a table at the end of the run.
-FAULT_FIGURES: list[dict[str, Any]] = []
+@pytest.fixture
+def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A sandbox that answers at once, with ``AIRFLOW_CONN_COMMPEAK_DEFAULT`` pointing at it."""
+    from airflow_provider_commpeak.sandbox import CommPeakSandbox
 
-FAULT_COLUMNS = (
-    "scenario",
-    "fault",
-    "messages",
-    "accepted",
-    "unconfirmed",
-    "unconfirmed_but_accepted",
-    "failed_other",
-    "lost",
-    "duplicated",
-    "requests",
-    "errors",
-)
-
-
-def fault_matrix() -> str:
-    """The fault suite's figures as a Markdown table."""
-    lines = ["| " + " | ".join(FAULT_COLUMNS) + " |", "|" + "---|" * len(FAULT_COLUMNS)]
-    lines += ["| " + " | ".join(str(row[c]) for c in FAULT_COLUMNS) + " |" for row in FAULT_FIGURES]
-    return "\n".join(lines)
+    with CommPeakSandbox(delivery_delay=0.1) as sb:
+        monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", sb.connection_json)
+        yield sb
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -129,12 +120,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         target = os.environ.get("COMMPEAK_FAULT_MATRIX")
         if target:
             Path(target).write_text(fault_matrix() + "\n")
-
-
-def send_answer(*results: tuple[str, str | None, str | None], task_id: str = "t") -> dict[str, Any]:
-    """A ``simple_send`` answer naming each ``(internal_id, message_uuid, error)``, in order."""
-    return {
-        "status": True,
-        "task_id": task_id,
-        "messages": [{"internal_id": i, "message_uuid": u, "error": e} for i, u, e in results],
-    }

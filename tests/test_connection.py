@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_commpeak._engine.connection import CommPeakConnectionConfig
 from airflow_provider_commpeak.exceptions import CommPeakError
-from airflow_provider_commpeak.hooks.connection import CommPeakConnectionConfig
 
 
 def config(host=None, password="key", extra=None, timeout=None):
@@ -49,10 +49,51 @@ def test_timeout_from_extra_argument_and_default():
     assert config(extra={"timeout": 12}, timeout=3).timeout == 3
     assert config(extra={"timeout": 5}).connect_timeout == 5
     assert config().connect_timeout == 10
-    with pytest.raises(CommPeakError, match="must be a number"):
-        config(extra={"timeout": "soon"})
-    with pytest.raises(CommPeakError, match="must be positive"):
-        config(extra={"timeout": 0})
+    for bad in ("soon", "nan", "inf", "-1", 0, 10_000, True, [5]):
+        with pytest.raises(CommPeakError, match="timeout must be"):
+            config(extra={"timeout": bad})
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("abc def", "whitespace inside it"),
+        ("abc\tdef", "whitespace inside it"),
+        ("abc\x00def", "control characters"),
+        ("abc\x7fdef", "control characters"),
+        ("abcdéf", "beyond printable ASCII"),
+        ("abc\u05d0def", "beyond printable ASCII"),
+    ],
+)
+def test_a_key_no_header_can_carry_is_refused_without_showing_it(key, problem):
+    with pytest.raises(CommPeakError, match=problem) as info:
+        config(password=key)
+    text = str(info.value)
+    assert "'cp'" in text
+    for shown in (key, repr(key), key.encode("unicode_escape").decode(), "abc", "def"):
+        assert shown not in text
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "https://user:pw@sendsms.commpeak.com",
+        "https://:KEY@sendsms.commpeak.com",
+        "user:pw@sendsms.commpeak.com",
+    ],
+)
+def test_credentials_in_the_host_are_refused_and_never_shown(host):
+    with pytest.raises(CommPeakError, match="holds credentials") as info:
+        config(host)
+    assert "pw" not in str(info.value) and "KEY" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "host", ["https://sendsms.commpeak.com?x=1", "https://sendsms.commpeak.com#f", "https://h:port"]
+)
+def test_a_host_with_a_query_fragment_or_bad_port_is_refused(host):
+    with pytest.raises(CommPeakError, match="Connection 'cp'"):
+        config(host)
 
 
 def test_key_is_sent_raw_and_hidden_from_repr():

@@ -6,7 +6,7 @@ import socket
 from collections import Counter
 
 import pytest
-from airflow_helpers import EXAMPLES, dag_bag, load_example, run_state, task_states, xcom_value
+from helpers.airflow import EXAMPLES, dag_bag, load_example, run_state, task_states, xcom_value
 
 pytestmark = pytest.mark.sandbox
 

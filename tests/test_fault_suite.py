@@ -10,17 +10,17 @@ acceptance the server does not have, and every acceptance the report does not cl
 from __future__ import annotations
 
 import json
-import socket
 from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import FAULT_FIGURES, message
-from fakes import FakeStateStore, make_context
+from helpers import free_port, message
+from helpers.fakes import FakeStateStore, make_context
+from helpers.faults import FAULT_FIGURES
 
+from airflow_provider_commpeak._engine.report import UNCONFIRMED, SendReport
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakSendError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
-from airflow_provider_commpeak.hooks.report import UNCONFIRMED, SendReport
 from airflow_provider_commpeak.operators.commpeak import SendSmsOperator
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
 
@@ -31,16 +31,9 @@ BATCH = 100
 MESSAGES = [message(i) for i in range(N)]
 
 
-@pytest.fixture
-def sandbox(monkeypatch):
-    with CommPeakSandbox(delivery_delay=0.1) as sb:
-        monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", sb.connection_json)
-        yield sb
-
-
 def send(*, timeout: float | None = None, **kwargs: Any) -> SendReport:
     hook = CommPeakHook(timeout=timeout, max_retries=4, backoff_base=0.01, backoff_max=0.2)
-    options = {"batch_size": BATCH, "max_concurrency": 4, "rate_limit_backoff": 0.05}
+    options = {"batch_size": BATCH, "max_concurrency": 4}
     options.update(kwargs)
     try:
         return hook.send_messages(MESSAGES, **options)
@@ -101,18 +94,30 @@ def test_429_with_retry_after_is_honoured(sandbox):
     assert check("429 + Retry-After", "8x 429, Retry-After 0.05 s", sandbox, send())["accepted"] == N
 
 
-def test_connection_refused_fails_every_message_with_a_reason(monkeypatch):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_connection_refused_fails_every_message_with_a_resendable_reason(monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_COMMPEAK_DEFAULT",
-        json.dumps({"conn_type": "commpeak", "password": "k", "host": f"http://127.0.0.1:{port}"}),
+        json.dumps({"conn_type": "commpeak", "password": "k", "host": f"http://127.0.0.1:{free_port()}"}),
     )
     report = send()
     figures = check("connection refused", "nothing listening", None, report)
-    assert report.errors_by_kind() == {"CONNECTION_ERROR": N}
+    assert set(report.errors_by_kind()) == {"CONNECTION_ERROR", "NOT_SENT"}
+    assert (
+        report.errors_by_kind()["CONNECTION_ERROR"] <= 4 * BATCH
+    )  # the batches in flight; the rest never sent
     assert figures["accepted"] == 0
+
+
+def test_a_trickling_answer_is_cut_at_the_deadline(sandbox):
+    sandbox.inject("trickle", count=1, interval=0.2, seconds=30, after=4)
+    figures = check("trickled answer", "1x 1 byte / 0.2 s, client timeout 1 s", sandbox, send(timeout=1))
+    assert figures["unconfirmed"] == figures["unconfirmed_but_accepted"] == BATCH
+
+
+def test_a_redirect_is_never_followed(sandbox):
+    sandbox.inject("redirect", count=1000, after=6)
+    figures = check("redirect mid-run", "307 from request 7 on", sandbox, send())
+    assert 6 * BATCH <= figures["accepted"] < N and "HTTP_307" in figures["errors"]
 
 
 @pytest.mark.parametrize("mode", ["close_after_accept", "close"])
@@ -137,12 +142,29 @@ def test_accept_then_hang_past_the_timeout(sandbox):
     assert figures["unconfirmed"] == figures["unconfirmed_but_accepted"] == BATCH
 
 
-def test_rate_limit_at_half_capacity(monkeypatch):
+@pytest.mark.parametrize("rate", [400, 1500])
+def test_rate_limit_with_default_settings_loses_nothing(monkeypatch, rate):
+    with CommPeakSandbox(rate_limit=rate, delivery_delay=0.1) as sb:
+        monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", sb.connection_json)
+        report = CommPeakHook().send_messages(MESSAGES)
+        figures = check("RATE_LIMIT", f"sandbox at {rate:,} msg/s, default settings", sb, report)
+    assert figures["accepted"] == N
+
+
+def test_a_one_second_drain_by_another_client_loses_nothing(monkeypatch):
     with CommPeakSandbox(rate_limit=1500, delivery_delay=0.1) as sb:
         monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", sb.connection_json)
-        report = send(max_attempts=30)
-        figures = check("RATE_LIMIT", "sandbox at 1,500 msg/s", sb, report)
-    assert figures["accepted"] == N
+        hook = CommPeakHook()
+        drained = []
+
+        def drain_once(report):
+            if not drained and len(sb.accepted) >= 2000:
+                drained.append(True)
+                sb.drain(1.0)
+
+        report = hook.send_messages(MESSAGES, on_batch_done=drain_once)
+        figures = check("drain", "1 s drain mid-run at 1,500 msg/s", sb, report)
+    assert drained and figures["accepted"] == N
 
 
 def test_403_mid_run_stops_and_accounts_for_everything(sandbox):
@@ -169,7 +191,6 @@ def test_proxy_html_error_page(sandbox):
 def test_task_outcome_follows_allowed_failures(sandbox, allowed, fails):
     sandbox.inject("502", count=2, after=3)
     op = SendSmsOperator(task_id="send", messages=MESSAGES, allowed_failures=allowed)
-    op.hook.backoff_base = 0.01
     if fails:
         with pytest.raises(
             CommPeakSendError, match="200 of 5000 message\\(s\\) failed \\(200 UNCONFIRMED\\)"
@@ -193,7 +214,8 @@ def _die_on_request(monkeypatch, hook: CommPeakHook, number: int) -> None:
     monkeypatch.setattr(hook.session, "post", post)
 
 
-def test_crash_then_retry_resends_nothing_accepted(sandbox, monkeypatch):
+def test_crash_then_retry_resends_nothing_that_may_have_been_accepted(sandbox, monkeypatch):
+    """Try 1 dies as request 23 starts; its batch was written ahead, so try 2 reports it UNCONFIRMED."""
     store = FakeStateStore()
     first = SendSmsOperator(task_id="send", messages=MESSAGES)
     _die_on_request(monkeypatch, first.hook, 23)
@@ -202,10 +224,21 @@ def test_crash_then_retry_resends_nothing_accepted(sandbox, monkeypatch):
     accepted_by_first = len(sandbox.accepted)
     assert 0 < accepted_by_first < N
 
-    retry = SendSmsOperator(task_id="send", messages=MESSAGES)
+    retry = SendSmsOperator(task_id="send", messages=MESSAGES, allowed_failures=BATCH)
     result = retry.execute(make_context(store=store))
-    report = SendReport.from_dict(result)
-    figures = check("crash, then task retry", "try 1 dies at request 23", sandbox, report)
+    figures = check(
+        "crash, then task retry", "try 1 dies at request 23", sandbox, SendReport.from_dict(result)
+    )
+    assert figures["duplicated"] == 0 and figures["unconfirmed"] == BATCH and figures["accepted"] == N - BATCH
+
+    deliberate = SendSmsOperator(task_id="send", messages=MESSAGES, resend_unconfirmed=True)
+    result = deliberate.execute(make_context(store=store))
+    figures = check(
+        "... then resend_unconfirmed=True",
+        "the 100 never reached CommPeak",
+        sandbox,
+        SendReport.from_dict(result),
+    )
     assert figures["accepted"] == N and figures["duplicated"] == 0
     assert result["message_uuids"] == [
         m["message_uuid"] for m in sorted(sandbox.accepted, key=lambda m: int(m["internal_id"][1:]))

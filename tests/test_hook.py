@@ -1,31 +1,48 @@
+"""CommPeakHook against requests-mock: requests, answers, retries, give-up rule, statuses."""
+
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 import requests
-from conftest import API_KEY, SEND_URL, STATUS_URL, accepted_answer, message, send_answer
+from helpers import API_KEY, SEND_URL, STATUS_URL, accepted_answer, message, send_answer, sent_ids
+from helpers.ratesim import FakeClock
 
 from airflow_provider_commpeak.exceptions import CommPeakApiError, CommPeakAuthError, CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
 
 @pytest.fixture
-def hook(commpeak_conn, sleeps) -> CommPeakHook:
-    return CommPeakHook(max_retries=3)
+def clock() -> FakeClock:
+    return FakeClock()
 
 
-def sent_ids(requests_mock) -> list[list[str]]:
-    """The internal_ids of each send request, in order."""
-    return [
-        [m["internal_id"] for m in r.json()["messages"]]
-        for r in requests_mock.request_history
-        if r.url == SEND_URL
-    ]
+@pytest.fixture
+def hook(commpeak_conn, delays, clock) -> CommPeakHook:
+    """A hook whose pacing runs on a fake clock and whose retries do not wait."""
+    hook = CommPeakHook(max_retries=3)
+    hook._clock, hook._sleep = clock, clock.sleep
+    return hook
 
 
-def test_sends_raw_key_json_and_a_timeout(hook, requests_mock):
+def rate_limited(accept: int):
+    """An answer accepting the first ``accept`` messages and refusing the next (the rest left out)."""
+
+    def answer(request, context):
+        messages = request.json()["messages"]
+        results = [(m["internal_id"], f"uuid-{m['internal_id']}", None) for m in messages[:accept]]
+        if len(messages) > accept:
+            results.append((messages[accept]["internal_id"], None, "RATE_LIMIT"))
+        return send_answer(*results)
+
+    return answer
+
+
+# -- requests ---------------------------------------------------------------------------------------
+
+
+def test_sends_raw_key_json_and_a_deadline(hook, requests_mock):
     requests_mock.post(SEND_URL, json=accepted_answer)
     report = hook.send_messages([message(1)])
     request = requests_mock.last_request
@@ -52,7 +69,7 @@ def test_one_session_for_every_request(hook, requests_mock):
     assert requests_mock.call_count == 4
 
 
-def test_batches_of_at_most_batch_size(hook, requests_mock):
+def test_batches_of_at_most_batch_size_and_the_report_in_input_order(hook, requests_mock):
     requests_mock.post(SEND_URL, json=accepted_answer)
     report = hook.send_messages([message(i) for i in range(250)], batch_size=100)
     assert sorted(len(ids) for ids in sent_ids(requests_mock)) == [50, 100, 100]
@@ -60,158 +77,220 @@ def test_batches_of_at_most_batch_size(hook, requests_mock):
     assert report.message_uuids == [f"uuid-m{i}" for i in range(250)]
 
 
-def test_numbers_are_sent_as_digits_only(hook, requests_mock):
+def test_numbers_are_sent_in_international_digits(hook, requests_mock):
     requests_mock.post(SEND_URL, json=accepted_answer)
-    hook.send_messages([message(1, phone="+972 (52) 426-5292")])
-    assert requests_mock.last_request.json()["messages"][0]["recipient_phone"] == "972524265292"
+    hook.send_messages(
+        [message(1, phone="+972 (52) 426-5292"), message(2, phone="052-426-5292")], default_region="IL"
+    )
+    assert [m["recipient_phone"] for m in requests_mock.last_request.json()["messages"]] == [
+        "972524265292",
+        "972524265292",
+    ]
 
 
-def test_commpeaks_rate_limit_example_ends_with_both_accepted_once(hook, requests_mock, sleeps):
+def test_invalid_input_sends_nothing(hook, requests_mock):
+    with pytest.raises(CommPeakValidationError):
+        hook.send_messages([message(0), message(1, phone="123")])
+    assert requests_mock.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 1001}, "batch_size"),
+        ({"max_concurrency": True}, "max_concurrency"),
+        ({"default_region": "Israel"}, "default_region"),
+    ],
+)
+def test_bad_send_options_are_refused_before_any_request(hook, requests_mock, options, problem):
+    with pytest.raises(CommPeakValidationError, match=problem):
+        hook.send_messages([message(0)], **options)
+    assert requests_mock.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"timeout": float("nan")}, "timeout"),
+        ({"timeout": "inf"}, "timeout"),
+        ({"timeout": 0}, "timeout"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"backoff_max": float("inf")}, "backoff_max"),
+        ({"rate_limit_timeout": float("nan")}, "rate_limit_timeout"),
+    ],
+)
+def test_absurd_numbers_are_refused_when_the_hook_is_made(kwargs, problem):
+    with pytest.raises(CommPeakValidationError, match=problem):
+        CommPeakHook(**kwargs)
+
+
+def test_max_attempts_is_deprecated_and_ignored(hook, requests_mock):
+    requests_mock.post(SEND_URL, json=accepted_answer)
+    with pytest.warns(DeprecationWarning, match="max_attempts"):
+        assert hook.send_messages([message(0)], max_attempts=1).accepted == 1
+
+
+# -- what each answer means -------------------------------------------------------------------------
+
+
+def test_commpeaks_rate_limit_example_ends_with_both_accepted_once(hook, requests_mock):
     """CommPeak's own example: 1003 comes back RATE_LIMIT and 1004 is missing from the answer."""
     requests_mock.post(
         SEND_URL,
         [
-            {
-                "json": {
-                    "status": True,
-                    "task_id": "t1",
-                    "messages": [{"internal_id": "1003", "message_uuid": None, "error": "RATE_LIMIT"}],
-                }
-            },
-            {
-                "json": {
-                    "status": True,
-                    "task_id": "t2",
-                    "messages": [
-                        {"internal_id": "1003", "message_uuid": "u-1003", "error": None},
-                        {"internal_id": "1004", "message_uuid": "u-1004", "error": None},
-                    ],
-                }
-            },
+            {"json": send_answer(("1003", None, "RATE_LIMIT"), task_id="t1")},
+            {"json": send_answer(("1003", "u-1003", None), ("1004", "u-1004", None), task_id="t2")},
         ],
     )
-    report = hook.send_messages(
-        [message(0, internal_id="1003"), message(1, internal_id="1004", phone="972545330008")]
-    )
+    report = hook.send_messages([message(0, internal_id="1003"), message(1, internal_id="1004")])
     assert sent_ids(requests_mock) == [["1003", "1004"], ["1003", "1004"]]
     assert report.results == {
         "1003": {"message_uuid": "u-1003", "error": None},
         "1004": {"message_uuid": "u-1004", "error": None},
     }
     assert report.task_ids == ["t1", "t2"]
-    assert len(sleeps.delays) == 1
 
 
 def test_only_rate_limited_and_missing_messages_are_resent(hook, requests_mock):
     requests_mock.post(
         SEND_URL,
-        [
-            {
-                "json": {
-                    "status": True,
-                    "task_id": "t1",
-                    "messages": [
-                        {"internal_id": "m0", "message_uuid": "u0", "error": None},
-                        {"internal_id": "m1", "message_uuid": None, "error": "RATE_LIMIT"},
-                    ],
-                }
-            },
-            {"json": accepted_answer},
-        ],
+        [{"json": send_answer(("m0", "u0", None), ("m1", None, "RATE_LIMIT"))}, {"json": accepted_answer}],
     )
     report = hook.send_messages([message(0), message(1), message(2)])
     assert sent_ids(requests_mock) == [["m0", "m1", "m2"], ["m1", "m2"]]
     assert report.accepted == 3
 
 
-def test_rate_limit_gives_up_after_max_attempts(hook, requests_mock, sleeps):
-    requests_mock.post(
-        SEND_URL,
-        json={
-            "status": True,
-            "task_id": "t",
-            "messages": [{"internal_id": "m0", "message_uuid": None, "error": "RATE_LIMIT"}],
-        },
-    )
-    report = hook.send_messages([message(0), message(1)], max_attempts=3)
-    assert requests_mock.call_count == 3
-    assert report.results["m0"]["error"] == "RATE_LIMIT"
-    assert report.results["m1"]["error"] == "NOT_ACCEPTED"
-    assert len(sleeps.delays) == 2
+def test_a_trickle_of_acceptances_never_gives_up_with_default_settings(hook, requests_mock):
+    """The API takes one message per request: every message is still accepted, exactly once."""
+    requests_mock.post(SEND_URL, json=rate_limited(accept=1))
+    report = hook.send_messages([message(i) for i in range(40)])
+    assert report.accepted == 40 and report.failed == 0
+    accepted_ids = [ids[0] for ids in sent_ids(requests_mock)]
+    assert sorted(accepted_ids) == sorted(f"m{i}" for i in range(40))
+
+
+def test_gives_up_only_after_rate_limit_timeout_without_any_acceptance(commpeak_conn, delays, requests_mock):
+    clock = FakeClock()
+    hook = CommPeakHook(rate_limit_timeout=120)
+    hook._clock, hook._sleep = clock, clock.sleep
+    requests_mock.post(SEND_URL, json=rate_limited(accept=0))
+    started = clock.now
+    report = hook.send_messages([message(i) for i in range(5)], max_concurrency=1)
+    assert report.errors_by_kind() == {"RATE_LIMIT": 1, "NOT_ACCEPTED": 4}
+    assert 120 <= clock.now - started < 200
+    assert requests_mock.call_count < 300
+
+
+def test_a_slow_trickle_resets_the_give_up_clock(commpeak_conn, delays, requests_mock):
+    """One acceptance every 100 (fake) seconds, with rate_limit_timeout=120: never given up."""
+    clock = FakeClock()
+    hook = CommPeakHook(rate_limit_timeout=120)
+    hook._clock, hook._sleep = clock, clock.sleep
+    last = [clock.now]
+
+    def answer(request, context):
+        messages = request.json()["messages"]
+        if clock.now - last[0] >= 100:
+            last[0] = clock.now
+            return send_answer((messages[0]["internal_id"], f"u-{messages[0]['internal_id']}", None))
+        return send_answer((messages[0]["internal_id"], None, "RATE_LIMIT"))
+
+    requests_mock.post(SEND_URL, json=answer)
+    report = hook.send_messages([message(i) for i in range(4)], max_concurrency=1)
+    assert report.accepted == 4
 
 
 def test_other_per_message_errors_are_final(hook, requests_mock):
-    requests_mock.post(
-        SEND_URL,
-        json=send_answer(("m0", None, "INVALID_RECIPIENT"), ("m1", "u1", None)),
-    )
+    requests_mock.post(SEND_URL, json=send_answer(("m0", None, "INVALID_RECIPIENT"), ("m1", "u1", None)))
     report = hook.send_messages([message(0), message(1)])
     assert requests_mock.call_count == 1
     assert report.results["m0"] == {"message_uuid": None, "error": "INVALID_RECIPIENT"}
-    assert report.describe_errors() == "1 INVALID_RECIPIENT"
 
 
-def test_403_is_not_retried_and_raises_auth_error(hook, requests_mock):
-    requests_mock.post(SEND_URL, status_code=403, json={"detail": "Not authenticated"})
-    with pytest.raises(CommPeakAuthError) as info:
-        hook.send_messages([message(0)])
+@pytest.mark.parametrize("falsy", [None, "", False, 0, []])
+def test_an_entry_with_a_uuid_is_accepted_whatever_falsy_error_rides_with_it(hook, requests_mock, falsy):
+    requests_mock.post(SEND_URL, json=send_answer(("m0", "u0", falsy)))
+    assert hook.send_messages([message(0)]).results["m0"] == {"message_uuid": "u0", "error": None}
+
+
+def test_odd_entries(hook, requests_mock):
+    requests_mock.post(
+        SEND_URL,
+        json=send_answer(
+            ("m0", "u0", "QUEUED_WITH_WARNING"),  # a uuid and an error: kept, never resent
+            ("m1", None, None),  # neither: the API said nothing either way
+            ("m2", None, "<b>972524265292 is invalid</b>"),  # an error that is not a code
+            ("m3", "<script>", None),  # a uuid of a shape we cannot keep
+        ),
+    )
+    report = hook.send_messages([message(i) for i in range(4)])
     assert requests_mock.call_count == 1
-    assert info.value.status_code == 403
-    assert info.value.detail == "Not authenticated"
-    assert info.value.report.results == {"m0": {"message_uuid": None, "error": "NOT_SENT"}}
+    assert report.results == {
+        "m0": {"message_uuid": "u0", "error": "QUEUED_WITH_WARNING"},
+        "m1": {"message_uuid": None, "error": "UNCONFIRMED"},
+        "m2": {"message_uuid": None, "error": "API_ERROR"},
+        "m3": {"message_uuid": None, "error": "UNCONFIRMED"},
+    }
 
 
-def test_403_mid_run_keeps_what_was_accepted(hook, requests_mock):
+def test_answers_for_unknown_internal_ids_are_ignored(hook, requests_mock):
     requests_mock.post(
-        SEND_URL, [{"json": accepted_answer}, {"status_code": 403, "json": {"detail": "Not authenticated"}}]
+        SEND_URL,
+        [
+            {"json": send_answer(("m0", "u0", None), ("other", "u9", None), ("m0", "u-dup", None))},
+            {"json": accepted_answer},
+        ],
     )
-    with pytest.raises(CommPeakAuthError) as info:
-        hook.send_messages([message(i) for i in range(6)], batch_size=2, max_concurrency=1)
-    assert requests_mock.call_count == 2
-    assert info.value.report.accepted == 2
-    assert info.value.report.errors_by_kind() == {"NOT_SENT": 4}
+    report = hook.send_messages([message(0), message(1)])
+    assert report.results["m0"] == {"message_uuid": "u0", "error": None}
+    assert report.results["m1"]["error"] is None
 
 
-@pytest.mark.parametrize("status", [503, 429])
-def test_not_processed_statuses_are_retried(hook, requests_mock, sleeps, status):
+@pytest.mark.parametrize("body", ["<html>ok</html>", json.dumps({"status": True}), json.dumps([1, 2])])
+def test_a_200_without_a_readable_messages_list_is_unconfirmed(hook, requests_mock, body):
+    requests_mock.post(SEND_URL, text=body)
+    report = hook.send_messages([message(0), message(1)])
+    assert report.errors_by_kind() == {"UNCONFIRMED": 2}
+    assert requests_mock.call_count == 1
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_429_and_503_push_the_batch_back_and_honour_retry_after(hook, requests_mock, delays, status):
     requests_mock.post(
-        SEND_URL, [{"status_code": status, "json": {"detail": "busy"}}] * 2 + [{"json": accepted_answer}]
+        SEND_URL, [{"status_code": status, "headers": {"Retry-After": "7"}}, {"json": accepted_answer}]
     )
-    report = hook.send_messages([message(0)])
-    assert requests_mock.call_count == 3
-    assert report.accepted == 1
-    assert len(sleeps.delays) == 2
+    report = hook.send_messages([message(0), message(1)])
+    assert report.accepted == 2
+    assert sent_ids(requests_mock) == [["m0", "m1"], ["m0", "m1"]]
+    assert 7.0 in delays.delays
 
 
-def test_retries_run_out_into_a_reasoned_failure(hook, requests_mock):
-    requests_mock.post(SEND_URL, status_code=503, json={"detail": "busy"})
-    report = hook.send_messages([message(0)])
-    assert requests_mock.call_count == 4  # one try and max_retries=3 retries
-    assert report.results["m0"] == {"message_uuid": None, "error": "HTTP_503"}
-
-
-def test_retry_after_is_honoured(hook, requests_mock, sleeps):
+@pytest.mark.parametrize("header", ["nan", "inf", "-5", "1e400", "soon", "Wed, 99 Foo 2026"])
+def test_unreadable_retry_after_falls_back_to_backoff(hook, requests_mock, delays, header):
     requests_mock.post(
-        SEND_URL, [{"status_code": 429, "headers": {"Retry-After": "7"}}, {"json": accepted_answer}]
+        SEND_URL, [{"status_code": 429, "headers": {"Retry-After": header}}, {"json": accepted_answer}]
+    )
+    assert hook.send_messages([message(0)]).accepted == 1
+    assert all(0 < d <= 60 for d in delays.delays)
+
+
+def test_retry_after_is_capped(commpeak_conn, delays, clock, requests_mock):
+    hook = CommPeakHook(backoff_max=5)
+    hook._clock, hook._sleep = clock, clock.sleep
+    requests_mock.post(
+        SEND_URL, [{"status_code": 429, "headers": {"Retry-After": "3600"}}, {"json": accepted_answer}]
     )
     hook.send_messages([message(0)])
-    assert sleeps.delays == [7.0]
-
-
-def test_retry_after_is_capped(commpeak_conn, requests_mock, sleeps):
-    requests_mock.post(
-        SEND_URL, [{"status_code": 503, "headers": {"Retry-After": "3600"}}, {"json": accepted_answer}]
-    )
-    CommPeakHook(backoff_max=20).send_messages([message(0)])
-    assert sleeps.delays == [20]
+    assert max(delays.delays) == 5
 
 
 @pytest.mark.parametrize("status", [500, 502, 504])
-def test_outcome_unknown_statuses_are_never_resent(hook, requests_mock, sleeps, status):
-    requests_mock.post(SEND_URL, status_code=status, text="<html>oops</html>")
+def test_outcome_unknown_statuses_are_never_resent(hook, requests_mock, status):
+    requests_mock.post(SEND_URL, status_code=status, text="<html>97252... echoed</html>")
     report = hook.send_messages([message(0), message(1)])
     assert requests_mock.call_count == 1
-    assert sleeps.delays == []
     assert report.errors_by_kind() == {"UNCONFIRMED": 2}
 
 
@@ -219,200 +298,233 @@ def test_outcome_unknown_statuses_are_never_resent(hook, requests_mock, sleeps, 
     "exc",
     [
         requests.exceptions.ReadTimeout,
-        requests.exceptions.ChunkedEncodingError,
         requests.exceptions.ConnectionError,
+        requests.exceptions.ChunkedEncodingError,
     ],
 )
-def test_read_timeout_or_reset_after_sending_is_unconfirmed(hook, requests_mock, exc):
-    requests_mock.post(SEND_URL, exc=exc("boom"))
+def test_no_answer_after_sending_is_unconfirmed(hook, requests_mock, exc):
+    requests_mock.post(SEND_URL, exc=exc)
     report = hook.send_messages([message(0)])
     assert requests_mock.call_count == 1
-    assert report.results["m0"]["error"] == "UNCONFIRMED"
+    assert report.results["m0"] == {"message_uuid": None, "error": "UNCONFIRMED"}
 
 
-def test_connect_failures_are_retried(hook, requests_mock, sleeps):
-    requests_mock.post(SEND_URL, [{"exc": requests.exceptions.ConnectTimeout}, {"json": accepted_answer}])
-    assert hook.send_messages([message(0)]).accepted == 1
-    assert requests_mock.call_count == 2
+@pytest.mark.parametrize(
+    "exc", [requests.exceptions.ConnectTimeout, requests.exceptions.SSLError, requests.exceptions.ProxyError]
+)
+def test_failures_before_sending_are_retried_and_never_unconfirmed(hook, requests_mock, exc):
+    requests_mock.post(SEND_URL, [{"exc": exc}, {"exc": exc}, {"json": accepted_answer}])
+    report = hook.send_messages([message(0)])
+    assert report.results["m0"]["error"] is None
+    assert requests_mock.call_count == 3
 
 
-def test_connection_refused_is_retried_then_reported(commpeak_conn, sleeps, monkeypatch):
-    """A real refused connection on a closed 127.0.0.1 port (not a mock)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_COMMPEAK_DEFAULT",
-        json.dumps({"conn_type": "commpeak", "password": API_KEY, "host": f"http://127.0.0.1:{port}"}),
-    )
-    report = CommPeakHook(max_retries=2).send_messages([message(0)])
-    assert report.results["m0"]["error"] == "CONNECTION_ERROR"
-    assert len(sleeps.delays) == 2
+def test_an_unreachable_api_stops_the_send_with_resendable_errors(hook, requests_mock):
+    requests_mock.post(SEND_URL, exc=requests.exceptions.ConnectTimeout)
+    report = hook.send_messages([message(i) for i in range(500)], batch_size=100, max_concurrency=1)
+    assert requests_mock.call_count == 4  # one batch, tried 1 + max_retries times; the rest never sent
+    assert report.errors_by_kind() == {"CONNECTION_ERROR": 100, "NOT_SENT": 400}
 
 
-def test_200_that_is_not_json_is_unconfirmed(hook, requests_mock):
-    requests_mock.post(SEND_URL, text="<html>maintenance</html>")
-    assert hook.send_messages([message(0)]).results["m0"]["error"] == "UNCONFIRMED"
-
-
-def test_200_without_a_messages_list_is_unconfirmed(hook, requests_mock):
-    requests_mock.post(SEND_URL, json={"status": False})
-    assert hook.send_messages([message(0)]).results["m0"]["error"] == "UNCONFIRMED"
-
-
-def test_422_fails_the_batch_with_its_code(hook, requests_mock):
-    requests_mock.post(SEND_URL, status_code=422, json={"detail": [{"loc": ["body"], "msg": "bad"}]})
-    assert hook.send_messages([message(0)]).results["m0"]["error"] == "HTTP_422"
+def test_a_request_that_cannot_be_built_is_not_retried(hook, requests_mock):
+    requests_mock.post(SEND_URL, exc=requests.exceptions.InvalidHeader)
+    report = hook.send_messages([message(0), message(1)], batch_size=1, max_concurrency=1)
     assert requests_mock.call_count == 1
+    assert report.errors_by_kind() == {"NOT_SENT": 2}
 
 
-def test_422_detail_never_echoes_the_input(hook, requests_mock, capsys, caplog):
-    detail = [
-        {
-            "loc": ["body", "messages", 0],
-            "msg": "bad",
-            "type": "value_error",
-            "input": {"recipient_phone": "972524265292", "message_content": "test message 0"},
-        }
-    ]
-    requests_mock.post(SEND_URL, status_code=422, json={"detail": detail})
-    hook.send_messages([message(0)])
-    logs = capsys.readouterr().out + caplog.text
-    assert "HTTP 422" in logs
-    assert "972524265292" not in logs and "test message 0" not in logs
+def test_a_redirect_is_never_followed_and_stops_the_send(hook, requests_mock, logs):
+    requests_mock.post(SEND_URL, status_code=307, headers={"Location": "http://evil.example/simple_send/"})
+    report = hook.send_messages([message(i) for i in range(300)], max_concurrency=1)
+    assert requests_mock.call_count == 1
+    assert report.errors_by_kind() == {"HTTP_307": 100, "NOT_SENT": 200}
+    assert "evil.example" in logs.text and "never followed" in logs.text
 
 
-def test_invalid_input_sends_nothing(hook, requests_mock):
-    with pytest.raises(CommPeakValidationError):
-        hook.send_messages([message(0), message(1, phone="12")])
-    assert requests_mock.call_count == 0
+def test_403_is_not_retried_and_raises_auth_error_with_the_report(hook, requests_mock):
+    requests_mock.post(SEND_URL, status_code=403, json={"detail": "Not authenticated"})
+    with pytest.raises(CommPeakAuthError, match="commpeak_default") as info:
+        hook.send_messages([message(0), message(1)])
+    assert requests_mock.call_count == 1
+    assert info.value.report.errors_by_kind() == {"NOT_SENT": 2}
 
 
-def test_answers_for_unknown_internal_ids_are_ignored(hook, requests_mock):
-    requests_mock.post(
-        SEND_URL,
-        [
+def test_403_mid_run_keeps_what_was_accepted(hook, requests_mock):
+    requests_mock.post(SEND_URL, [{"json": accepted_answer}, {"status_code": 403}])
+    with pytest.raises(CommPeakAuthError) as info:
+        hook.send_messages([message(i) for i in range(4)], batch_size=2, max_concurrency=1)
+    assert info.value.report.accepted == 2
+    assert info.value.report.errors_by_kind() == {"NOT_SENT": 2}
+
+
+def test_422_fails_its_batch_and_the_send_goes_on(hook, requests_mock):
+    requests_mock.post(SEND_URL, [{"status_code": 422, "json": {"detail": []}}, {"json": accepted_answer}])
+    report = hook.send_messages([message(0), message(1)], batch_size=1, max_concurrency=1)
+    assert report.results["m0"]["error"] == "HTTP_422" and report.results["m1"]["error"] is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (
+            422,
             {
-                "json": {
-                    "status": True,
-                    "task_id": "t",
-                    "messages": [{"internal_id": "other", "message_uuid": "x", "error": None}],
-                }
+                "detail": [
+                    {
+                        "loc": ["body", "messages", 0, "972524265292"],
+                        "msg": "bad number 972524265292 for text SECRET-OTP 4711",
+                        "type": "value_error",
+                        "input": {"recipient_phone": "972524265292", "message_content": "SECRET-OTP 4711"},
+                    }
+                ]
             },
-            {"json": accepted_answer},
-        ],
-    )
-    report = hook.send_messages([message(0)])
-    assert report.results == {"m0": {"message_uuid": "uuid-m0", "error": None}}
+        ),
+        (400, {"detail": "bad number 972524265292 for text SECRET-OTP 4711"}),
+        (502, "<html>972524265292 SECRET-OTP 4711</html>"),
+    ],
+)
+def test_answers_that_echo_the_request_are_never_logged(hook, requests_mock, logs, status, body):
+    kwargs = {"json": body} if isinstance(body, dict) else {"text": body}
+    requests_mock.post(SEND_URL, status_code=status, **kwargs)
+    hook.send_messages([message(0, phone="972524265292", message_content="SECRET-OTP 4711")])
+    assert "972524265292" not in logs.text and "SECRET-OTP" not in logs.text
+    assert f"HTTP {status}" in logs.text
 
 
-def test_concurrent_batches_keep_input_order(hook, requests_mock):
+def test_five_unknown_outcomes_in_a_row_stop_the_send(hook, requests_mock):
+    requests_mock.post(SEND_URL, status_code=504)
+    report = hook.send_messages([message(i) for i in range(10)], batch_size=1, max_concurrency=1)
+    assert requests_mock.call_count == 5
+    assert report.errors_by_kind() == {"UNCONFIRMED": 5, "NOT_SENT": 5}
+
+
+def test_a_raising_callback_fails_the_send_after_its_batch_was_recorded(hook, requests_mock):
+    from helpers.fakes import FakeStateStore
+
+    from airflow_provider_commpeak._engine.ledger import SendLedger
+
     requests_mock.post(SEND_URL, json=accepted_answer)
-    seen = []
-    report = hook.send_messages(
-        [message(i) for i in range(1000)], batch_size=10, max_concurrency=8, on_batch_done=seen.append
-    )
-    assert list(report.results) == [f"m{i}" for i in range(1000)]
-    assert [next(iter(b.results)) for b in seen] == [f"m{i}" for i in range(0, 1000, 10)]
-    assert sorted(i for ids in sent_ids(requests_mock) for i in ids) == sorted(f"m{i}" for i in range(1000))
+    store = FakeStateStore()
+
+    def boom(report):
+        raise RuntimeError("callback failed")
+
+    with pytest.raises(RuntimeError, match="callback failed"):
+        hook.send_messages(
+            [message(i) for i in range(3)],
+            batch_size=1,
+            max_concurrency=1,
+            ledger=SendLedger(store),
+            on_batch_done=boom,
+        )
+    assert set(SendLedger(store).settled()) == {"m0"}
+
+
+# -- statuses and the connection --------------------------------------------------------------------
 
 
 def test_get_statuses_chunks_and_lowercases(hook, requests_mock):
     requests_mock.post(
         STATUS_URL,
-        json=lambda r, c: {
-            "messages": [{"message_uuid": u, "status": "DELIVERED"} for u in r.json()["message_uuids"]]
-        },
-    )
-    statuses = hook.get_statuses([f"u{i}" for i in range(1201)], batch_size=500)
-    assert [len(r.json()["message_uuids"]) for r in requests_mock.request_history] == [500, 500, 201]
-    assert set(statuses.values()) == {"delivered"} and len(statuses) == 1201
-
-
-def test_get_statuses_retries_server_errors_because_reads_are_safe(hook, requests_mock, sleeps):
-    requests_mock.post(
-        STATUS_URL,
         [
-            {"status_code": 500},
-            {"exc": requests.exceptions.ReadTimeout},
-            {"json": {"messages": [{"message_uuid": "u1", "status": "sent"}]}},
+            {
+                "json": {
+                    "messages": [
+                        {"message_uuid": "a", "status": "DELIVERED"},
+                        {"message_uuid": "b", "status": "sent"},
+                    ]
+                }
+            },
+            {"json": {"data": [{"uuid": "c", "status": "Undelivered"}]}},
         ],
     )
-    assert hook.get_statuses(["u1"]) == {"u1": "sent"}
-    assert len(sleeps.delays) == 2
+    assert hook.get_statuses(["a", "b", "c"], batch_size=2) == {
+        "a": "delivered",
+        "b": "sent",
+        "c": "undelivered",
+    }
+    assert [r.json() for r in requests_mock.request_history] == [
+        {"message_uuids": ["a", "b"]},
+        {"message_uuids": ["c"]},
+    ]
 
 
-def test_get_statuses_raises_on_unreadable_body(hook, requests_mock):
-    requests_mock.post(STATUS_URL, text="<html>proxy</html>")
-    with pytest.raises(CommPeakApiError, match="not JSON"):
-        hook.get_statuses(["u1"])
+def test_get_statuses_retries_server_errors_because_reads_are_safe(hook, requests_mock):
+    requests_mock.post(
+        STATUS_URL,
+        [{"status_code": 500}, {"exc": requests.exceptions.ReadTimeout}, {"json": {"a": "delivered"}}],
+    )
+    assert hook.get_statuses(["a"]) == {"a": "delivered"}
+    assert requests_mock.call_count == 3
+
+
+def test_one_unreadable_status_entry_leaves_only_that_message_unknown(hook, requests_mock):
+    requests_mock.post(
+        STATUS_URL,
+        json={
+            "messages": [
+                {"message_uuid": "a", "status": None},
+                {"message_uuid": "b", "status": 3},
+                {"message_uuid": "c", "status": "delivered"},
+            ]
+        },
+    )
+    assert hook.get_statuses(["a", "b", "c"]) == {"a": "unknown", "b": "unknown", "c": "delivered"}
+
+
+def test_get_statuses_raises_on_an_unreadable_body_naming_its_shape_only(hook, requests_mock):
+    requests_mock.post(STATUS_URL, json={"error": "972524265292 unknown"})
+    with pytest.raises(CommPeakApiError, match="an object with keys 'error'") as info:
+        hook.get_statuses(["a"])
+    assert "972524265292" not in str(info.value)
+
+
+def test_get_statuses_refuses_a_batch_size_of_zero(hook):
+    with pytest.raises(CommPeakValidationError, match="batch_size"):
+        hook.get_statuses(["a"], batch_size=0)
 
 
 def test_test_connection_sends_no_sms(hook, requests_mock):
     requests_mock.post(STATUS_URL, json={"messages": []})
-    assert hook.test_connection() == (
-        True,
-        "Connected to https://sendsms.commpeak.com: the API key was accepted",
-    )
-    assert requests_mock.last_request.url == STATUS_URL
-
-
-def test_test_connection_reports_a_refused_key(hook, requests_mock):
-    requests_mock.post(STATUS_URL, status_code=403, json={"detail": "Not authenticated"})
     ok, text = hook.test_connection()
-    assert not ok and "refused the API key" in text
+    assert ok and "accepted" in text
+    assert requests_mock.call_count == 1 and requests_mock.last_request.url == STATUS_URL
+    assert requests_mock.last_request.timeout == (5.0, 5.0)
+
+
+def test_test_connection_tries_once(hook, requests_mock):
+    requests_mock.post(STATUS_URL, exc=requests.exceptions.ConnectTimeout)
+    ok, text = hook.test_connection()
+    assert not ok and "connection failed" in text
+    assert requests_mock.call_count == 1
+
+
+def test_test_connection_reports_a_refused_key_without_naming_the_connection(monkeypatch, requests_mock):
+    monkeypatch.setenv("AIRFLOW_CONN_TMP_X1Y2", json.dumps({"conn_type": "commpeak", "password": "k"}))
+    requests_mock.post(STATUS_URL, status_code=403, json={"detail": "Not authenticated"})
+    ok, text = CommPeakHook("tmp_x1y2").test_connection()
+    assert not ok and "refused the API key" in text and "tmp_x1y2" not in text
+    monkeypatch.setenv("AIRFLOW_CONN_TMP_X1Y2", json.dumps({"conn_type": "commpeak"}))
+    ok, text = CommPeakHook("tmp_x1y2").test_connection()
+    assert not ok and text.startswith("The connection has no API key")
 
 
 def test_missing_key_fails_naming_the_connection(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", json.dumps({"conn_type": "commpeak"}))
-    ok, text = CommPeakHook().test_connection()
-    assert not ok and "Connection 'commpeak_default' has no API key" in text
+    with pytest.raises(Exception, match="'commpeak_default' has no API key"):
+        CommPeakHook().send_messages([message(0)])
 
 
-def test_the_key_never_appears_in_logs_or_errors(hook, requests_mock, caplog, capsys):
-    caplog.set_level(logging.DEBUG)
-    requests_mock.post(SEND_URL, [{"status_code": 503}, {"status_code": 500, "text": "err"}])
-    requests_mock.post(STATUS_URL, status_code=403, json={"detail": "Not authenticated"})
-    hook.send_messages([message(0)])
+def test_the_key_never_appears_in_logs_or_errors(hook, requests_mock, logs):
+    requests_mock.post(SEND_URL, status_code=403, json={"detail": "Not authenticated"})
     with pytest.raises(CommPeakAuthError) as info:
-        hook.get_statuses(["u"])
-    logs = caplog.text + capsys.readouterr().out
-    assert "UNCONFIRMED" in logs and "HTTP 503" in logs  # the logs were captured
-    assert API_KEY not in logs
-    assert API_KEY not in str(info.value) and API_KEY not in repr(info.value.detail)
-    assert "972524265292" not in logs
-    assert "test message" not in logs
+        hook.send_messages([message(0)])
+    assert API_KEY not in str(info.value) and API_KEY not in repr(hook.config)
+    assert "API key was refused" in logs.text and API_KEY not in logs.text
 
 
 def test_close_releases_the_session(hook, requests_mock):
-    requests_mock.post(STATUS_URL, json={"messages": []})
+    requests_mock.post(SEND_URL, json=accepted_answer)
     first = hook.get_conn()
     hook.close()
     assert hook.get_conn() is not first
-
-
-def test_pacer_is_off_until_the_first_rate_limit_then_follows_the_measured_rate():
-    from airflow_provider_commpeak.hooks.pacing import HEADROOM, AdaptivePacer
-
-    now = [100.0]
-    slept: list[float] = []
-    pacer = AdaptivePacer(clock=lambda: now[0], sleep=slept.append)
-    pacer.acquire(100)
-    assert slept == [] and pacer.rate is None
-    assert pacer.record(accepted=100, rate_limited=False) is False  # still unpaced
-    now[0] += 1.0
-    assert pacer.record(accepted=100, rate_limited=True) is True
-    assert pacer.rate == pytest.approx(200 * HEADROOM)  # 200 accepted over the first second
-    pacer.acquire(100)
-    pacer.acquire(100)
-    assert slept == [pytest.approx(100 / (200 * HEADROOM))]
-
-
-def test_pacer_falls_back_to_backoff_when_nothing_was_accepted():
-    from airflow_provider_commpeak.hooks.pacing import AdaptivePacer
-
-    pacer = AdaptivePacer(clock=lambda: 5.0, sleep=lambda s: None)
-    assert pacer.record(accepted=0, rate_limited=True) is False
-    assert pacer.rate is None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from airflow_helpers import TEST_DAGS, dag_bag, run_state, task_states, xcom_value
-from conftest import message
+from helpers import message
+from helpers.airflow import TEST_DAGS, dag_bag, run_state, task_states, xcom_value
 
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
@@ -18,12 +18,10 @@ def wait_dag(dag_id: str):
     return dag_bag(TEST_DAGS / "wait_variants.py").dags[dag_id]
 
 
-def test_hook_under_a_rate_limit_gets_everything_accepted_once(monkeypatch):
+def test_hook_under_a_rate_limit_gets_everything_accepted_once_with_default_settings(monkeypatch):
     with CommPeakSandbox(rate_limit=400) as sandbox:
         monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", sandbox.connection_json)
-        report = CommPeakHook().send_messages(
-            [message(i) for i in range(1000)], batch_size=100, rate_limit_backoff=0.1, max_attempts=20
-        )
+        report = CommPeakHook().send_messages([message(i) for i in range(1000)])
         assert report.accepted == 1000
         times = Counter(m["internal_id"] for m in sandbox.accepted)
         assert len(times) == 1000 and max(times.values()) == 1

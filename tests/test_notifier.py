@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from airflow_helpers import TEST_DAGS, dag_bag
+from helpers.airflow import TEST_DAGS, dag_bag
 
 from airflow_provider_commpeak.exceptions import CommPeakSendError, CommPeakValidationError
 from airflow_provider_commpeak.notifications.commpeak import (

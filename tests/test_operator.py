@@ -3,15 +3,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SEND_URL, accepted_answer, message, send_answer
-from fakes import FakeStateStore, make_context
+from helpers import SEND_URL, accepted_answer, message, send_answer, sent_ids
+from helpers.fakes import FakeStateStore, make_context
 
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakSendError, CommPeakValidationError
 from airflow_provider_commpeak.operators.commpeak import REPORT_KEYS, SendSmsOperator
 
 
 @pytest.fixture(autouse=True)
-def _conn(commpeak_conn, sleeps):
+def _conn(commpeak_conn, delays):
     """Every test here talks to requests-mock through the default connection, sleeping never."""
 
 
@@ -35,11 +35,22 @@ def operator(**kwargs) -> SendSmsOperator:
         ({"allowed_failures": -1}, "must not be negative"),
         ({"allowed_failures": 1.5}, "fraction"),
         ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 5000}, "batch_size"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"rate_limit_timeout": float("nan")}, "rate_limit_timeout"),
+        ({"max_xcom_results": -1}, "max_xcom_results"),
+        ({"recipients": {"972524265292"}, "message_content": "x"}, "not a set"),
     ],
 )
 def test_constructor_refuses_bad_arguments(kwargs, problem):
     with pytest.raises(CommPeakValidationError, match=problem):
         operator(**kwargs)
+
+
+def test_every_argument_problem_is_reported_at_once():
+    with pytest.raises(CommPeakValidationError) as info:
+        operator(batch_size=0, max_concurrency=0, allowed_failures=-1)
+    assert len(info.value.problems) == 3
 
 
 def test_template_fields():
@@ -50,8 +61,14 @@ def test_template_fields():
         "messages_path",
         "report_path",
         "sender",
+        "default_region",
         "commpeak_conn_id",
     }
+
+
+def test_max_attempts_is_deprecated():
+    with pytest.warns(DeprecationWarning, match="max_attempts"):
+        operator(max_attempts=3)
 
 
 def test_shorthand_sends_one_text_to_each_number_as_digits(requests_mock):
@@ -82,19 +99,40 @@ def test_invalid_input_sends_nothing_and_lists_every_problem(requests_mock):
     assert requests_mock.call_count == 0
 
 
-def test_generated_internal_ids_are_stable_per_task_instance(requests_mock):
+def test_generated_internal_ids_are_stable_per_task_instance_and_independent_of_order(requests_mock):
     requests_mock.post(SEND_URL, json=accepted_answer)
-    msgs = [{"recipient_phone": "972524265292", "message_content": "x", "sender": "S"}] * 2
+    numbers = ["972524265292", "972545330008", "447700900123"]
 
-    def ids(**context_kwargs):
-        operator(messages=msgs).execute(make_context(**context_kwargs))
-        return [m["internal_id"] for m in requests_mock.last_request.json()["messages"]]
+    def ids(recipients, **context_kwargs):
+        operator(recipients=recipients, message_content="x", sender="S").execute(
+            make_context(**context_kwargs)
+        )
+        return {m["recipient_phone"]: m["internal_id"] for m in requests_mock.last_request.json()["messages"]}
 
-    first = ids()
-    assert first == ids()
-    assert first[0].endswith("-0") and first[1].endswith("-1")
-    assert ids(map_index=3) != first
-    assert ids(run_id="manual__2") != first
+    first = ids(numbers)
+    assert first == ids(list(reversed(numbers)))
+    assert len(set(first.values())) == 3 and all(i.startswith("af-") for i in first.values())
+    assert ids(numbers, map_index=3) != first
+    assert ids(numbers, run_id="manual__2") != first
+
+
+def test_a_retry_with_other_recipients_sends_only_the_new_ones(requests_mock, logs):
+    """After a clear, the same task instance brings a changed audience: only what is new goes out."""
+    requests_mock.post(SEND_URL, json=accepted_answer)
+    store = FakeStateStore()
+    operator(recipients=["972524265292", "972545330008"], message_content="x", sender="S").execute(
+        make_context(store=store)
+    )
+    requests_mock.reset_mock()
+    result = operator(
+        recipients=["972545330008", "447700900123", "972524265292"], message_content="x", sender="S"
+    ).execute(make_context(store=store))
+    assert [m["recipient_phone"] for m in requests_mock.last_request.json()["messages"]] == ["447700900123"]
+    assert result["accepted"] == 3
+    assert (
+        "2 message(s) settled by an earlier try of this task instance were not sent again"
+        in logs.text
+    )
 
 
 def test_report_is_returned_and_each_key_pushed_without_numbers_or_texts(requests_mock):
@@ -116,26 +154,22 @@ def test_report_is_returned_and_each_key_pushed_without_numbers_or_texts(request
     assert "972524265292" not in dumped and "test message" not in dumped
 
 
-def rate_limited_forever(request, context):
-    first = request.json()["messages"][0]
-    return {
-        "status": True,
-        "task_id": "t",
-        "messages": [{"internal_id": first["internal_id"], "message_uuid": None, "error": "RATE_LIMIT"}],
-    }
-
-
 def test_failures_over_the_allowance_fail_the_task_counting_by_kind(requests_mock):
     requests_mock.post(
         SEND_URL,
-        json=send_answer(("m0", "u0", None), ("m1", None, "INVALID_RECIPIENT"), ("m2", None, "RATE_LIMIT")),
+        json=send_answer(
+            ("m0", "u0", None),
+            ("m1", None, "INVALID_RECIPIENT"),
+            ("m2", None, "INVALID_RECIPIENT"),
+            ("m3", None, "BLOCKED"),
+        ),
     )
     context = make_context()
     with pytest.raises(CommPeakSendError) as info:
-        operator(messages=[message(i) for i in range(3)], max_attempts=2).execute(context)
-    assert "2 of 3 message(s) failed (1 INVALID_RECIPIENT, 1 RATE_LIMIT)" in str(info.value)
+        operator(messages=[message(i) for i in range(4)]).execute(context)
+    assert "3 of 4 message(s) failed (2 INVALID_RECIPIENT, 1 BLOCKED)" in str(info.value)
     assert context["ti"].xcom["accepted"] == 1  # the report is in XCom even though the task failed
-    assert info.value.report["failed"] == 2
+    assert info.value.report["failed"] == 3
 
 
 @pytest.mark.parametrize(("allowed", "fails"), [(1, False), (0, True), (0.5, False), (0.25, True)])
@@ -162,7 +196,7 @@ def test_auth_error_publishes_the_report_then_raises(requests_mock):
 
 
 def test_a_retried_try_resends_nothing_accepted(requests_mock):
-    """The first try dies after batch 1 was accepted; the retry sends only batches 2 and 3."""
+    """The first try dies after batch 1 was accepted; the retry sends only what was never tried."""
     calls = {"n": 0}
 
     def accept_then_die(request, context):
@@ -177,10 +211,15 @@ def test_a_retried_try_resends_nothing_accepted(requests_mock):
     with pytest.raises(KeyboardInterrupt):
         operator(messages=msgs, batch_size=2, max_concurrency=1).execute(make_context(store=store))
     requests_mock.reset_mock()
-    result = operator(messages=msgs, batch_size=2, max_concurrency=1).execute(make_context(store=store))
-    resent = [m["internal_id"] for r in requests_mock.request_history for m in r.json()["messages"]]
-    assert resent == ["m2", "m3", "m4", "m5"]
-    assert result["accepted"] == 6 and result["message_uuids"] == [f"uuid-m{i}" for i in range(6)]
+    result = operator(messages=msgs, batch_size=2, max_concurrency=1, allowed_failures=2).execute(
+        make_context(store=store)
+    )
+    assert sent_ids(requests_mock) == [["m4", "m5"]]  # m2, m3 were in flight when the try died
+    assert result["accepted"] == 4
+    assert {k: v["error"] for k, v in result["results"].items() if v["error"]} == {
+        "m2": "UNCONFIRMED",
+        "m3": "UNCONFIRMED",
+    }
 
 
 def test_unconfirmed_messages_are_not_resent_by_a_retry_unless_asked(requests_mock):
@@ -199,8 +238,7 @@ def test_unconfirmed_messages_are_not_resent_by_a_retry_unless_asked(requests_mo
     assert requests_mock.call_count == 1 and result["accepted"] == 2
 
 
-def test_without_a_state_store_it_warns_once(requests_mock, capsys, caplog):
+def test_without_a_state_store_it_warns_once(requests_mock, logs):
     requests_mock.post(SEND_URL, json=accepted_answer)
     operator().execute(make_context())
-    logs = capsys.readouterr().out + caplog.text
     assert logs.count("no task_state_store") == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import textwrap
 
-from airflow_helpers import dag_bag
+from helpers.airflow import dag_bag
 
 HUNDRED_TASKS = textwrap.dedent(
     """

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 import pytest
 import requests
+from helpers import poll
 
 from airflow_provider_commpeak.sandbox import REFUSED_NUMBER, TEST_NUMBERS, CommPeakSandbox
 
@@ -153,10 +155,13 @@ def test_inspection_counts_times_accepted_and_reset_forgets(sb):
     assert {m["internal_id"]: m["times_accepted"] for m in record["messages"]} == {"1003": 2, "1004": 2}
     assert record["requests"] == {"/simple_send/": 2}
     stats = requests.get(f"{sb.url}/_sandbox/stats", timeout=5).json()
-    assert stats == {
+    assert {
+        k: stats[k] for k in ("accepted", "distinct_internal_ids", "duplicated", "refused", "requests")
+    } == {
         "accepted": 4,
         "distinct_internal_ids": 2,
         "duplicated": 2,
+        "refused": 0,
         "requests": {"/simple_send/": 2},
     }
     requests.post(f"{sb.url}/_sandbox/reset", timeout=5)
@@ -170,7 +175,7 @@ def test_faults_through_the_control_endpoint(sb):
     assert answer.json() == {"queued": 1}
     assert [post(sb, "/simple_send/", POSTMAN_BODY).status_code for _ in range(3)] == [503, 503, 200]
     assert len(sb.accepted) == 2
-    assert requests.post(f"{sb.url}/_sandbox/faults", json={"mode": "nonsense"}, timeout=5).status_code == 422
+    assert requests.post(f"{sb.url}/_sandbox/faults", json={"mode": "nonsense"}, timeout=5).status_code == 400
 
 
 def test_fault_429_carries_retry_after(sb):
@@ -249,7 +254,72 @@ def test_settings_change_at_run_time(sb):
         post(sb, "/messages_status/", {"message_uuids": [uuid]}).json()["messages"][0]["status"]
         == "delivered"
     )
-    assert requests.post(f"{sb.url}/_sandbox/settings", json={"api_key": "x"}, timeout=5).status_code == 422
+    assert requests.post(f"{sb.url}/_sandbox/settings", json={"api_key": "x"}, timeout=5).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"mode": "503", "count": 1.5},
+        {"mode": "503", "count": 0},
+        {"mode": "503", "count": "2"},
+        {"mode": "429", "retry_after": float("nan")},
+        {"mode": "hang", "seconds": -1},
+        {"mode": "503", "after": -2},
+        {"mode": "redirect", "status": 200},
+        {"mode": "503", "bogus": 1},
+        [1, 2],
+        "503",
+    ],
+)
+def test_malformed_faults_are_refused_with_400(sb, fault):
+    answer = requests.post(f"{sb.url}/_sandbox/faults", data=json.dumps(fault, allow_nan=True), timeout=5)
+    assert answer.status_code == 400 and sb.state.faults == []
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"latency_ms": -5}, {"latency_ms": "x"}, {"rate_limit": float("inf")}, {"delivery_delay": True}, [1]],
+)
+def test_malformed_settings_are_refused_with_400(sb, settings):
+    answer = requests.post(
+        f"{sb.url}/_sandbox/settings", data=json.dumps(settings, allow_nan=True), timeout=5
+    )
+    assert answer.status_code == 400
+    assert post(sb, "/messages_status/", {"message_uuids": []}).status_code == 200
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "1e3", "99999999999999999999"])
+def test_a_malformed_content_length_is_answered_400_at_once(sb, length):
+    host, port = sb.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(f"POST /simple_send/ HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode())
+        answer = conn.recv(4096).decode()
+    assert answer.startswith(("HTTP/1.1 400", "HTTP/1.1 413"))
+
+
+def test_an_idle_keep_alive_connection_is_closed(monkeypatch):
+    from airflow_provider_commpeak.sandbox import server
+
+    monkeypatch.setattr(server.SandboxHandler, "timeout", 0.3)
+    with CommPeakSandbox() as sandbox:
+        host, port = sandbox.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            assert conn.recv(1) == b""  # the sandbox hung up on a client that sent nothing
+
+
+def test_drain_refuses_everything_for_a_while():
+    with CommPeakSandbox(rate_limit=100) as sandbox:
+        sandbox.drain(0.5)
+        body = post(sandbox, "/simple_send/", POSTMAN_BODY).json()
+        assert [m["error"] for m in body["messages"]] == ["RATE_LIMIT"]
+        poll(
+            "the drain to end",
+            lambda: post(sandbox, "/simple_send/", POSTMAN_BODY).json()["messages"][0]["error"] is None,
+            timeout=10,
+        )
+        stats = sandbox.stats()
+        assert stats["first_refused_at"] is not None and stats["refused"] >= 2
 
 
 def test_latency_is_added():

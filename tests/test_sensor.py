@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
-from conftest import STATUS_URL
-from fakes import make_context
+from helpers import STATUS_URL
+from helpers.fakes import make_context
 
 from airflow_provider_commpeak.exceptions import (
     CommPeakApiError,
@@ -15,7 +15,7 @@ from airflow_provider_commpeak.triggers.commpeak import SmsStatusTrigger
 
 
 @pytest.fixture(autouse=True)
-def _conn(commpeak_conn, sleeps):
+def _conn(commpeak_conn, delays):
     """Every test here talks to requests-mock through the default connection."""
 
 
@@ -171,14 +171,18 @@ def test_execute_complete_under_soft_fail_skips():
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
 def test_reads_accepted_uuids_from_a_report_file(tmp_path, suffix):
-    from airflow_provider_commpeak.hooks.report import ReportWriter, SendReport
+    from airflow_provider_commpeak._engine.report import FileSink, MessageResult
 
     path = tmp_path / f"report.{suffix}"
-    report = SendReport()
-    report.record("m0", "u0", None)
-    report.record("m1", None, "RATE_LIMIT")
-    report.record("m2", "u2", None)
-    with ReportWriter(path) as writer:
-        writer.write(report)
+    sink = FileSink(path, messages=3)
+    for seq, result in enumerate(
+        [
+            MessageResult("m0", "u0", None),
+            MessageResult("m1", None, "RATE_LIMIT"),
+            MessageResult("m2", "u2", None),
+        ]
+    ):
+        sink.add(seq, result)
+    sink.close()
     assert read_message_uuids(str(path)) == ["u0", "u2"]
     assert read_message_uuids({"report_path": str(path), "accepted": 2}) == ["u0", "u2"]

@@ -89,16 +89,17 @@ def test_unknown_statuses_stay_pending_until_the_deadline(commpeak_sandbox):
     assert event["statuses"] == {"no-such-uuid": "unknown"}
 
 
-def test_error_streak_ends_the_wait(commpeak_sandbox):
+def test_error_streak_ends_the_wait(commpeak_sandbox, delays):
+    """Each poll is retried by the hook's policy (1 + 5 tries); three failed polls end the wait."""
     uuids = send(commpeak_sandbox, ["972524265292"])
-    commpeak_sandbox.inject("503", count=10, path="/messages_status/")
+    commpeak_sandbox.inject("503", count=100, path="/messages_status/")
     event = first_event(trigger(uuids, poll_interval=0.01))
     assert event["status"] == "error"
-    assert "3 status polls in a row failed" in event["message"]
-    assert commpeak_sandbox.requests["/messages_status/"] == 3
+    assert "3 status polls in a row failed" in event["message"] and "HTTP 503" in event["message"]
+    assert commpeak_sandbox.requests["/messages_status/"] == 3 * 6
 
 
-def test_an_error_between_successes_does_not_end_the_wait(commpeak_sandbox):
+def test_an_error_between_successes_does_not_end_the_wait(commpeak_sandbox, delays):
     uuids = send(commpeak_sandbox, ["972524265292"])
     commpeak_sandbox.inject("html", count=2, path="/messages_status/")
     assert first_event(trigger(uuids, poll_interval=0.01))["status"] == "success"
@@ -119,8 +120,22 @@ def test_serialize_round_trips_through_json_without_the_key(commpeak_sandbox):
     assert rebuilt.serialize() == (classpath, kwargs)
 
 
-def test_cleanup_closes_the_client(commpeak_sandbox):
-    uuids = send(commpeak_sandbox, ["972524265292"])
-    t = trigger(uuids)
-    first_event(t)
-    assert t._client is None
+def test_the_hooks_async_client_is_closed_when_the_trigger_ends(commpeak_sandbox, monkeypatch):
+    from airflow_provider_commpeak._engine.transport import AsyncTransport
+
+    closed = []
+    real = AsyncTransport.aclose
+
+    async def aclose(self):
+        closed.append(self)
+        await real(self)
+
+    monkeypatch.setattr(AsyncTransport, "aclose", aclose)
+    first_event(trigger(send(commpeak_sandbox, ["972524265292"])))
+    assert len(closed) == 1
+
+
+def test_a_missing_connection_is_an_error_at_once(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", raising=False)
+    event = first_event(trigger(["u"], commpeak_conn_id="no_such_conn"))
+    assert event["status"] == "error" and "no_such_conn" in event["message"]

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     import jinja2
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_commpeak._engine.report import SendReport
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
-    from airflow_provider_commpeak.hooks.report import SendReport
 
 
 class CommPeakSmsNotifier(BaseNotifier):
@@ -79,17 +79,17 @@ class CommPeakSmsNotifier(BaseNotifier):
 
         return CommPeakHook(commpeak_conn_id=self.commpeak_conn_id)
 
-    def _messages(self) -> list[dict[str, str]]:
-        """One message per recipient, checked (raises listing every problem, nothing sent)."""
+    def _send(self) -> SendReport:
+        """One message per recipient through the hook's send pipeline (bad input sends nothing)."""
         import uuid
 
-        from airflow_provider_commpeak.utils.validation import expand_recipients, validate_messages
+        from airflow_provider_commpeak._input.validation import expand_recipients
 
-        batch = uuid.uuid4().hex[:12]
-        return validate_messages(
+        return self.hook.send_messages(
             expand_recipients(self.recipients, self.message_content),
             default_sender=self.sender,
-            make_internal_id=lambda position: f"notify-{batch}-{position}",
+            id_namespace=f"notify-{uuid.uuid4().hex[:12]}",
+            max_concurrency=1,
         )
 
     def _check(self, report: SendReport) -> None:
@@ -105,7 +105,7 @@ class CommPeakSmsNotifier(BaseNotifier):
     def notify(self, context: Context) -> None:
         """Send the SMS (from a callback)."""
         try:
-            report = self.hook.send_messages(self._messages(), max_concurrency=1)
+            report = self._send()
         except Exception as exc:
             self.log.error("SMS notification failed: %s", exc)
             raise
@@ -116,7 +116,7 @@ class CommPeakSmsNotifier(BaseNotifier):
         import asyncio
 
         try:
-            report = await asyncio.to_thread(self.hook.send_messages, self._messages(), max_concurrency=1)
+            report = await asyncio.to_thread(self._send)
         except Exception as exc:
             self.log.error("SMS notification failed: %s", exc)
             raise

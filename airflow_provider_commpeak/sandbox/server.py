@@ -27,6 +27,19 @@ PROXY_HTML = (
 )
 #: The most a request body may be (a generous bound against a runaway client).
 MAX_BODY = 64 * 1024 * 1024
+#: Seconds an idle keep-alive connection (or a client sending nothing) holds a handler thread.
+IDLE_TIMEOUT = 30.0
+#: How often the serving loop checks for a stop request (seconds): a sandbox stops this fast.
+POLL_INTERVAL = 0.05
+
+
+class BadRequest(Exception):
+    """A request the sandbox answers 400 (or 413) without reading further."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
 
 
 def _missing(loc: list[Any]) -> dict[str, Any]:
@@ -70,6 +83,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes; with Nagle's algorithm on, the body would wait for the
     # client's delayed ACK (~40 ms) on every keep-alive answer.
     disable_nagle_algorithm = True
+    # An idle keep-alive connection, or a client that stops sending, frees its thread after this.
+    timeout = IDLE_TIMEOUT
     server: SandboxHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
@@ -100,11 +115,16 @@ class SandboxHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _read_json(self) -> tuple[bool, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
+        """The body as JSON (``ok`` False when it is not JSON); :class:`BadRequest` for a bad length."""
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not text.isascii() or not text.isdigit():
+            raise BadRequest(400, "Content-Length must be a non-negative integer")
+        length = int(text)
         if length > MAX_BODY:
-            self.close_connection = True
-            return False, None
+            raise BadRequest(413, "Request body too large")
         raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:
+            raise BadRequest(400, "Request body shorter than its Content-Length")
         try:
             return True, json.loads(raw or b"null")
         except ValueError:
@@ -131,7 +151,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self._send(404, {"detail": "Not Found"})
 
     def do_POST(self) -> None:
-        ok, body = self._read_json()
+        try:
+            ok, body = self._read_json()
+        except BadRequest as exc:
+            self.close_connection = True
+            self._send(exc.code, {"detail": exc.detail}, headers={"Connection": "close"})
+            return
         path = self.path.split("?", 1)[0]
         if path.startswith("/_sandbox/"):
             self._control(path, ok, body)
@@ -145,19 +170,24 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self.state.reset()
             self._send(200, {"status": "reset"})
         elif path.rstrip("/") == "/_sandbox/settings":
+            if not isinstance(body, dict):
+                self._send(400, {"detail": "expected a JSON object of settings"})
+                return
             try:
-                settings = self.state.update_settings(body if isinstance(body, dict) else {})
+                settings = self.state.update_settings(body)
             except (TypeError, ValueError) as exc:
-                self._send(422, {"detail": str(exc)})
+                self._send(400, {"detail": str(exc)})
                 return
             settings.pop("api_key", None)
             self._send(200, settings)
         elif path.rstrip("/") == "/_sandbox/faults":
             items = body.get("faults", [body]) if isinstance(body, dict) else body
             try:
-                faults = [Fault(**item) for item in items or []]
+                if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                    raise ValueError('expected a fault object, or {"faults": [...]}')
+                faults = [Fault(**item) for item in items]
             except (TypeError, ValueError) as exc:
-                self._send(422, {"detail": str(exc)})
+                self._send(400, {"detail": str(exc)})
                 return
             self.state.add_faults(faults)
             self._send(200, {"queued": len(faults)})
@@ -206,6 +236,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self._send(502, PROXY_HTML, content_type="text/html")
         elif fault.mode == "403":
             self._send(403, {"detail": "Not authenticated"})
+        elif fault.mode == "redirect":
+            self._send(fault.status, {"detail": "Redirect"}, headers={"Location": fault.location})
         else:
             return False
         return True
@@ -221,8 +253,25 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self._drop()
         elif fault.mode == "not_json":
             self._send(200, "<html><body>OK</body></html>", content_type="text/html")
+        elif fault.mode == "trickle":
+            self._trickle(fault, answer)
         else:  # pragma: no cover - every mode is handled before or after
             self._send(200, answer)
+
+    def _trickle(self, fault: Fault, answer: Any) -> None:
+        """Send the answer one byte every ``interval`` seconds, for at most ``seconds``, then close."""
+        data = json.dumps(answer).encode()
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        deadline = time.monotonic() + fault.seconds
+        try:
+            for byte in head.encode() + data:
+                if time.monotonic() >= deadline or self.state.wake.wait(fault.interval):
+                    break
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+        except OSError:
+            pass
+        self._drop()
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):
@@ -236,6 +285,14 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self.state = state
         self.verbose = verbose
         super().__init__(address, SandboxHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer (killed, timed out) is normal here: no traceback."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)) and not self.verbose:
+            return
+        super().handle_error(request, client_address)
 
 
 class CommPeakSandbox:
@@ -314,9 +371,17 @@ class CommPeakSandbox:
         """Forget every message and fault."""
         self.state.reset()
 
+    def drain(self, seconds: float) -> None:
+        """Accept nothing for ``seconds``, as if another client of the key used the whole rate limit."""
+        self.state.update_settings({"drain": seconds})
+
+    def stats(self) -> dict[str, Any]:
+        """Counts only (accepted, duplicated, refused, requests, first refusal time...)."""
+        return self.state.stats()
+
     def start(self) -> CommPeakSandbox:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="commpeak-sandbox", daemon=True
+            target=self._server.serve_forever, args=(POLL_INTERVAL,), name="commpeak-sandbox", daemon=True
         )
         self._thread.start()
         return self
@@ -331,7 +396,7 @@ class CommPeakSandbox:
     def serve_forever(self) -> None:
         """Serve in the calling thread until :meth:`stop` (from another thread) or a signal."""
         try:
-            self._server.serve_forever()
+            self._server.serve_forever(POLL_INTERVAL)
         finally:
             self._server.server_close()
 

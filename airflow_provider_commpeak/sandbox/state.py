@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -36,7 +37,24 @@ FAULT_MODES = (
     "html",  # a proxy's HTML error page (502) before processing
     "not_json",  # process the send, then answer 200 with a body that is not JSON
     "403",  # answer 403 Not authenticated whatever the key
+    "trickle",  # process the send, then answer one byte every `interval` seconds (a slow-loris server)
+    "redirect",  # answer 307 to `location` without processing
 )
+
+
+def _number(value: Any, name: str, *, minimum: float = 0.0, maximum: float = 86400.0) -> float:
+    """A finite number in ``[minimum, maximum]``, else :class:`ValueError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be between {minimum:g} and {maximum:g}, got {value!r}")
+    return float(value)
+
+
+def _count(value: Any, name: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
 
 
 @dataclass
@@ -50,6 +68,9 @@ class Fault:
     :param retry_after: The ``Retry-After`` seconds of a 429.
     :param seconds: How long ``hang`` holds the answer.
     :param after: Let this many matching requests through untouched first (a fault "mid-run").
+    :param interval: Seconds between two bytes of a ``trickle`` answer.
+    :param location: Where a ``redirect`` points.
+    :param status: The status code of a ``redirect`` (301, 302, 307 or 308).
     """
 
     mode: str
@@ -58,12 +79,26 @@ class Fault:
     retry_after: float = 1.0
     seconds: float = 60.0
     after: int = 0
+    interval: float = 1.0
+    location: str = "http://127.0.0.1:9/simple_send/"
+    status: int = 307
 
     def __post_init__(self) -> None:
         if self.mode not in FAULT_MODES:
             raise ValueError(f"unknown fault mode {self.mode!r}; known: {', '.join(FAULT_MODES)}")
-        if self.count < 1:
-            raise ValueError("fault count must be at least 1")
+        self.count = _count(self.count, "count", minimum=1)
+        self.after = _count(self.after, "after", minimum=0)
+        self.retry_after = _number(self.retry_after, "retry_after")
+        self.seconds = _number(self.seconds, "seconds", maximum=3600)
+        self.interval = _number(self.interval, "interval", maximum=60)
+        if self.path is not None and not isinstance(self.path, str):
+            raise ValueError(f"path must be a string, got {self.path!r}")
+        if not isinstance(self.location, str):
+            raise ValueError(f"location must be a string, got {self.location!r}")
+        if self.status not in (301, 302, 303, 307, 308):
+            raise ValueError(
+                f"status must be a redirect status (301, 302, 303, 307, 308), got {self.status!r}"
+            )
 
 
 @dataclass
@@ -83,18 +118,31 @@ class Acceptance:
 
 
 class TokenBucket:
-    """``rate`` messages per second, bursting up to ``rate``; ``rate`` 0 means no limit."""
+    """
+    ``rate`` messages per second, bursting up to ``rate``; ``rate`` 0 means no limit.
+
+    :meth:`drain` empties it for a while, as another client of the same key would.
+    """
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
         self.tokens = rate
         self.updated = time.monotonic()
+        self.drained_until = 0.0
+
+    def drain(self, seconds: float) -> None:
+        """Take every token for ``seconds``: nothing is accepted meanwhile, and refilling starts after."""
+        self.drained_until = time.monotonic() + seconds
+        self.tokens = 0.0
 
     def take(self) -> bool:
         if self.rate <= 0:
             return True
         now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+        if now < self.drained_until:
+            self.tokens, self.updated = 0.0, now
+            return False
+        self.tokens = min(self.rate, self.tokens + (now - max(self.updated, self.drained_until)) * self.rate)
         self.updated = now
         if self.tokens >= 1:
             self.tokens -= 1
@@ -142,22 +190,29 @@ class SandboxState:
             self.times_accepted: Counter[str] = Counter()
             self.faults: list[Fault] = []
             self.requests: Counter[str] = Counter()
+            self.refused = 0
+            self.first_refused_at: float | None = None
+            self.accepted_before_first_refusal = 0
             self.wake.set()
             self.wake = threading.Event()
 
     def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
-        """Change ``latency_ms``, ``rate_limit`` or ``delivery_delay`` while running."""
-        allowed = {"latency_ms", "rate_limit", "delivery_delay"}
-        unknown = set(changes) - allowed
+        """Change ``latency_ms``, ``rate_limit`` or ``delivery_delay`` while running; ``drain`` empties the bucket."""
+        bounds = {"latency_ms": 60_000.0, "rate_limit": 1e7, "delivery_delay": 86_400.0, "drain": 3600.0}
+        unknown = set(changes) - set(bounds)
         if unknown:
             raise ValueError(
-                f"cannot change {', '.join(sorted(unknown))}; can change {', '.join(sorted(allowed))}"
+                f"cannot change {', '.join(sorted(map(str, unknown)))}; can change {', '.join(sorted(bounds))}"
             )
+        values = {name: _number(value, name, maximum=bounds[name]) for name, value in changes.items()}
         with self.lock:
-            for name, value in changes.items():
-                setattr(self.settings, name, float(value))
-            if "rate_limit" in changes:
+            for name, value in values.items():
+                if name != "drain":
+                    setattr(self.settings, name, value)
+            if "rate_limit" in values:
                 self.bucket = TokenBucket(self.settings.rate_limit)
+            if "drain" in values:
+                self.bucket.drain(values["drain"])
             return asdict(self.settings)
 
     def new_uuid(self) -> str:
@@ -192,6 +247,10 @@ class SandboxState:
                 internal_id = message["internal_id"]
                 if not self.bucket.take():
                     answer.append({"internal_id": internal_id, "message_uuid": None, "error": "RATE_LIMIT"})
+                    self.refused += len(messages) - len(answer) + 1
+                    if self.first_refused_at is None:
+                        self.first_refused_at = now
+                        self.accepted_before_first_refusal = len(self.acceptances)
                     break
                 number = "".join(ch for ch in message["recipient_phone"] if ch.isdigit())
                 if number == REFUSED_NUMBER:
@@ -234,7 +293,12 @@ class SandboxState:
                 "accepted": len(self.acceptances),
                 "distinct_internal_ids": len(self.times_accepted),
                 "duplicated": sum(n - 1 for n in self.times_accepted.values()),
+                "refused": self.refused,
                 "requests": dict(self.requests),
+                "first_accepted_at": self.acceptances[0].accepted_at if self.acceptances else None,
+                "last_accepted_at": self.acceptances[-1].accepted_at if self.acceptances else None,
+                "first_refused_at": self.first_refused_at,
+                "accepted_before_first_refusal": self.accepted_before_first_refusal,
             }
 
     def inspection(self) -> dict[str, Any]:

@@ -16,18 +16,18 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_commpeak.exceptions import (
-    CommPeakApiError,
-    CommPeakDeliveryError,
-    CommPeakValidationError,
-)
-from airflow_provider_commpeak.utils.allowance import check_allowed_failures, failures_allowed
-from airflow_provider_commpeak.utils.delivery import (
+from airflow_provider_commpeak._engine.allowance import allowed_failures_problems, failures_allowed
+from airflow_provider_commpeak._engine.delivery import (
     DEFAULT_FAILURE_STATUSES,
     DEFAULT_SUCCESS_STATUSES,
     describe_statuses,
     is_final,
     judge_delivery,
+)
+from airflow_provider_commpeak.exceptions import (
+    CommPeakApiError,
+    CommPeakDeliveryError,
+    CommPeakValidationError,
 )
 
 if TYPE_CHECKING:
@@ -76,16 +76,27 @@ def read_message_uuids(value: Any) -> list[str]:
 
 
 def _uuids_from_report(path: Any) -> list[str]:
-    from airflow_provider_commpeak.hooks.report import iter_report
-    from airflow_provider_commpeak.utils.sources import as_storage_path
+    from airflow_provider_commpeak._engine.report import iter_report
+    from airflow_provider_commpeak._input.records import as_storage_path
 
     try:
-        return [uuid for _, uuid, error in iter_report(as_storage_path(path)) if uuid and error is None]
+        return [r.message_uuid for r in iter_report(as_storage_path(path)) if r.accepted and r.message_uuid]
     except (OSError, ValueError) as exc:
         raise CommPeakValidationError(
             [f"message_uuids {str(path)[:80]!r} is a string, so a report file, but it cannot be read: {exc}"],
             what="arguments",
         ) from None
+
+
+def _status_set(value: Any, name: str) -> frozenset[str]:
+    """Statuses as the sensor compares them: a string is one status (a rendered template often is)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(
+        isinstance(s, str) and s.strip() for s in value
+    ):
+        raise CommPeakValidationError([f"{name} must be a list of status names"], what="arguments")
+    return frozenset(s.strip().lower() for s in value)
 
 
 class SmsStatusSensor(BaseSensorOperator):
@@ -136,7 +147,15 @@ class SmsStatusSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_allowed_failures(allowed_failures)
+        problems = allowed_failures_problems(allowed_failures)
+        for name, value, maximum in (
+            ("status_batch_size", status_batch_size, 10_000),
+            ("max_consecutive_errors", max_consecutive_errors, 1000),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+                problems.append(f"{name} must be an int between 1 and {maximum}, got {value!r}")
+        if problems:
+            raise CommPeakValidationError(problems, what="arguments")
         self.message_uuids = message_uuids
         self.commpeak_conn_id = commpeak_conn_id
         self.success_statuses = success_statuses
@@ -157,11 +176,11 @@ class SmsStatusSensor(BaseSensorOperator):
 
     @property
     def _success(self) -> frozenset[str]:
-        return frozenset(s.lower() for s in self.success_statuses)
+        return _status_set(self.success_statuses, "success_statuses")
 
     @property
     def _failure(self) -> frozenset[str]:
-        return frozenset(s.lower() for s in self.failure_statuses)
+        return _status_set(self.failure_statuses, "failure_statuses")
 
     def _result(self, statuses: dict[str, str]) -> dict[str, Any]:
         verdict = judge_delivery(

@@ -5,28 +5,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from airflow.providers.common.compat.sdk import BaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_commpeak.exceptions import CommPeakApiError, CommPeakAuthError
-from airflow_provider_commpeak.hooks.backoff import backoff_delay
-from airflow_provider_commpeak.hooks.connection import STATUS_PATH, CommPeakConnectionConfig
-from airflow_provider_commpeak.hooks.status_parser import excerpt, parse_statuses
-from airflow_provider_commpeak.utils.delivery import describe_statuses, is_final, judge_delivery
-
-if TYPE_CHECKING:
-    import httpx
+from airflow_provider_commpeak._engine.delivery import describe_statuses, is_final, judge_delivery
+from airflow_provider_commpeak._engine.retry import backoff_delay
+from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakError
 
 
 class SmsStatusTrigger(BaseTrigger):
     """
     Poll ``messages_status`` asynchronously until every message is final, failures exceed the
-    allowance, the deadline passes, or too many requests in a row fail. Never sends an SMS.
+    allowance, the deadline passes, or too many polls in a row fail. Never sends an SMS.
 
-    Fires one event ``{"status": "success"|"failure"|"timeout"|"error", "statuses": {uuid: status},
-    "message": str}``.
+    A thin loop over :meth:`CommPeakHook.aget_statuses
+    <airflow_provider_commpeak.hooks.commpeak.CommPeakHook.aget_statuses>`, which owns every HTTP
+    concern (deadline, retries, ``Retry-After``, parsing). Fires one event ``{"status":
+    "success"|"failure"|"timeout"|"error", "statuses": {uuid: status}, "message": str}``.
 
     :param statuses: ``{uuid: status}`` so far; uuids whose status is final are not asked about again.
     :param commpeak_conn_id: The CommPeak connection (the key is read from it, never serialized).
@@ -62,7 +58,6 @@ class SmsStatusTrigger(BaseTrigger):
         self.end_time = end_time
         self.status_batch_size = status_batch_size
         self.max_consecutive_errors = max_consecutive_errors
-        self._client: httpx.AsyncClient | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the classpath and JSON-able kwargs (no secret: the key is read by connection id)."""
@@ -81,82 +76,40 @@ class SmsStatusTrigger(BaseTrigger):
             },
         )
 
-    async def _config(self) -> CommPeakConnectionConfig:
-        """Read the connection without blocking the event loop."""
-        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
-
-        conn = await get_async_connection(self.commpeak_conn_id, hook=BaseHook)
-        extra = await get_async_extra_dejson(conn)
-        return CommPeakConnectionConfig.from_fields(
-            conn_id=self.commpeak_conn_id, host=conn.host, port=conn.port, password=conn.password, extra=extra
-        )
-
-    async def _poll(
-        self, client: httpx.AsyncClient, config: CommPeakConnectionConfig, pending: list[str]
-    ) -> None:
-        """Ask for the status of ``pending``, chunk by chunk, and record the answers."""
-        for start in range(0, len(pending), self.status_batch_size):
-            chunk = pending[start : start + self.status_batch_size]
-            response = await client.post(config.url(STATUS_PATH), json={"message_uuids": chunk})
-            if response.status_code in (401, 403):
-                raise CommPeakAuthError(
-                    f"CommPeak refused the API key of connection {self.commpeak_conn_id!r} "
-                    f"(HTTP {response.status_code})",
-                    status_code=response.status_code,
-                )
-            if response.status_code >= 400:
-                raise CommPeakApiError(
-                    f"HTTP {response.status_code} from {STATUS_PATH}: {excerpt(response.text)}",
-                    status_code=response.status_code,
-                )
-            try:
-                body = response.json()
-            except ValueError:
-                raise CommPeakApiError(
-                    f"{STATUS_PATH} answered a body that is not JSON: {excerpt(response.text)}"
-                ) from None
-            self.statuses.update(parse_statuses(body, chunk))
-
     def _event(self, status: str, message: str) -> TriggerEvent:
         return TriggerEvent({"status": status, "statuses": dict(self.statuses), "message": message})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        import httpx
+        from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
         success, failure = frozenset(self.success_statuses), frozenset(self.failure_statuses)
-        try:
-            config = await self._config()
-        except Exception as exc:
-            yield self._event("error", f"Cannot read connection {self.commpeak_conn_id!r}: {exc}")
-            return
-        self._client = httpx.AsyncClient(
-            headers=config.headers(), timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout)
-        )
+        hook = CommPeakHook(commpeak_conn_id=self.commpeak_conn_id)
         errors = 0
         try:
             while True:
                 pending = [u for u, s in self.statuses.items() if not is_final(s, success, failure)]
                 wait = self.poll_interval
                 try:
-                    await self._poll(self._client, config, pending)
+                    self.statuses.update(await hook.aget_statuses(pending, batch_size=self.status_batch_size))
                     errors = 0
                 except CommPeakAuthError as exc:
                     yield self._event("error", str(exc))
                     return
-                except (httpx.HTTPError, CommPeakApiError) as exc:
+                except CommPeakError as exc:
                     errors += 1
                     self.log.warning(
                         "Status poll failed (%d in a row, %d allowed): %s",
                         errors,
                         self.max_consecutive_errors,
-                        type(exc).__name__ if isinstance(exc, httpx.HTTPError) else exc,
+                        exc,
                     )
                     if errors >= self.max_consecutive_errors:
-                        yield self._event(
-                            "error", f"{errors} status polls in a row failed, the last with {exc!r}"
-                        )
+                        yield self._event("error", f"{errors} status polls in a row failed, the last: {exc}")
                         return
                     wait = max(wait, backoff_delay(errors, base=self.poll_interval, cap=300.0))
+                except Exception as exc:  # e.g. the connection does not exist: waiting will not help
+                    yield self._event("error", f"Cannot ask for statuses ({type(exc).__name__}: {exc})")
+                    return
                 verdict = judge_delivery(
                     self.statuses,
                     success_statuses=success,
@@ -180,10 +133,4 @@ class SmsStatusTrigger(BaseTrigger):
                     wait = min(wait, max(self.end_time - now, 0.0))
                 await asyncio.sleep(wait)
         finally:
-            await self.cleanup()
-
-    async def cleanup(self) -> None:
-        """Close the HTTP client."""
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+            await hook.aclose()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
-TEST_DAGS = Path(__file__).resolve().parent / "dags"
+EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
+TEST_DAGS = Path(__file__).resolve().parents[1] / "dags"
 
 
 def dag_bag(path: Path | str = EXAMPLES):

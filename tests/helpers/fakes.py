@@ -41,3 +41,32 @@ def make_context(
     if store is not None:
         context["task_state_store"] = store
     return context
+
+
+class FileStateStore:
+    """A ``task_state_store`` kept in a folder, one file per key, written atomically: survives SIGKILL."""
+
+    def __init__(self, folder: Any) -> None:
+        from pathlib import Path
+
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Any:
+        return self.folder / f"{key}.json"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        import json
+
+        try:
+            return json.loads(self._path(key).read_text())
+        except FileNotFoundError:
+            return default
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        import json
+        import os
+
+        temporary = self._path(key).with_suffix(f".tmp{os.getpid()}")
+        temporary.write_text(json.dumps(value))
+        os.replace(temporary, self._path(key))

@@ -1,0 +1,1 @@
+"""The send engine: HTTP, classification, pacing, the pipeline, reports and the ledger (private)."""

@@ -1,0 +1,415 @@
+"""
+The send pipeline: staged messages -> skip what an earlier try settled -> a shared queue -> paced
+batches, ``max_concurrency`` in flight -> one result sink.
+
+Each sender thread takes a batch from the queue when the rate controller lets it, writes it ahead in
+the ledger, posts it, and settles the answer itself: ledger, sink, queue, controller, in that order,
+before anything that can be interrupted runs. Messages refused with ``RATE_LIMIT`` or left out of
+an answer go back to the queue (in input order) and out again as soon as the pace allows; a message
+is given up only when the API accepted nothing at all for ``rate_limit_timeout`` seconds.
+
+If the calling thread is interrupted (a task timeout, a signal), no new batch starts; batches in
+flight finish and record their answers (each bounded by its request deadline) before the
+exception goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_commpeak._engine.classify import Answer, Outcome, describe_shape, safe_code, safe_token
+from airflow_provider_commpeak._engine.connection import SEND_PATH
+from airflow_provider_commpeak._engine.ledger import SendLedger
+from airflow_provider_commpeak._engine.progress import SendProgress
+from airflow_provider_commpeak._engine.queue import Pending, PendingQueue
+from airflow_provider_commpeak._engine.rate import RateController
+from airflow_provider_commpeak._engine.report import (
+    CONNECTION_ERROR,
+    NOT_ACCEPTED,
+    NOT_SENT,
+    RATE_LIMIT,
+    UNCONFIRMED,
+    MessageResult,
+    ResultSink,
+    SendReport,
+    describe_counts,
+)
+from airflow_provider_commpeak._engine.retry import RetryPolicy
+from airflow_provider_commpeak._engine.transport import SyncTransport
+from airflow_provider_commpeak._input.staging import Message
+
+#: Requests in a row whose outcome is unknown (timeouts, 5xx) after which the send stops: an API
+#: that swallows every request would otherwise cost a full timeout per batch.
+MAX_CONSECUTIVE_UNKNOWN = 5
+
+
+@dataclass
+class PipelineResult:
+    """
+    How a send ended (per-message results are in the sink).
+
+    :param requests: Send requests made.
+    :param skipped: Messages an earlier try had settled (not sent again).
+    :param stopped_by: The answer that stopped sending early (refused key, redirect, unreachable
+        API...), if one did.
+    :param gave_up: The API accepted nothing for ``rate_limit_timeout`` seconds while refusing.
+    :param error: An exception raised inside the pipeline (e.g. by ``on_batch_done``), re-raised by
+        the caller after everything was recorded.
+    """
+
+    requests: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    settled: int = 0
+    stopped_by: Answer | None = None
+    gave_up: bool = False
+    error: BaseException | None = field(default=None, repr=False)
+
+
+class SendPipeline:
+    """
+    Sends staged messages through a transport, paced by a shared rate controller.
+
+    :param transport: The hook's HTTP client.
+    :param controller: The hook's rate controller (shared by every send of the hook).
+    :param policy: The retry policy (backoff after a 429/503 without ``Retry-After``).
+    :param batch_size: At most this many messages per request.
+    :param max_concurrency: Requests in flight at once.
+    :param rate_limit_timeout: Give up when the API accepted nothing for this many seconds.
+    :param log: Where progress and problems are logged.
+    :param clock: Monotonic seconds (shared with the controller).
+    :param sleep: Waits that many seconds; returns ``True`` if the send is being stopped (default:
+        a wait on the pipeline's stop event).
+    """
+
+    def __init__(
+        self,
+        transport: SyncTransport,
+        controller: RateController,
+        policy: RetryPolicy,
+        *,
+        batch_size: int,
+        max_concurrency: int,
+        rate_limit_timeout: float,
+        log: logging.Logger,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], bool] | None = None,
+    ) -> None:
+        self._transport = transport
+        self._controller = controller
+        self._policy = policy
+        self._batch_size = batch_size
+        self._max_concurrency = max_concurrency
+        self._rate_limit_timeout = rate_limit_timeout
+        self._log = log
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    def run(
+        self,
+        messages: Iterable[Message],
+        *,
+        total: int,
+        sink: ResultSink,
+        ledger: SendLedger,
+        on_batch_done: Callable[[SendReport], None] | None = None,
+    ) -> PipelineResult:
+        """
+        Send every message not settled by an earlier try; put each result in ``sink``.
+
+        :param messages: The staged messages, in input order.
+        :param total: How many there are.
+        :param sink: Where each message's result goes.
+        :param ledger: Earlier tries' results, and where this one's are recorded.
+        :param on_batch_done: Called with each batch's results once they are recorded.
+        """
+        self._sink, self._ledger, self._on_batch_done = sink, ledger, on_batch_done
+        self._result = PipelineResult()
+        self._progress = SendProgress(total, self._log, clock=self._clock)
+        self._in_flight = 0
+        self._consecutive_unknown = 0
+        self._consecutive_pushback = 0
+        self._last_progress = self._last_pushback = self._clock()
+        settled = ledger.settled()
+        self._queue = PendingQueue(self._unsettled(messages, settled))
+        threads = [
+            threading.Thread(target=self._guarded_sender, name=f"commpeak-send-{i}")
+            for i in range(self._max_concurrency)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:
+            self._request_stop()  # no new batch; those in flight finish and record their answers
+            deadline = self._transport.config.timeout + 30
+            for thread in threads:
+                thread.join(deadline)
+            raise
+        self._finish()
+        return self._result
+
+    def _unsettled(
+        self, messages: Iterable[Message], settled: Mapping[str, MessageResult]
+    ) -> Iterator[tuple[int, Message]]:
+        """The messages to send; those settled by an earlier try go straight to the sink."""
+        for seq, message in enumerate(messages):
+            earlier = settled.get(message.internal_id)
+            if earlier is None:
+                yield seq, message
+            else:
+                self._result.skipped[earlier.error or "accepted"] += 1
+                self._settle_one(seq, earlier)
+
+    def _finish(self) -> None:
+        """Account for whatever was never sent, and log the outcome."""
+        with self._lock:
+            for pending in self._queue.drain():  # pushed back keep their last error; untried are NOT_SENT
+                self._settle_one(
+                    pending.seq, MessageResult(pending.message.internal_id, None, pending.error or NOT_SENT)
+                )
+            skipped = self._result.skipped
+            if skipped:
+                self._log.info(
+                    "%d message(s) settled by an earlier try of this task instance were not sent again (%s); "
+                    "to send them again on purpose see the README, 'Retries and duplicates'",
+                    sum(skipped.values()),
+                    describe_counts(skipped),
+                )
+            self._progress.finish()
+
+    # -- one sender thread -------------------------------------------------------------------------
+
+    def _guarded_sender(self) -> None:
+        try:
+            self._sender()
+        except BaseException as exc:  # e.g. the ledger's store failed: stop everything, re-raise later
+            with self._lock:
+                if self._result.error is None:
+                    self._result.error = exc
+            self._request_stop()
+
+    def _request_stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            self._changed.notify_all()
+
+    def _sender(self) -> None:
+        while not self._stop.is_set():
+            allowed, wait = self._controller.reserve(self._batch_size)
+            if wait > 0 and (self._sleep(wait) or self._stop.is_set()):
+                return
+            with self._lock:
+                if self._gave_up():
+                    return
+                batch = self._queue.take(allowed)
+                if not batch:
+                    self._controller.release(allowed)
+                    if self._queue.exhausted and self._in_flight == 0:
+                        self._changed.notify_all()
+                        return
+                    self._changed.wait(0.5)  # messages in flight may come back
+                    continue
+                self._in_flight += 1
+            if len(batch) < allowed:
+                self._controller.release(allowed - len(batch))
+            try:
+                self._send(batch)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                    self._changed.notify_all()
+
+    def _gave_up(self) -> bool:
+        """Under the lock: give up when the API took nothing for ``rate_limit_timeout`` while refusing."""
+        if self._result.gave_up:
+            return True
+        now = self._clock()
+        if self._last_pushback <= self._last_progress or now - self._last_progress < self._rate_limit_timeout:
+            return False
+        if not self._queue.waiting:
+            return False
+        self._result.gave_up = True
+        self._log.error(
+            "The API accepted no message for %.0f s (rate_limit_timeout) while refusing them: giving up "
+            "on the %d message(s) it refused and those not sent yet",
+            now - self._last_progress,
+            self._queue.waiting,
+        )
+        self._stop.set()
+        self._changed.notify_all()
+        return True
+
+    def _send(self, batch: list[Pending]) -> None:
+        number = self._ledger.begin([p.message.internal_id for p in batch])
+        sent_at = self._clock()
+        answer = self._transport.request(
+            SEND_PATH,
+            {"messages": [p.message.payload() for p in batch]},
+            retry_pushback=False,
+            retry_unknown=False,
+            stop=self._stop,
+        )
+        settled, pushed_back, task_id = self._judge(batch, answer)
+        self._ledger.finish(number, [result for _, result in settled])
+        with self._lock:
+            self._result.requests += 1
+            for seq, result in settled:
+                self._settle_one(seq, result)
+            if task_id is not None:
+                self._sink.add_task_id(task_id)
+            self._queue.push_back(pushed_back)
+            accepted = sum(1 for _, result in settled if result.accepted)
+            now = self._clock()
+            if accepted:
+                self._last_progress = now
+                self._consecutive_pushback = 0
+            if pushed_back:
+                self._last_pushback = now
+            if answer.outcome is Outcome.NOT_PROCESSED:
+                self._consecutive_pushback += 1
+            pushbacks_in_a_row = self._consecutive_pushback
+            self._progress.tick()
+        self._controller.record(sent_at=sent_at, sent=len(batch), accepted=accepted, refused=len(pushed_back))
+        if answer.outcome is Outcome.NOT_PROCESSED and pushed_back:  # a 429/503: everyone waits
+            self._controller.pause(self._policy.delay(pushbacks_in_a_row, answer.retry_after))
+        self._log.debug(
+            "Batch of %d: %d accepted, %d pushed back, %d failed (%s)",
+            len(batch),
+            accepted,
+            len(pushed_back),
+            len(settled) - accepted,
+            answer.code,
+        )
+        if self._on_batch_done is not None:
+            report = SendReport(task_ids=[task_id] if task_id else [])
+            for _, result in settled:
+                report.record(*result)
+            self._on_batch_done(report)
+
+    def _settle_one(self, seq: int, result: MessageResult) -> None:
+        """Under the lock (or before the senders start): one message's final result."""
+        self._sink.add(seq, result)
+        self._progress.add(result)
+        self._result.settled += 1
+
+    # -- what an answer means for each message -----------------------------------------------------
+
+    def _judge(
+        self, batch: list[Pending], answer: Answer
+    ) -> tuple[list[tuple[int, MessageResult]], list[Pending], str | None]:
+        """Split a batch into settled results and messages to send again, from the answer."""
+
+        def all_as(error: str) -> list[tuple[int, MessageResult]]:
+            return [(p.seq, MessageResult(p.message.internal_id, None, error)) for p in batch]
+
+        if answer.outcome is Outcome.OK:
+            return self._judge_entries(batch, answer.body)
+        if answer.outcome is Outcome.NOT_PROCESSED:
+            if answer.status_code is not None:  # 429/503: nothing was processed; send again, paced
+                return [], [p._replace(error=answer.code) for p in batch], None
+            self._stop_with(answer)  # unreachable after every retry, or a request that cannot be built
+            return all_as(CONNECTION_ERROR if answer.code == "CONNECTION_ERROR" else NOT_SENT), [], None
+        if answer.outcome is Outcome.UNKNOWN:
+            self._note_unknown(answer, len(batch))
+            return all_as(UNCONFIRMED), [], None
+        if answer.outcome is Outcome.AUTH:
+            self._stop_with(answer)
+            return all_as(NOT_SENT), [], None
+        if answer.fatal:
+            self._stop_with(answer)
+        else:
+            self._log.error("Batch of %d refused: %s", len(batch), answer.description)
+        return all_as(answer.code), [], None
+
+    def _judge_entries(
+        self, batch: list[Pending], body: Any
+    ) -> tuple[list[tuple[int, MessageResult]], list[Pending], str | None]:
+        entries = body.get("messages") if isinstance(body, Mapping) else None
+        if not isinstance(entries, list):
+            self._note_unknown(
+                None, len(batch), f"an answer without a messages list ({describe_shape(body)})"
+            )
+            return [(p.seq, MessageResult(p.message.internal_id, None, UNCONFIRMED)) for p in batch], [], None
+        self._consecutive_unknown = 0
+        task_id = safe_token(body.get("task_id"))
+        by_id: dict[str, Mapping[str, Any]] = {}
+        for entry in entries:
+            if isinstance(entry, Mapping) and isinstance(entry.get("internal_id"), (str, int)):
+                by_id.setdefault(str(entry["internal_id"]), entry)
+        settled: list[tuple[int, MessageResult]] = []
+        pushed_back: list[Pending] = []
+        for pending in batch:
+            internal_id = pending.message.internal_id
+            entry = by_id.get(internal_id)
+            if entry is None:
+                pushed_back.append(pending._replace(error=NOT_ACCEPTED))
+                continue
+            result = judge_entry(internal_id, entry)
+            if result is None:
+                pushed_back.append(pending._replace(error=RATE_LIMIT))
+            else:
+                settled.append((pending.seq, result))
+        return settled, pushed_back, task_id
+
+    def _note_unknown(self, answer: Answer | None, size: int, what: str | None = None) -> None:
+        description = what or (answer.description if answer else "no readable answer")
+        self._log.error(
+            "%s: %d message(s) are UNCONFIRMED (they may have been accepted) and are not sent again",
+            description,
+            size,
+        )
+        with self._lock:
+            self._consecutive_unknown += 1
+            if self._consecutive_unknown >= MAX_CONSECUTIVE_UNKNOWN and not self._stop.is_set():
+                self._log.error(
+                    "%d requests in a row got no readable answer: stopping; the messages not sent yet "
+                    "are NOT_SENT (a task retry sends them)",
+                    self._consecutive_unknown,
+                )
+                if answer is not None:
+                    self._result.stopped_by = self._result.stopped_by or answer
+                self._stop.set()
+                self._changed.notify_all()
+
+    def _stop_with(self, answer: Answer) -> None:
+        with self._lock:
+            if self._result.stopped_by is None:
+                self._result.stopped_by = answer
+                self._log.error("Stopping the send: %s", answer.description)
+            self._stop.set()
+            self._changed.notify_all()
+
+
+def judge_entry(internal_id: str, entry: Mapping[str, Any]) -> MessageResult | None:
+    """
+    One entry of a ``simple_send`` answer: its result, or ``None`` when it was refused for ``RATE_LIMIT``.
+
+    An entry with a ``message_uuid`` is accepted whatever falsy ``error`` rides with it (``null``,
+    ``""``, ``false``, ``0``); one with a uuid *and* an error keeps both (never sent again: the API
+    knows it). Without a uuid: ``RATE_LIMIT`` is sent again, another error is final, and no error at
+    all is ``UNCONFIRMED`` (the API said nothing either way).
+    """
+    raw_uuid, error = entry.get("message_uuid"), entry.get("error")
+    present = raw_uuid is not None and raw_uuid is not False and raw_uuid != "" and raw_uuid != 0
+    message_uuid = safe_token(raw_uuid) if present else None
+    if present and message_uuid is None:
+        return MessageResult(internal_id, None, UNCONFIRMED)  # a uuid of a shape we cannot keep
+    if message_uuid is not None:
+        return MessageResult(internal_id, message_uuid, safe_code(error) if error else None)
+    if error == RATE_LIMIT:
+        return None
+    if not error:
+        return MessageResult(internal_id, None, UNCONFIRMED)
+    return MessageResult(internal_id, None, safe_code(error))

@@ -1,0 +1,245 @@
+"""
+The outcome of a send, one result per message, and the two places results go: a report in memory
+(small sends, for XCom) or a report file (campaigns).
+
+Neither holds a phone number or a message text: ``internal_id``, ``message_uuid`` and an error code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+#: A message whose send had an unknown outcome: it may have been accepted. Never resent automatically.
+UNCONFIRMED = "UNCONFIRMED"
+#: CommPeak refused the message for its rate limit (given up after ``rate_limit_timeout``).
+RATE_LIMIT = "RATE_LIMIT"
+#: The API left the message out of its answers until the send gave up: it was not accepted.
+NOT_ACCEPTED = "NOT_ACCEPTED"
+#: Never sent: the send stopped first (a refused key, an unreachable API, a task timeout).
+NOT_SENT = "NOT_SENT"
+#: The API could not be reached (connection refused, DNS, TLS handshake, proxy) after every retry.
+CONNECTION_ERROR = "CONNECTION_ERROR"
+
+#: Errors after which a message surely did not reach CommPeak: a task retry sends it again.
+RESENDABLE = frozenset({RATE_LIMIT, NOT_ACCEPTED, NOT_SENT, CONNECTION_ERROR})
+
+
+class MessageResult(NamedTuple):
+    """What became of one message: a uuid when accepted, else an error code."""
+
+    internal_id: str
+    message_uuid: str | None
+    error: str | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.error is None and bool(self.message_uuid)
+
+
+def describe_counts(counts: Counter[str]) -> str:
+    """Counts in words, largest first: ``"100 UNCONFIRMED, 3 RATE_LIMIT"``."""
+    return ", ".join(
+        f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    )
+
+
+@dataclass
+class SendReport:
+    """
+    What a send did with each message, in input order (the XCom shape of a small send).
+
+    :param task_ids: CommPeak's ``task_id`` of each batch request that got an answer.
+    :param results: ``{internal_id: {"message_uuid": str | None, "error": str | None}}``.
+    """
+
+    task_ids: list[str] = field(default_factory=list)
+    results: dict[str, dict[str, str | None]] = field(default_factory=dict)
+
+    def record(self, internal_id: str, message_uuid: str | None, error: str | None) -> None:
+        """Record one message's outcome (a later record replaces an earlier one)."""
+        self.results[internal_id] = {"message_uuid": message_uuid, "error": error}
+
+    @property
+    def messages(self) -> int:
+        return len(self.results)
+
+    @property
+    def message_uuids(self) -> list[str]:
+        """The uuids of every accepted message, in input order."""
+        return [r["message_uuid"] for r in self.results.values() if r["error"] is None and r["message_uuid"]]
+
+    @property
+    def accepted(self) -> int:
+        """How many messages the API accepted."""
+        return sum(1 for r in self.results.values() if r["error"] is None and r["message_uuid"])
+
+    @property
+    def failed(self) -> int:
+        """How many messages were not accepted, or whose outcome is unknown."""
+        return len(self.results) - self.accepted
+
+    def errors_by_kind(self) -> Counter[str]:
+        """Count the failed messages by error, e.g. ``{"RATE_LIMIT": 3, "UNCONFIRMED": 100}``."""
+        return Counter(str(r["error"]) for r in self.results.values() if r["error"] is not None)
+
+    def describe_errors(self) -> str:
+        """The error counts in words: ``"100 UNCONFIRMED, 3 RATE_LIMIT"``."""
+        return describe_counts(self.errors_by_kind())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form pushed to XCom (see the README for each key)."""
+        return {
+            "task_ids": list(self.task_ids),
+            "message_uuids": self.message_uuids,
+            "results": {key: dict(value) for key, value in self.results.items()},
+            "accepted": self.accepted,
+            "failed": self.failed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SendReport:
+        """Rebuild a report from :meth:`to_dict`'s output."""
+        return cls(task_ids=list(data.get("task_ids", [])), results=dict(data.get("results", {})))
+
+
+@dataclass
+class SendSummary:
+    """
+    The outcome of a send whose per-message results went to a file (a campaign).
+
+    :param report_path: Where each message's result was written (CSV or JSON Lines).
+    :param messages: How many messages the source held.
+    :param accepted: How many the API accepted.
+    :param errors: The failed ones, counted by error.
+    """
+
+    report_path: str
+    messages: int = 0
+    accepted: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    task_ids: int = 0
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
+
+    def errors_by_kind(self) -> Counter[str]:
+        return Counter(self.errors)
+
+    def describe_errors(self) -> str:
+        return describe_counts(self.errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form pushed to XCom."""
+        return {
+            "report_path": self.report_path,
+            "messages": self.messages,
+            "accepted": self.accepted,
+            "failed": self.failed,
+            "errors": dict(self.errors),
+        }
+
+
+class ResultSink(Protocol):
+    """Where the pipeline puts each settled message (called under the pipeline's lock)."""
+
+    def add(self, seq: int, result: MessageResult) -> None: ...
+
+    def add_task_id(self, task_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemorySink:
+    """Collects a :class:`SendReport`, in input order, for a send small enough for XCom."""
+
+    def __init__(self) -> None:
+        self._results: dict[str, tuple[int, MessageResult]] = {}
+        self._task_ids: dict[str, None] = {}
+
+    def add(self, seq: int, result: MessageResult) -> None:
+        self._results[result.internal_id] = (seq, result)
+
+    def add_task_id(self, task_id: str) -> None:
+        self._task_ids[task_id] = None
+
+    def close(self) -> None:
+        pass
+
+    def report(self) -> SendReport:
+        report = SendReport(task_ids=list(self._task_ids))
+        for _, result in sorted(self._results.values(), key=lambda item: item[0]):
+            report.record(*result)
+        return report
+
+
+#: The columns of a report file, in order.
+REPORT_COLUMNS = ("internal_id", "message_uuid", "error")
+
+
+class FileSink:
+    """Writes each message's result to a CSV or JSON Lines report as it settles, and counts them."""
+
+    def __init__(self, path: Any, *, messages: int) -> None:
+        from airflow_provider_commpeak._input.records import detect_format, open_path
+
+        self.summary = SendSummary(report_path=str(path), messages=messages)
+        self.format = detect_format(path)
+        self._task_ids: set[str] = set()
+        self._handle = open_path(path, "w")
+        self._csv: Any = None
+        if self.format == "csv":
+            import csv
+
+            self._csv = csv.writer(self._handle)
+            self._csv.writerow(REPORT_COLUMNS)
+
+    def add(self, seq: int, result: MessageResult) -> None:
+        if self._csv is not None:
+            self._csv.writerow((result.internal_id, result.message_uuid or "", result.error or ""))
+        else:
+            self._handle.write(json.dumps(result._asdict()) + "\n")
+        if result.accepted:
+            self.summary.accepted += 1
+        else:
+            self.summary.errors[str(result.error)] += 1
+
+    def add_task_id(self, task_id: str) -> None:
+        self._task_ids.add(task_id)
+        self.summary.task_ids = len(self._task_ids)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def is_report_file(path: Any) -> bool:
+    """Whether ``path`` holds a CommPeak report (its first line names the report's columns)."""
+    from airflow_provider_commpeak._input.records import open_path
+
+    try:
+        with open_path(path, "rb") as handle:
+            first = handle.readline(4096).decode("utf-8-sig", "replace").strip()
+    except OSError:
+        return False
+    if first == ",".join(REPORT_COLUMNS) or not first:
+        return True
+    try:
+        return set(json.loads(first)) == set(REPORT_COLUMNS)
+    except (ValueError, TypeError):
+        return False
+
+
+def iter_report(path: Any) -> Iterator[MessageResult]:
+    """Yield each result of a report file, streaming."""
+    from airflow_provider_commpeak._input.records import read_file_records
+
+    for record in read_file_records(path, columns=REPORT_COLUMNS, required=("internal_id",)):
+        fields = record.fields if isinstance(record.fields, dict) else None
+        if fields is not None and fields.get("internal_id") is not None:
+            yield MessageResult(
+                str(fields["internal_id"]), fields.get("message_uuid") or None, fields.get("error") or None
+            )

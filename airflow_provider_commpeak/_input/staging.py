@@ -1,0 +1,315 @@
+"""
+Staging: every message of a send validated before the first request, then handed out ready to send.
+
+The source is read once. A list is staged in memory; a file is staged to a local spool file (about
+120 bytes per message, deleted afterwards), so an ``s3://`` audience is downloaded once and the send
+pass sends exactly what validation counted, even if the source changes meanwhile.
+
+Ids. A message without ``internal_id`` gets ``<namespace>-<24 hex>``, a hash of its content
+(number, sender, text) and of its *occurrence* among identical messages: the same messages give the
+same ids whatever their order. Duplicates among given ids, and repeated contents, are found with a
+Bloom filter (16 MiB at most) plus an exact check of the few candidates it flags, so memory does not
+grow with the campaign.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from airflow_provider_commpeak._input.phones import country_calling_code
+from airflow_provider_commpeak._input.records import Record, iter_records
+from airflow_provider_commpeak._input.segments import count_segments
+from airflow_provider_commpeak._input.validation import CheckedMessage, check_record, show_id
+from airflow_provider_commpeak.exceptions import CommPeakValidationError
+
+#: Problems kept while validating; past this only their number is counted.
+MAX_KEPT_PROBLEMS = 1000
+
+
+class Message(NamedTuple):
+    """A message ready to send: validated, its number in international digits, its id final."""
+
+    internal_id: str
+    sender: str
+    recipient_phone: str
+    message_content: str
+
+    def payload(self) -> dict[str, str]:
+        """The message as ``POST /simple_send/`` takes it."""
+        return self._asdict()
+
+
+@dataclass
+class StageStats:
+    """What the staged messages hold, counted while validating (a dry run's answer)."""
+
+    messages: int = 0
+    segments: int = 0
+    encodings: Counter[str] = field(default_factory=Counter)
+    country_codes: Counter[str] = field(default_factory=Counter)
+    given_ids: int = 0
+
+    def add(self, message: CheckedMessage) -> None:
+        count = count_segments(message.message_content)
+        self.messages += 1
+        self.segments += count.segments
+        self.encodings[count.encoding] += 1
+        self.country_codes[country_calling_code(message.recipient_phone)] += 1
+        self.given_ids += message.internal_id is not None
+
+
+class BloomSet:
+    """
+    A Bloom filter: ``add`` answers whether the key was *maybe* added before (never a false "no").
+
+    Sized for ``expected`` keys at a false-positive rate well under one in a thousand, at most
+    16 MiB.
+    """
+
+    HASHES = 3
+
+    def __init__(self, expected: int | None) -> None:
+        bits = 1 << 27 if expected is None else min(1 << 27, max(1 << 16, _next_power_of_two(expected * 24)))
+        self._mask = bits - 1
+        self._bits = bytearray(bits // 8)
+
+    def add(self, key: object) -> bool:
+        digest = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        low, high = digest & 0xFFFF_FFFF, (digest >> 32) | 1
+        seen = True
+        for i in range(self.HASHES):
+            index = (low + i * high) & self._mask
+            byte, bit = index >> 3, 1 << (index & 7)
+            if not self._bits[byte] & bit:
+                seen = False
+                self._bits[byte] |= bit
+        return seen
+
+
+def _next_power_of_two(n: int) -> int:
+    return 1 << max(n - 1, 1).bit_length()
+
+
+def content_key(message: CheckedMessage) -> bytes:
+    """What identifies a message's content (number, sender, text), for generated ids."""
+    text = f"{message.recipient_phone}\x1f{message.sender}\x1f{message.message_content}"
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def generated_id(namespace: str, key: bytes, occurrence: int) -> str:
+    """The id of the ``occurrence``-th message (0 for the first) with content ``key``."""
+    return f"{namespace}-{hashlib.sha256(key + occurrence.to_bytes(8, 'big')).hexdigest()[:24]}"
+
+
+class _Rows:
+    """Where staged messages wait: a list in memory, or a spool file."""
+
+    def __init__(self, spool: bool) -> None:
+        self._list: list[tuple[Any, ...]] | None = None if spool else []
+        self._dir = tempfile.mkdtemp(prefix="commpeak-stage-") if spool else None
+        self._path = os.path.join(self._dir, "messages.jsonl") if self._dir else None
+        self._writer = open(self._path, "w", encoding="utf-8") if self._path else None  # noqa: SIM115
+
+    def append(self, row: tuple[Any, ...]) -> None:
+        if self._list is not None:
+            self._list.append(row)
+        else:
+            assert self._writer is not None
+            self._writer.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def seal(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        if self._list is not None:
+            yield from self._list
+            return
+        assert self._path is not None
+        with open(self._path, encoding="utf-8") as handle:
+            for line in handle:
+                yield tuple(json.loads(line))
+
+    def close(self) -> None:
+        self.seal()
+        self._list = []
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+class StagedMessages:
+    """
+    Every message of a send, validated. Iterate for :class:`Message`\\ s in input order, ids final.
+
+    Use as a context manager (or call :meth:`close`) to delete the spool file.
+    """
+
+    def __init__(self, rows: _Rows, stats: StageStats, namespace: str | None, repeated: set[bytes]) -> None:
+        self._rows = rows
+        self.stats = stats
+        self._namespace = namespace
+        self._repeated = repeated
+
+    def __len__(self) -> int:
+        return self.stats.messages
+
+    def __iter__(self) -> Iterator[Message]:
+        occurrences: Counter[bytes] = Counter()
+        for _where, internal_id, sender, phone, text in self._rows:
+            if internal_id is None:
+                checked = CheckedMessage(None, sender, phone, text)
+                key = content_key(checked)
+                occurrence = 0
+                if key in self._repeated:
+                    occurrence = occurrences[key]
+                    occurrences[key] += 1
+                assert self._namespace is not None
+                internal_id = generated_id(self._namespace, key, occurrence)
+            yield Message(internal_id, sender, phone, text)
+
+    def close(self) -> None:
+        self._rows.close()
+
+    def __enter__(self) -> StagedMessages:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def stage_messages(
+    source: Any,
+    *,
+    source_format: str | None = None,
+    default_sender: str | None = None,
+    default_region: str | None = None,
+    id_namespace: str | None = None,
+) -> StagedMessages:
+    """
+    Validate every message of ``source`` and stage it; raise one error listing every problem.
+
+    :param source: An iterable of message mappings, or a CSV / JSON Lines file (a path, or an
+        ObjectStoragePath).
+    :param source_format: ``csv`` or ``jsonl`` when a file's suffix does not say.
+    :param default_sender: The sender of messages that name none.
+    :param default_region: The region of national numbers, e.g. ``"IL"``.
+    :param id_namespace: The prefix of generated ids; ``None`` makes a missing ``internal_id`` an error.
+    :raises CommPeakValidationError: Listing every problem (the first thousand, and how many more).
+    """
+    from airflow_provider_commpeak._input.records import is_file_source
+
+    is_file = is_file_source(source)
+    if not is_file and (isinstance(source, (bytes, dict)) or not isinstance(source, Iterable)):
+        raise CommPeakValidationError([f"expected a list of messages, got {type(source).__name__}"])
+    if is_file:
+        _check_file(source, source_format)
+    expected = len(source) if hasattr(source, "__len__") and not is_file else None
+    rows = _Rows(spool=is_file)
+    try:
+        stats, repeated, id_candidates, problems, extra = _first_pass(
+            iter_records(source, source_format),
+            rows,
+            default_sender=default_sender,
+            default_region=default_region,
+            reserved_id_prefix=f"{id_namespace}-" if id_namespace else None,
+            expected=expected,
+        )
+        rows.seal()
+        if id_candidates and len(problems) < MAX_KEPT_PROBLEMS:
+            problems.extend(_duplicate_problems(rows, id_candidates))
+        if stats.messages == 0 and not problems and not extra:
+            problems.append("the source holds no messages" if is_file else "the list of messages is empty")
+        if problems or extra:
+            if extra:
+                problems.append(f"... and {extra} more problem(s) not listed")
+            raise CommPeakValidationError(problems)
+    except BaseException:
+        rows.close()
+        raise
+    return StagedMessages(rows, stats, id_namespace, repeated)
+
+
+def _check_file(path: Any, source_format: str | None) -> None:
+    """Refuse a file whose format cannot be told or that cannot be opened, before reading anything."""
+    from airflow_provider_commpeak._input.phones import mask_digit_runs
+    from airflow_provider_commpeak._input.records import detect_format, open_path
+
+    name = mask_digit_runs(str(path)[:200])
+    try:
+        detect_format(path, source_format)
+    except ValueError:
+        raise CommPeakValidationError(
+            [f"the messages file {name!r}: name it .csv or .jsonl, or pass its format"]
+        ) from None
+    try:
+        open_path(path, "rb").close()
+    except OSError as exc:
+        raise CommPeakValidationError(
+            [f"the messages file {name!r} cannot be read ({type(exc).__name__})"]
+        ) from None
+
+
+def _first_pass(
+    records: Iterable[Record],
+    rows: _Rows,
+    *,
+    default_sender: str | None,
+    default_region: str | None,
+    reserved_id_prefix: str | None,
+    expected: int | None,
+) -> tuple[StageStats, set[bytes], set[str], list[str], int]:
+    """Validate and stage each record; flag candidate duplicate ids and repeated contents."""
+    stats = StageStats()
+    given_ids, contents = BloomSet(expected), BloomSet(expected)
+    id_candidates: set[str] = set()
+    repeated: set[bytes] = set()
+    problems: list[str] = []
+    extra = 0
+    for record in records:
+        checked = check_record(
+            record,
+            default_sender=default_sender,
+            default_region=default_region,
+            reserved_id_prefix=reserved_id_prefix,
+        )
+        if isinstance(checked, list):
+            if len(problems) < MAX_KEPT_PROBLEMS:
+                problems.extend(checked)
+            else:
+                extra += len(checked)
+            continue
+        if checked.internal_id is None:
+            key = content_key(checked)
+            if contents.add(key):
+                repeated.add(key)
+        elif given_ids.add(checked.internal_id):
+            id_candidates.add(checked.internal_id)
+        stats.add(checked)
+        rows.append((record.where, *checked))
+    return stats, repeated, id_candidates, problems, extra
+
+
+def _duplicate_problems(rows: _Rows, candidates: set[str]) -> list[str]:
+    """Exact check of the candidate duplicate ids: one problem per real duplicate."""
+    first_seen: dict[str, str] = {}
+    problems = []
+    for where, internal_id, *_ in rows:
+        if internal_id not in candidates:
+            continue
+        if internal_id in first_seen:
+            problems.append(
+                f"{where}: internal_id {show_id(internal_id)} duplicates {first_seen[internal_id]}"
+            )
+        else:
+            first_seen[internal_id] = where
+    return problems

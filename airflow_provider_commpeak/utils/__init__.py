@@ -1,1 +1,0 @@
-"""Helpers shared by the hook, the operator and the notifier: no HTTP, no Airflow context."""

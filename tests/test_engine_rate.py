@@ -1,0 +1,141 @@
+"""The rate controller on a fake clock: a simulated token-bucket API, no sleeping, no wall time."""
+
+from __future__ import annotations
+
+import pytest
+from helpers.ratesim import Bucket, Client, FakeClock, Simulation
+
+from airflow_provider_commpeak._engine.rate import MIN_RATE, RateController
+
+ORIGIN = 1000.0
+
+
+def run(bucket: Bucket, clients: list[Client], latency: float = 0.0) -> Simulation:
+    sim = Simulation(bucket, clients, latency=latency, clock=FakeClock(ORIGIN))
+    sim.run()
+    assert all(c.finished_at is not None for c in clients), "a simulated send never finished"
+    return sim
+
+
+def accepted_in(client: Client, start: float, end: float) -> int:
+    return sum(n for t, n in client.accepted if start <= t - ORIGIN < end)
+
+
+@pytest.mark.parametrize("rate", [100, 400, 1500, 5000])
+@pytest.mark.parametrize("latency", [0.0, 0.02, 0.1])
+def test_sustains_at_least_95_percent_of_the_limit(rate, latency):
+    client = Client("a", messages=rate * 20)
+    run(Bucket(rate), [client], latency)
+    elapsed = client.finished_at - ORIGIN
+    latency_bound = client.concurrency * client.batch_size / latency if latency else float("inf")
+    ideal = max((client.messages - rate) / rate, client.messages / latency_bound)
+    assert client.total_accepted == client.messages
+    assert ideal / elapsed >= 0.95
+
+
+@pytest.mark.parametrize("rate", [100, 500, 1500, 5000])
+def test_a_one_second_drain_recovers_to_90_percent_within_5_seconds(rate):
+    bucket = Bucket(rate)
+    bucket.drains.append((ORIGIN + 5, ORIGIN + 6))
+    client = Client("a", messages=rate * 20)
+    run(bucket, [client])
+    per_second = [accepted_in(client, 6 + i, 7 + i) for i in range(5)]
+    assert max(per_second) >= 0.9 * rate, per_second
+
+
+@pytest.mark.parametrize("rate", [100, 400, 1500, 5000])
+def test_two_senders_on_one_key_use_at_least_90_percent_together(rate):
+    first, second = Client("a", messages=rate * 15), Client("b", messages=rate * 15, start=3.0)
+    run(Bucket(rate), [first, second])
+    start, end = 4.0, min(first.finished_at, second.finished_at) - ORIGIN
+    combined = (accepted_in(first, start, end) + accepted_in(second, start, end)) / (end - start)
+    assert combined >= 0.9 * rate
+
+
+def test_a_burst_bigger_than_a_second_is_not_taken_for_the_rate():
+    client = Client("a", messages=8000)
+    run(Bucket(400, capacity=4000), [client])
+    assert client.finished_at - ORIGIN <= 1.1 * (8000 - 4000) / 400
+    assert client.controller.rate < 500
+
+
+def test_a_tiny_burst_allowance_shrinks_requests():
+    client = Client("a", messages=8000)
+    run(Bucket(400, capacity=10), [client])
+    assert client.finished_at - ORIGIN <= 1.5 * 8000 / 400
+    assert client.controller.size_cap is not None and client.controller.size_cap <= 10
+
+
+def test_a_lowered_limit_is_followed_and_a_raised_one_found():
+    lowered, raised = Bucket(1000), Bucket(200)
+    first, second = Client("a", messages=20000), Client("b", messages=8000)
+    for bucket, client, new in ((lowered, first, 200), (raised, second, 1000)):
+        sim = Simulation(bucket, [client], clock=FakeClock(ORIGIN))
+        sim.run(until=5.0)
+        bucket.rate = bucket.capacity = new
+        sim.run()
+    assert first.finished_at - ORIGIN <= 1.05 * (5 + 15000 / 200)
+    assert second.finished_at - ORIGIN <= 5 + 2 * 7000 / 1000
+
+
+def test_unpaced_until_the_first_pushback():
+    clock = FakeClock()
+    controller = RateController(clock=clock)
+    assert controller.reserve(100) == (100, 0)
+    controller.record(sent_at=clock.now, sent=100, accepted=100, refused=0)
+    assert controller.rate is None and controller.reserve(100) == (100, 0)
+
+
+def test_a_refusal_that_beats_its_bursts_acceptances_does_not_start_at_a_crawl():
+    clock = FakeClock()
+    controller = RateController(clock=clock)
+    controller.reserve(100)
+    controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
+    assert controller.rate >= 100
+
+
+def test_pacing_spaces_requests_and_releases_unused_room():
+    clock = FakeClock()
+    controller = RateController(clock=clock)
+    controller.reserve(100)
+    controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
+    rate = controller.rate
+    first, wait1 = controller.reserve(100)
+    second, wait2 = controller.reserve(100)
+    assert first == second == int(rate * 0.25) and wait1 == 0 and wait2 == pytest.approx(first / rate)
+    controller.release(second)
+    _, wait3 = controller.reserve(100)
+    assert wait3 == pytest.approx(first / rate)
+
+
+def test_a_pause_holds_every_sender():
+    clock = FakeClock()
+    controller = RateController(clock=clock)
+    controller.pause(7.0)
+    waits = [controller.reserve(10)[1] for _ in range(4)]
+    assert waits[0] == pytest.approx(7.0) and all(w >= 7.0 for w in waits)
+
+
+def test_answers_to_requests_sent_before_pacing_are_ignored():
+    clock = FakeClock()
+    controller = RateController(clock=clock)
+    burst_sent_at = clock.now
+    controller.record(sent_at=burst_sent_at, sent=100, accepted=0, refused=100)
+    rate = controller.rate
+    for _ in range(20):
+        clock.sleep(0.1)
+        controller.record(sent_at=burst_sent_at, sent=100, accepted=0, refused=100)
+    assert controller.rate == rate
+
+
+def test_nothing_accepted_backs_off_to_the_floor_but_keeps_probing():
+    clock = FakeClock()
+    controller = RateController(clock=clock)
+    controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
+    for _ in range(200):
+        allowed, wait = controller.reserve(100)
+        clock.sleep(wait)
+        controller.record(sent_at=clock.now, sent=allowed, accepted=0, refused=allowed)
+        clock.sleep(0.01)
+    assert controller.rate == MIN_RATE
+    assert controller.reserve(100)[0] >= 1
