@@ -172,9 +172,7 @@ def worker_commpeak(
             source, report_path=str(report_path), batch_size=batch, max_concurrency=concurrency
         )
     else:
-        report = hook.send_messages(
-            list(messages(n, start)), batch_size=batch, max_concurrency=concurrency
-        )
+        report = hook.send_messages(list(messages(n, start)), batch_size=batch, max_concurrency=concurrency)
     return {
         "wall": time.perf_counter() - started,
         "cpu": cpu_seconds() - cpu_before,
@@ -204,7 +202,7 @@ def worker_polling(
 
     while True:
         before = status_requests()
-        pending = sum(1 for u in uuids if sensor._statuses.get(u) != "delivered")
+        pending = len(sensor._tracker.pending) if sensor._tracker is not None else len(uuids)
         done = sensor.poke({}).is_done
         after = status_requests()
         pokes.append({"pending": pending, "requests": after - before, "expected": math.ceil(pending / chunk)})
@@ -214,6 +212,64 @@ def worker_polling(
             sandbox_call(url, "/_sandbox/settings", {"delivery_delay": time.time() - first_sent})
             settle_started = True
         time.sleep(interval)
+
+
+def worker_trigger(url: str, report_path: str, status_path: str) -> dict[str, Any]:
+    """The deferrable sensor's trigger over a report of many messages, then execute_complete."""
+    import asyncio
+
+    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+    from airflow_provider_commpeak.sensors.commpeak import SmsStatusSensor
+
+    os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps(
+        {"conn_type": "commpeak", "password": API_KEY, "host": url}
+    )
+    polls: list[int] = []
+    real = CommPeakHook.aget_statuses
+
+    async def counted(self: Any, uuids: Any, *, batch_size: int = 500) -> Any:
+        polls.append(len(uuids))
+        return await real(self, uuids, batch_size=batch_size)
+
+    CommPeakHook.aget_statuses = counted  # type: ignore[method-assign]
+    sensor = SmsStatusSensor(
+        task_id="wait",
+        message_uuids={"report_path": report_path},
+        poke_interval=1.0,
+        deferrable=True,
+        status_report_path=status_path,
+        timeout=3600,
+    )
+    from airflow_provider_commpeak.triggers.commpeak import SmsStatusTrigger
+
+    trigger = SmsStatusTrigger(
+        commpeak_conn_id="commpeak_default",
+        success_statuses=["delivered"],
+        failure_statuses=["sent_failed", "undelivered", "no_routes", "rejected"],
+        allowed_failures=0,
+        poll_interval=1.0,
+        end_time=time.time() + 3600,
+        report_path=report_path,
+    )
+    kwargs_bytes = len(json.dumps(trigger.serialize()[1]))
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event.payload
+
+    started = time.perf_counter()
+    payload = asyncio.run(first_event())
+    trigger_wall, trigger_rss = time.perf_counter() - started, peak_rss_mb()
+    xcom = sensor.execute_complete({}, payload)
+    return {
+        "kwargs_bytes": kwargs_bytes,
+        "event_bytes": len(json.dumps(payload)),
+        "xcom_bytes": len(json.dumps(xcom)),
+        "polls": polls,
+        "trigger_wall": trigger_wall,
+        "trigger_rss": trigger_rss,
+        "status": payload["status"],
+    }
 
 
 def worker_import(module: str) -> dict[str, Any]:
@@ -347,7 +403,9 @@ def rate_matrix(args: argparse.Namespace) -> list[dict[str, Any]]:
             sandbox = Sandbox(latency_ms=latency_ms, rate_limit=rate, delivery_delay=1)
             try:
                 n = int(rate * args.rate_seconds)
-                ours = run_worker("commpeak", sandbox.url, str(n), str(args.batch_size), str(args.concurrency))
+                ours = run_worker(
+                    "commpeak", sandbox.url, str(n), str(args.batch_size), str(args.concurrency)
+                )
                 stats = sandbox.stats()
             finally:
                 sandbox.stop()
@@ -382,8 +440,16 @@ def drain_recovery(args: argparse.Namespace) -> list[dict[str, Any]]:
         try:
             n = int(rate * 14)
             worker = subprocess.Popen(
-                [sys.executable, __file__, "--worker", "commpeak", sandbox.url, str(n), str(args.batch_size),
-                 str(args.concurrency)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    "commpeak",
+                    sandbox.url,
+                    str(n),
+                    str(args.batch_size),
+                    str(args.concurrency),
+                ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 text=True,
@@ -421,8 +487,17 @@ def shared_key(args: argparse.Namespace) -> list[dict[str, Any]]:
             n = int(rate * 8)
             workers = [
                 subprocess.Popen(
-                    [sys.executable, __file__, "--worker", "commpeak-from", sandbox.url, str(n),
-                     str(args.batch_size), str(args.concurrency), str(i * n)],
+                    [
+                        sys.executable,
+                        __file__,
+                        "--worker",
+                        "commpeak-from",
+                        sandbox.url,
+                        str(n),
+                        str(args.batch_size),
+                        str(args.concurrency),
+                        str(i * n),
+                    ],
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
                     text=True,
@@ -479,6 +554,42 @@ def polling(args: argparse.Namespace) -> list[dict[str, Any]]:
     finally:
         sandbox.stop()
     return result["pokes"]
+
+
+def sensor_scale(args: argparse.Namespace) -> dict[str, Any]:
+    """A deferrable wait for N accepted messages given as a report file: what it costs to carry."""
+    n = args.scale_n
+    sandbox = Sandbox(latency_ms=0, rate_limit=0, delivery_delay=3600)
+    try:
+        folder = Path(tempfile.mkdtemp())
+        report = folder / "report.jsonl"
+        with report.open("w") as out:
+            for start in range(0, n, 2000):
+                answer = sandbox.call(
+                    "/simple_send/", {"messages": list(messages(min(2000, n - start), start))}
+                )
+                for entry in answer["messages"]:
+                    out.write(
+                        json.dumps(
+                            {
+                                "internal_id": entry["internal_id"],
+                                "message_uuid": entry["message_uuid"],
+                                "error": None,
+                            }
+                        )
+                        + "\n"
+                    )
+        # messages become final in the order they were accepted: the first poll finds ~40 % final,
+        # later polls the rest, so the pending set shrinks poll by poll
+        stats = sandbox.stats()
+        spread = time.time() - stats["first_accepted_at"]
+        sandbox.call("/_sandbox/settings", {"delivery_delay": spread * 0.6})
+        before = sandbox.stats()["requests"].get("/messages_status/", 0)
+        result = run_worker("trigger", sandbox.url, str(report), str(folder / "statuses.csv"))
+        result["status_requests"] = sandbox.stats()["requests"].get("/messages_status/", 0) - before
+    finally:
+        sandbox.stop()
+    return result
 
 
 def streaming(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -560,11 +671,13 @@ def main() -> int:
     parser.add_argument(
         "--rates", type=lambda s: [float(x) for x in s.split(",")], default=[100, 400, 1500, 5000]
     )
+    parser.add_argument("--latencies", type=lambda s: [float(x) for x in s.split(",")], default=[0, 20, 100])
     parser.add_argument(
-        "--latencies", type=lambda s: [float(x) for x in s.split(",")], default=[0, 20, 100]
+        "--rate-seconds", type=float, default=12.0, help="each rate run lasts about this long"
     )
-    parser.add_argument("--rate-seconds", type=float, default=12.0, help="each rate run lasts about this long")
-    parser.add_argument("--shared-rates", type=lambda s: [float(x) for x in s.split(",")], default=[400, 1500])
+    parser.add_argument(
+        "--shared-rates", type=lambda s: [float(x) for x in s.split(",")], default=[400, 1500]
+    )
     parser.add_argument("--polling-n", type=int, default=100_000)
     parser.add_argument(
         "--settle-gap", type=float, default=1.5, help="seconds between the slices' deliveries"
@@ -573,16 +686,18 @@ def main() -> int:
         "--stream-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000]
     )
     parser.add_argument("--import-repeats", type=int, default=11)
+    parser.add_argument("--scale-n", type=int, default=1_000_000, help="messages of the sensor-at-scale run")
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
     parser.add_argument(
         "--only",
-        default="throughput,bound,rate,drain,shared,streaming,polling,imports",
+        default="throughput,bound,rate,drain,shared,streaming,polling,scale,imports",
         help="comma-separated sections to run (default: all)",
     )
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.naive_slice, args.bound_n = [2000], 50, 2000
         args.rates, args.latencies, args.rate_seconds, args.shared_rates = [400], [20], 5.0, [400]
+        args.scale_n = 20_000
         args.polling_n, args.settle_gap, args.stream_sizes, args.import_repeats = 5000, 0.6, [2000, 20000], 3
 
     print(
@@ -635,7 +750,9 @@ def main() -> int:
         )
     if "rate" in sections:
         rows = rate_matrix(args)
-        print(f"\n## Rate-limited, default settings (batches of {args.batch_size}, max_concurrency={args.concurrency})\n")
+        print(
+            f"\n## Rate-limited, default settings (batches of {args.batch_size}, max_concurrency={args.concurrency})\n"
+        )
         print(
             table(
                 rows,
@@ -655,17 +772,43 @@ def main() -> int:
                 ],
             )
         )
-        failures += [f"rate {r['rate_limit']} @ {r['latency_ms']} ms: {r['of_target']}" for r in rows if r["_of_target"] < 0.95 or r["lost"] or r["duplicated"]]
+        failures += [
+            f"rate {r['rate_limit']} @ {r['latency_ms']} ms: {r['of_target']}"
+            for r in rows
+            if r["_of_target"] < 0.95 or r["lost"] or r["duplicated"]
+        ]
     if "drain" in sections:
         rows = drain_recovery(args)
         print(f"\n## Recovery after another client drains the key for 1 s (latency {args.latency_ms:g} ms)\n")
-        print(table(rows, ["rate_limit", "accepted_per_second_after_the_drain", "at_90pc_within_s", "lost", "duplicated"]))
-        failures += [f"drain at {r['rate_limit']}" for r in rows if not isinstance(r["at_90pc_within_s"], int) or r["at_90pc_within_s"] > 5 or r["lost"] or r["duplicated"]]
+        print(
+            table(
+                rows,
+                [
+                    "rate_limit",
+                    "accepted_per_second_after_the_drain",
+                    "at_90pc_within_s",
+                    "lost",
+                    "duplicated",
+                ],
+            )
+        )
+        failures += [
+            f"drain at {r['rate_limit']}"
+            for r in rows
+            if not isinstance(r["at_90pc_within_s"], int)
+            or r["at_90pc_within_s"] > 5
+            or r["lost"]
+            or r["duplicated"]
+        ]
     if "shared" in sections:
         rows = shared_key(args)
         print(f"\n## Two processes sending on one key (latency {args.latency_ms:g} ms)\n")
         print(table(rows, ["rate_limit", "N", "lost", "duplicated", "combined_of_limit", "shares"]))
-        failures += [f"shared at {r['rate_limit']}" for r in rows if r["_combined"] < 0.9 or r["lost"] or r["duplicated"]]
+        failures += [
+            f"shared at {r['rate_limit']}"
+            for r in rows
+            if r["_combined"] < 0.9 or r["lost"] or r["duplicated"]
+        ]
     if "streaming" in sections:
         print("\n## Streaming from a file: peak RSS\n")
         print(table(streaming(args), ["N", "source", "wall_s", "peak_rss_mb", "rss_vs_smallest"]))
@@ -676,6 +819,31 @@ def main() -> int:
         assert all(p["requests"] == p["expected"] for p in pokes), (
             "requests per poke != ceil(pending / chunk)"
         )
+    if "scale" in sections:
+        result = sensor_scale(args)
+        print(f"\n## Deferrable sensor at scale: {args.scale_n:,} accepted messages from a report file\n")
+        rows = [
+            {"what": "trigger kwargs (serialized)", "value": f"{result['kwargs_bytes']:,} bytes"},
+            {"what": "trigger event", "value": f"{result['event_bytes']:,} bytes ({result['status']})"},
+            {"what": "sensor XCom (counts; statuses in a file)", "value": f"{result['xcom_bytes']:,} bytes"},
+            {"what": "uuids asked per poll", "value": ", ".join(f"{p:,}" for p in result["polls"])},
+            {
+                "what": "status requests per poll (500 uuids each)",
+                "value": ", ".join(str(math.ceil(p / 500)) for p in result["polls"]),
+            },
+            {
+                "what": "status requests in all (polls + the final sweep for the file)",
+                "value": f"{result['status_requests']:,}",
+            },
+            {
+                "what": "peak RSS of the process running the trigger",
+                "value": f"{result['trigger_rss']:.0f} MB",
+            },
+            {"what": "trigger wall time", "value": f"{result['trigger_wall']:.1f} s"},
+        ]
+        print(table(rows, ["what", "value"]))
+        if result["kwargs_bytes"] > 64 * 1024 or result["xcom_bytes"] > 64 * 1024:
+            failures.append("sensor kwargs or XCom above 64 KiB")
     if "imports" in sections:
         print(f"\n## Parse-time import cost (median of {args.import_repeats} fresh processes)\n")
         print(table(import_cost(args.import_repeats), ["import", "median_ms"]))
@@ -697,6 +865,8 @@ if __name__ == "__main__":
             result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), start=int(rest[4]))
         elif kind == "commpeak-file":
             result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), source=rest[4])
+        elif kind == "trigger":
+            result = worker_trigger(rest[0], rest[1], rest[2])
         elif kind == "polling":
             result = worker_polling(rest[0], rest[1], int(rest[2]), float(rest[3]), float(rest[4]))
         else:

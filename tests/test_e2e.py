@@ -158,3 +158,22 @@ def test_send_and_wait_deferred_by_the_real_triggerer(deployment):
     )
     assert trigger_logs, "no triggerer log for the sensor"
     assert "Trigger fired event" in "".join(p.read_text(errors="replace") for p in trigger_logs)
+
+    # what a user reads in the UI: the task logs through the REST API
+    def task_log(task_id: str) -> str:
+        alive()
+        answer = requests.get(
+            f"{url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
+            params={"full_content": "true"},
+            headers={**headers, "Accept": "application/json"},
+            timeout=10,
+        )
+        assert answer.ok, answer.text
+        content = answer.json()["content"]
+        return "\n".join(str(e.get("event", e)) if isinstance(e, dict) else str(e) for e in content)
+
+    send_log, wait_log = task_log("send"), task_log("wait_for_delivery")
+    assert "Sent 4 message(s)" in send_log and "4 accepted, 0 failed" in send_log
+    assert "Waiting for delivery:" in wait_log and "pending" in wait_log  # polls, from the triggerer
+    assert "Delivery: 3 delivered, 1 undelivered, 0 pending of 4; 1 failed, 1 allowed" in wait_log
+    assert "972524265292" not in send_log + wait_log

@@ -129,10 +129,7 @@ def test_a_retry_with_other_recipients_sends_only_the_new_ones(requests_mock, lo
     ).execute(make_context(store=store))
     assert [m["recipient_phone"] for m in requests_mock.last_request.json()["messages"]] == ["447700900123"]
     assert result["accepted"] == 3
-    assert (
-        "2 message(s) settled by an earlier try of this task instance were not sent again"
-        in logs.text
-    )
+    assert "2 message(s) settled by an earlier try of this task instance were not sent again" in logs.text
 
 
 def test_report_is_returned_and_each_key_pushed_without_numbers_or_texts(requests_mock):

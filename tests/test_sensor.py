@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 from helpers import STATUS_URL
@@ -119,7 +121,7 @@ def test_accepts_the_whole_send_report(requests_mock):
     assert sensor(message_uuids=report).poke(make_context()).is_done
 
 
-def test_deferrable_pokes_once_then_defers_with_a_json_trigger(requests_mock):
+def test_deferrable_pokes_once_then_defers_with_only_the_pending_uuids(requests_mock):
     requests_mock.post(STATUS_URL, json=answer_with({"u1": "delivered", "u2": "sent"}))
     s = sensor(deferrable=True, timeout=600, poke_interval=7, allowed_failures=1)
     with pytest.raises(TaskDeferred) as info:
@@ -129,10 +131,21 @@ def test_deferrable_pokes_once_then_defers_with_a_json_trigger(requests_mock):
     assert info.value.method_name == "execute_complete"
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_commpeak.triggers.commpeak.SmsStatusTrigger"
-    assert kwargs["statuses"] == {"u1": "delivered", "u2": "sent", "u3": "unknown"}
+    assert sorted(kwargs["message_uuids"]) == ["u2", "u3"]
     assert kwargs["poll_interval"] == 7 and kwargs["allowed_failures"] == 1
     assert kwargs["end_time"] is not None
     assert info.value.timeout.total_seconds() == 600
+
+
+def test_deferrable_with_a_report_file_passes_only_its_path(requests_mock, tmp_path):
+    path = write_report(tmp_path / "report.jsonl", 100_000)
+    requests_mock.post(STATUS_URL, json={"messages": []})
+    s = sensor(message_uuids={"report_path": str(path), "accepted": 100_000}, deferrable=True, timeout=60)
+    with pytest.raises(TaskDeferred) as info:
+        s.execute(make_context())
+    _, kwargs = info.value.trigger.serialize()
+    assert kwargs["report_path"] == str(path) and "message_uuids" not in kwargs
+    assert len(json.dumps(kwargs)) < 1024
 
 
 def test_deferrable_returns_at_once_when_already_done(requests_mock):
@@ -140,33 +153,129 @@ def test_deferrable_returns_at_once_when_already_done(requests_mock):
     assert sensor(message_uuids=["u1"], deferrable=True).execute(make_context())["succeeded"] == 1
 
 
-def event(status: str, statuses: dict[str, str], message: str = "m") -> dict:
-    return {"status": status, "statuses": statuses, "message": message}
-
-
-def test_execute_complete_maps_each_event():
-    s = sensor()
-    assert s.execute_complete(make_context(), event("success", {"u1": "delivered"})) == {
-        "statuses": {"u1": "delivered"},
-        "succeeded": 1,
-        "failed": 0,
+def event(status: str, counts: dict[str, int], message: str = "m", total: int = 3) -> dict:
+    finals = {"delivered", "rejected", "undelivered"}
+    return {
+        "status": status,
+        "message": message,
+        "total": total,
+        "counts": counts,
+        "succeeded": counts.get("delivered", 0),
+        "failed": sum(n for s, n in counts.items() if s in finals - {"delivered"}),
+        "pending": sum(n for s, n in counts.items() if s not in finals),
+        "failed_uuids": [],
     }
-    with pytest.raises(CommPeakDeliveryError):
-        s.execute_complete(make_context(), event("failure", {"u1": "rejected"}))
-    with pytest.raises(AirflowSensorTimeout, match="1 of 2 message\\(s\\) still pending"):
-        s.execute_complete(
-            make_context(), event("timeout", {"u1": "sent", "u2": "delivered"}, "Deadline passed")
-        )
+
+
+def test_execute_complete_reads_small_sets_once_for_xcom(requests_mock):
+    requests_mock.post(STATUS_URL, json=answer_with({"u1": "delivered", "u2": "delivered", "u3": "rejected"}))
+    s = sensor(allowed_failures=1)
+    assert s.execute_complete(make_context(), event("success", {"delivered": 2, "rejected": 1})) == {
+        "statuses": {"u1": "delivered", "u2": "delivered", "u3": "rejected"},
+        "succeeded": 2,
+        "failed": 1,
+    }
+    assert requests_mock.call_count == 1
+
+
+def test_execute_complete_maps_failure_timeout_and_error(requests_mock):
+    requests_mock.post(STATUS_URL, json=answer_with({"u1": "rejected", "u2": "sent", "u3": "sent"}))
+    s = sensor()
+    with pytest.raises(CommPeakDeliveryError, match="1 of 3 message"):
+        s.execute_complete(make_context(), event("failure", {"rejected": 1, "sent": 2}))
+    with pytest.raises(AirflowSensorTimeout, match="2 of 3 message\\(s\\) still pending"):
+        s.execute_complete(make_context(), event("timeout", {"delivered": 1, "sent": 2}, "Deadline passed"))
     with pytest.raises(CommPeakApiError, match="5 status polls"):
-        s.execute_complete(make_context(), event("error", {"u1": "sent"}, "5 status polls in a row failed"))
+        s.execute_complete(make_context(), {"status": "error", "message": "5 status polls in a row failed"})
 
 
-def test_execute_complete_under_soft_fail_skips():
+def test_execute_complete_under_soft_fail_skips(requests_mock):
+    requests_mock.post(STATUS_URL, json=answer_with({"u1": "rejected"}))
     s = sensor(soft_fail=True)
     with pytest.raises(AirflowSkipException):
-        s.execute_complete(make_context(), event("failure", {"u1": "rejected"}))
+        s.execute_complete(make_context(), event("failure", {"rejected": 1, "unknown": 2}))
     with pytest.raises(AirflowSkipException):
-        s.execute_complete(make_context(), event("timeout", {"u1": "sent"}))
+        s.execute_complete(make_context(), event("timeout", {"sent": 3}))
+
+
+def write_report(path, n: int, failed_every: int = 0):
+    """A send report of ``n`` accepted messages with real-looking uuids."""
+    import uuid as uuid_module
+
+    with path.open("w") as handle:
+        for i in range(n):
+            handle.write(
+                json.dumps(
+                    {"internal_id": f"m{i}", "message_uuid": str(uuid_module.UUID(int=i + 1)), "error": None}
+                )
+                + "\n"
+            )
+    return path
+
+
+def test_xcom_stays_bounded_at_100k_messages_and_statuses_go_to_a_file(requests_mock, tmp_path):
+    import uuid as uuid_module
+
+    path = write_report(tmp_path / "report.jsonl", 100_000)
+    failed = {str(uuid_module.UUID(int=i + 1)) for i in range(0, 100_000, 1000)}
+
+    def answer(request, context):
+        asked = request.json()["message_uuids"]
+        return {
+            "messages": [
+                {"message_uuid": u, "status": "undelivered" if u in failed else "delivered"} for u in asked
+            ]
+        }
+
+    requests_mock.post(STATUS_URL, json=answer)
+    s = sensor(
+        message_uuids=str(path),
+        allowed_failures=0.01,
+        status_batch_size=5000,
+        status_report_path=str(tmp_path / "statuses.csv"),
+    )
+    result = s.poke(make_context())
+    assert result.is_done
+    xcom = result.xcom_value
+    assert len(json.dumps(xcom)) < 64 * 1024
+    assert (xcom["succeeded"], xcom["failed"], xcom["pending"]) == (99_900, 100, 0)
+    assert xcom["counts"] == {"delivered": 99_900, "undelivered": 100} and set(xcom["failed_uuids"]) == failed
+    lines = (tmp_path / "statuses.csv").read_text().splitlines()
+    assert lines[0] == "message_uuid,status" and len(lines) == 100_001
+
+
+def test_each_poke_logs_one_line_of_counts_and_the_end_a_verdict(requests_mock, logs):
+    statuses = {"u1": "delivered", "u2": "sent", "u3": "sent"}
+    requests_mock.post(STATUS_URL, json=answer_with(statuses))
+    s = sensor(allowed_failures=1)
+    s.poke(make_context())
+    statuses.update(u2="delivered", u3="undelivered")
+    s.poke(make_context())
+    assert "Waiting for delivery: 1 delivered, 2 pending (2 sent) of 3" in logs.text
+    assert "Delivery: 2 delivered, 1 undelivered, 0 pending of 3; 1 failed, 1 allowed" in logs.text
+
+
+def test_a_string_status_is_one_status_not_its_letters(requests_mock):
+    requests_mock.post(STATUS_URL, json=answer_with({"u1": "delivered"}))
+    result = sensor(message_uuids=["u1"], success_statuses="delivered", failure_statuses="rejected").poke(
+        make_context()
+    )
+    assert result.is_done and result.xcom_value["succeeded"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"status_batch_size": 0}, "status_batch_size"),
+        ({"status_batch_size": "500"}, "status_batch_size"),
+        ({"max_consecutive_errors": 0}, "max_consecutive_errors"),
+        ({"max_xcom_results": -1}, "max_xcom_results"),
+        ({"allowed_failures": 2.5}, "fraction"),
+    ],
+)
+def test_numeric_arguments_are_checked_when_the_sensor_is_made(kwargs, problem):
+    with pytest.raises(CommPeakValidationError, match=problem):
+        sensor(**kwargs)
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv"])

@@ -31,9 +31,9 @@ def send(sandbox, numbers: list[str]) -> list[str]:
     return [m["message_uuid"] for m in answer.json()["messages"]]
 
 
-def trigger(uuids: list[str], **kwargs) -> SmsStatusTrigger:
+def trigger(uuids: list[str] | None, **kwargs) -> SmsStatusTrigger:
     options = {
-        "statuses": dict.fromkeys(uuids, "unknown"),
+        "message_uuids": uuids,
         "commpeak_conn_id": "commpeak_default",
         "success_statuses": ["delivered"],
         "failure_statuses": ["sent_failed", "undelivered", "no_routes", "rejected"],
@@ -58,7 +58,8 @@ def test_all_delivered(commpeak_sandbox):
     uuids = send(commpeak_sandbox, ["972524265292", "972545330008"])
     event = first_event(trigger(uuids))
     assert event["status"] == "success"
-    assert event["statuses"] == dict.fromkeys(uuids, "delivered")
+    assert (event["total"], event["succeeded"], event["failed"], event["pending"]) == (2, 2, 0, 0)
+    assert event["counts"] == {"delivered": 2} and "statuses" not in event
     assert commpeak_sandbox.requests["/simple_send/"] == 1  # a trigger never sends
 
 
@@ -66,7 +67,7 @@ def test_failures_over_the_threshold(commpeak_sandbox):
     uuids = send(commpeak_sandbox, ["972524265292", UNDELIVERED])
     event = first_event(trigger(uuids))
     assert event["status"] == "failure"
-    assert event["statuses"][uuids[1]] == "undelivered"
+    assert event["failed_uuids"] == [uuids[1]] and event["counts"]["undelivered"] == 1
 
 
 def test_failures_within_the_threshold_succeed(commpeak_sandbox):
@@ -86,7 +87,7 @@ def test_deadline_passed(commpeak_sandbox):
 def test_unknown_statuses_stay_pending_until_the_deadline(commpeak_sandbox):
     event = first_event(trigger(["no-such-uuid"], end_time=time.time() + 0.5))
     assert event["status"] == "timeout"
-    assert event["statuses"] == {"no-such-uuid": "unknown"}
+    assert event["counts"] == {"unknown": 1} and event["pending"] == 1
 
 
 def test_error_streak_ends_the_wait(commpeak_sandbox, delays):
@@ -118,6 +119,35 @@ def test_serialize_round_trips_through_json_without_the_key(commpeak_sandbox):
     assert commpeak_sandbox.api_key not in text
     rebuilt = SmsStatusTrigger(**json.loads(text))
     assert rebuilt.serialize() == (classpath, kwargs)
+
+
+def test_a_report_path_is_read_by_the_trigger_and_its_kwargs_stay_small(commpeak_sandbox, tmp_path):
+    uuids = send(commpeak_sandbox, ["972524265292", "972545330008", UNDELIVERED])
+    path = tmp_path / "report.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"internal_id": f"m{i}", "message_uuid": u, "error": None}) + "\n"
+            for i, u in enumerate(uuids)
+        )
+    )
+    t = trigger(None, report_path=str(path), allowed_failures=1)
+    _, kwargs = t.serialize()
+    assert "message_uuids" not in kwargs and len(json.dumps(kwargs)) < 1024
+    event = first_event(t)
+    assert event["status"] == "success" and (event["succeeded"], event["failed"]) == (2, 1)
+
+
+def test_each_poll_logs_one_line_of_counts(commpeak_sandbox, logs):
+    uuids = send(commpeak_sandbox, ["972524265292", UNDELIVERED])
+    first_event(trigger(uuids, allowed_failures=1))
+    assert "Waiting for delivery: 1 delivered, 1 undelivered, 0 pending of 2" in logs.text
+
+
+def test_kwargs_of_a_trigger_deferred_by_version_1_still_work(commpeak_sandbox):
+    uuids = send(commpeak_sandbox, ["972524265292"])
+    old = {k: v for k, v in trigger(uuids).serialize()[1].items() if k != "message_uuids"}
+    old["statuses"] = dict.fromkeys(uuids, "sent")
+    assert first_event(SmsStatusTrigger(**old))["status"] == "success"
 
 
 def test_the_hooks_async_client_is_closed_when_the_trigger_ends(commpeak_sandbox, monkeypatch):

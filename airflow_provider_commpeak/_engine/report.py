@@ -243,3 +243,29 @@ def iter_report(path: Any) -> Iterator[MessageResult]:
             yield MessageResult(
                 str(fields["internal_id"]), fields.get("message_uuid") or None, fields.get("error") or None
             )
+
+
+#: The columns of a status report file (the sensor's per-message statuses), in order.
+STATUS_COLUMNS = ("message_uuid", "status")
+
+
+def write_status_report(path: Any, rows: Iterator[tuple[str, str]]) -> int:
+    """Write ``(message_uuid, status)`` rows to a CSV or JSON Lines file; return how many."""
+    from airflow_provider_commpeak._input.records import detect_format, open_path
+
+    kind = detect_format(path)
+    count = 0
+    with open_path(path, "w") as handle:
+        if kind == "csv":
+            import csv
+
+            writer = csv.writer(handle)
+            writer.writerow(STATUS_COLUMNS)
+            for row in rows:
+                writer.writerow(row)
+                count += 1
+        else:
+            for uuid, status in rows:
+                handle.write(json.dumps({"message_uuid": uuid, "status": status}) + "\n")
+                count += 1
+    return count

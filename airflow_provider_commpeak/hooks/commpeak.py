@@ -147,7 +147,9 @@ class CommPeakHook(BaseHook):
     @cached_property
     def config(self) -> CommPeakConnectionConfig:
         """The connection, read once (not at DAG parse time: only when first used)."""
-        conn = self.get_connection(self.commpeak_conn_id)
+        from airflow_provider_commpeak._engine.lookup import get_connection
+
+        conn = get_connection(self.commpeak_conn_id)
         return self._config_from(conn.host, conn.port, conn.password, conn.extra_dejson)
 
     def _config_from(self, host: Any, port: Any, password: Any, extra: Any) -> CommPeakConnectionConfig:
@@ -424,11 +426,12 @@ class CommPeakHook(BaseHook):
 
     async def _aget_transport(self) -> AsyncTransport:
         """The async client, built from the connection read without blocking the event loop."""
+        from airflow_provider_commpeak._engine.lookup import aget_connection, aget_extra
         from airflow_provider_commpeak._engine.transport import AsyncTransport
 
         if self._async_transport is None:
-            conn = await _get_async_connection(self.commpeak_conn_id)
-            extra = await _get_async_extra(conn)
+            conn = await aget_connection(self.commpeak_conn_id)
+            extra = await aget_extra(conn)
             config = self._config_from(conn.host, conn.port, conn.password, extra)
             self._async_transport = AsyncTransport(config, self.retry_policy)
         return self._async_transport
@@ -508,18 +511,6 @@ def _check_report_path(source: Any, report_path: Any) -> None:
             ["report_path names an existing file that is not a CommPeak report; refusing to overwrite it"],
             what="arguments",
         )
-
-
-async def _get_async_connection(conn_id: str) -> Any:
-    from airflow.providers.common.compat.connection import get_async_connection
-
-    return await get_async_connection(conn_id, hook=BaseHook)
-
-
-async def _get_async_extra(conn: Any) -> Any:
-    from airflow.providers.common.compat.connection import get_async_extra_dejson
-
-    return await get_async_extra_dejson(conn)
 
 
 def _mask_secret(secret: str) -> None:

@@ -17,13 +17,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_commpeak._engine.allowance import allowed_failures_problems, failures_allowed
-from airflow_provider_commpeak._engine.delivery import (
-    DEFAULT_FAILURE_STATUSES,
-    DEFAULT_SUCCESS_STATUSES,
-    describe_statuses,
-    is_final,
-    judge_delivery,
-)
+from airflow_provider_commpeak._engine.delivery import DEFAULT_FAILURE_STATUSES, DEFAULT_SUCCESS_STATUSES
 from airflow_provider_commpeak.exceptions import (
     CommPeakApiError,
     CommPeakDeliveryError,
@@ -33,7 +27,11 @@ from airflow_provider_commpeak.exceptions import (
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_commpeak._engine.tracking import DeliverySnapshot, DeliveryTracker
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+
+#: Above this many messages the per-message statuses leave XCom (see ``status_report_path``).
+MAX_XCOM_RESULTS = 10_000
 
 
 def read_message_uuids(value: Any) -> list[str]:
@@ -45,21 +43,11 @@ def read_message_uuids(value: Any) -> list[str]:
 
     :raises CommPeakValidationError: For anything else.
     """
+    path = _report_path(value)
+    if path is not None:
+        return _uuids_from_report(path)
     if isinstance(value, Mapping):
-        if "message_uuids" in value:
-            value = value["message_uuids"]
-        elif "report_path" in value:
-            value = value["report_path"]
-        else:
-            raise CommPeakValidationError(
-                [
-                    "message_uuids: a mapping must be a SendSmsOperator report ('message_uuids') or summary "
-                    "('report_path')"
-                ],
-                what="arguments",
-            )
-    if isinstance(value, str) or hasattr(value, "open"):
-        return _uuids_from_report(value)
+        value = value["message_uuids"]
     if value is None or isinstance(value, bytes) or not isinstance(value, Sequence):
         raise CommPeakValidationError(
             [
@@ -70,9 +58,27 @@ def read_message_uuids(value: Any) -> list[str]:
     bad = [i for i, uuid in enumerate(value) if not isinstance(uuid, str) or not uuid]
     if bad:
         raise CommPeakValidationError(
-            [f"message_uuids[{i}] is not a non-empty string" for i in bad], what="arguments"
+            [f"message_uuids[{i}] is not a non-empty string" for i in bad[:20]], what="arguments"
         )
     return list(dict.fromkeys(value))
+
+
+def _report_path(value: Any) -> Any:
+    """The report file ``value`` names (a path, or a summary's ``report_path``), else ``None``."""
+    if isinstance(value, Mapping):
+        if "message_uuids" in value:
+            return None
+        if "report_path" in value:
+            return value["report_path"]
+        raise CommPeakValidationError(
+            [
+                "message_uuids: a mapping must be a SendSmsOperator report ('message_uuids') or summary ('report_path')"
+            ],
+            what="arguments",
+        )
+    if isinstance(value, str) or hasattr(value, "open"):
+        return value
+    return None
 
 
 def _uuids_from_report(path: Any) -> list[str]:
@@ -105,24 +111,32 @@ class SmsStatusSensor(BaseSensorOperator):
 
     Done when each message is in a success or failure status; fails as soon as failures exceed
     ``allowed_failures`` (there is no point waiting longer). Each poke asks only about messages not
-    yet final, ``status_batch_size`` uuids per request. Returns ``{"statuses": {uuid: status},
-    "succeeded": n, "failed": n}``.
+    yet final, ``status_batch_size`` uuids per request, and logs one line of counts; the end logs a
+    one-line verdict.
+
+    Returns ``{"statuses": {uuid: status}, "succeeded": n, "failed": n}``. Above
+    ``max_xcom_results`` messages XCom holds counts instead: ``{"total", "succeeded", "failed",
+    "pending", "counts": {status: n}, "failed_uuids": [...], "status_report_path"}``, and the
+    per-message statuses go to ``status_report_path`` if given.
 
     In deferrable mode the sensor pokes once, then hands over to
-    :class:`~airflow_provider_commpeak.triggers.commpeak.SmsStatusTrigger` and frees its worker slot.
+    :class:`~airflow_provider_commpeak.triggers.commpeak.SmsStatusTrigger` and frees its worker slot;
+    given a send report file, only its path travels to the triggerer.
 
-    :param message_uuids: The uuids to wait for: a list, an XComArg, or the whole send report.
-        (templated)
+    :param message_uuids: The uuids to wait for: a list, an XComArg, the whole send report or
+        summary, or the path of a report file. (templated)
     :param commpeak_conn_id: The CommPeak connection. (templated)
-    :param success_statuses: Statuses that mean delivered. (templated)
+    :param success_statuses: Statuses that mean delivered; a string is one status. (templated)
     :param failure_statuses: Statuses that mean it will never be delivered. (templated)
     :param allowed_failures: How many messages may fail before the task fails: an int is a count,
         a float in (0, 1) a fraction of all messages.
-    :param status_batch_size: At most this many uuids per status request.
+    :param status_batch_size: At most this many uuids per status request (1-10000).
     :param deferrable: Wait in the triggerer instead of a worker slot (default: the
         ``[operators] default_deferrable`` setting).
-    :param max_consecutive_errors: Deferrable mode: how many failed status requests in a row end
-        the wait with an error.
+    :param max_consecutive_errors: Deferrable mode: how many failed polls in a row end the wait.
+    :param max_xcom_results: The most messages whose statuses go to XCom one by one.
+    :param status_report_path: Where to write ``message_uuid, status`` per message when there are
+        more than ``max_xcom_results`` (``.csv``/``.jsonl``, local or ObjectStoragePath). (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -130,6 +144,7 @@ class SmsStatusSensor(BaseSensorOperator):
         "commpeak_conn_id",
         "success_statuses",
         "failure_statuses",
+        "status_report_path",
     )
     ui_color = "#e9c46a"
 
@@ -138,12 +153,14 @@ class SmsStatusSensor(BaseSensorOperator):
         *,
         message_uuids: Any,
         commpeak_conn_id: str = "commpeak_default",
-        success_statuses: Sequence[str] = DEFAULT_SUCCESS_STATUSES,
-        failure_statuses: Sequence[str] = DEFAULT_FAILURE_STATUSES,
+        success_statuses: Sequence[str] | str = DEFAULT_SUCCESS_STATUSES,
+        failure_statuses: Sequence[str] | str = DEFAULT_FAILURE_STATUSES,
         allowed_failures: int | float = 0,
         status_batch_size: int = 500,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         max_consecutive_errors: int = 5,
+        max_xcom_results: int = MAX_XCOM_RESULTS,
+        status_report_path: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -151,6 +168,7 @@ class SmsStatusSensor(BaseSensorOperator):
         for name, value, maximum in (
             ("status_batch_size", status_batch_size, 10_000),
             ("max_consecutive_errors", max_consecutive_errors, 1000),
+            ("max_xcom_results", max_xcom_results, 10_000_000),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
                 problems.append(f"{name} must be an int between 1 and {maximum}, got {value!r}")
@@ -164,8 +182,10 @@ class SmsStatusSensor(BaseSensorOperator):
         self.status_batch_size = status_batch_size
         self.deferrable = deferrable
         self.max_consecutive_errors = max_consecutive_errors
-        #: Statuses seen so far; final ones are not asked about again (kept across pokes in poke mode).
-        self._statuses: dict[str, str] = {}
+        self.max_xcom_results = max_xcom_results
+        self.status_report_path = status_report_path
+        #: Where the wait stands, kept across pokes in poke mode (a rescheduled sensor starts afresh).
+        self._tracker: DeliveryTracker | None = None
 
     @cached_property
     def hook(self) -> CommPeakHook:
@@ -182,49 +202,37 @@ class SmsStatusSensor(BaseSensorOperator):
     def _failure(self) -> frozenset[str]:
         return _status_set(self.failure_statuses, "failure_statuses")
 
-    def _result(self, statuses: dict[str, str]) -> dict[str, Any]:
-        verdict = judge_delivery(
-            statuses, success_statuses=self._success, failure_statuses=self._failure, allowed_failures=0
-        )
-        return {"statuses": statuses, "succeeded": verdict.succeeded, "failed": verdict.failed}
+    def _allowed(self, total: int) -> int:
+        return failures_allowed(self.allowed_failures, total)
 
-    def _fail(self, statuses: dict[str, str], failed: int, allowed: int) -> None:
-        message = (
-            f"{failed} of {len(statuses)} message(s) failed delivery, more than the {allowed} allowed "
-            f"({describe_statuses(statuses)})"
-        )
-        if self.soft_fail:
-            raise AirflowSkipException(message)
-        raise CommPeakDeliveryError(message, statuses=statuses)
+    # -- poking ------------------------------------------------------------------------------------
 
-    def _check(self, statuses: dict[str, str]) -> bool:
-        """True when done; raises when failures exceed the allowance."""
-        verdict = judge_delivery(
-            statuses,
-            success_statuses=self._success,
-            failure_statuses=self._failure,
-            allowed_failures=failures_allowed(self.allowed_failures, len(statuses)),
-        )
-        self.log.info(
-            "%d delivered, %d failed, %d pending of %d",
-            verdict.succeeded,
-            verdict.failed,
-            verdict.pending,
-            len(statuses),
-        )
-        if verdict.too_many_failures:
-            self._fail(statuses, verdict.failed, failures_allowed(self.allowed_failures, len(statuses)))
-        return verdict.done
+    def _get_tracker(self) -> DeliveryTracker:
+        from airflow_provider_commpeak._engine.tracking import DeliveryTracker
+
+        if self._tracker is None:
+            uuids = read_message_uuids(self.message_uuids)
+            self._tracker = DeliveryTracker(
+                uuids,
+                success_statuses=self._success,
+                failure_statuses=self._failure,
+                keep_statuses=len(uuids) <= self.max_xcom_results,
+            )
+        return self._tracker
 
     def poke(self, context: Context) -> PokeReturnValue:
-        uuids = read_message_uuids(self.message_uuids)
-        pending = [u for u in uuids if not is_final(self._statuses.get(u, ""), self._success, self._failure)]
-        if pending:
-            self.log.info("Asking for the status of %d pending message(s)", len(pending))
-            self._statuses.update(self.hook.get_statuses(pending, batch_size=self.status_batch_size))
-        statuses = {u: self._statuses[u] for u in uuids}
-        done = self._check(statuses)
-        return PokeReturnValue(is_done=done, xcom_value=self._result(statuses) if done else None)
+        tracker = self._get_tracker()
+        if len(tracker.pending):
+            tracker.update(self.hook.get_statuses(tracker.pending, batch_size=self.status_batch_size))
+        snapshot = tracker.snapshot
+        self.log.info("Waiting for delivery: %s", snapshot.describe())
+        verdict = snapshot.verdict(self._allowed(snapshot.total))
+        if verdict.too_many_failures:
+            self._fail(snapshot)
+        if not verdict.done:
+            return PokeReturnValue(is_done=False)
+        self._log_verdict(snapshot)
+        return PokeReturnValue(is_done=True, xcom_value=self._result(snapshot))
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -239,45 +247,111 @@ class SmsStatusSensor(BaseSensorOperator):
         self._defer(started)
 
     def _pending_text(self) -> str:
-        pending = [u for u, s in self._statuses.items() if not is_final(s, self._success, self._failure)]
-        return f"{len(pending)} of {len(self._statuses)} message(s) still pending ({describe_statuses(self._statuses)})"
+        if self._tracker is None:
+            return "No status was read"
+        snapshot = self._tracker.snapshot
+        return f"{snapshot.pending} of {snapshot.total} message(s) still pending ({snapshot.describe()})"
+
+    # -- outcomes ----------------------------------------------------------------------------------
+
+    def _log_verdict(self, snapshot: DeliverySnapshot) -> None:
+        self.log.info(
+            "Delivery: %s; %d failed, %d allowed",
+            snapshot.describe(),
+            snapshot.failed,
+            self._allowed(snapshot.total),
+        )
+
+    def _fail(self, snapshot: DeliverySnapshot) -> None:
+        message = (
+            f"{snapshot.failed} of {snapshot.total} message(s) failed delivery, more than the "
+            f"{self._allowed(snapshot.total)} allowed ({snapshot.describe()})"
+        )
+        self.log.error("Delivery: %s", message)
+        if self.soft_fail:
+            raise AirflowSkipException(message)
+        raise CommPeakDeliveryError(message, statuses=dict(snapshot.statuses or {}))
+
+    def _result(self, snapshot: DeliverySnapshot) -> dict[str, Any]:
+        """The XCom value: statuses one by one when few, else counts (and a status report file)."""
+        if snapshot.statuses is not None:
+            return {
+                "statuses": dict(snapshot.statuses),
+                "succeeded": snapshot.succeeded,
+                "failed": snapshot.failed,
+            }
+        summary = snapshot.summary()
+        summary["status_report_path"] = None
+        if self.status_report_path is not None:
+            summary["status_report_path"] = str(self._write_status_report())
+        return summary
+
+    def _write_status_report(self) -> Any:
+        """Read every message's status once more and write it to ``status_report_path``."""
+        from airflow_provider_commpeak._engine.report import write_status_report
+        from airflow_provider_commpeak._input.records import as_storage_path
+
+        path = as_storage_path(self.status_report_path)
+        uuids = read_message_uuids(self.message_uuids)
+
+        def rows() -> Any:
+            for start in range(0, len(uuids), self.status_batch_size):
+                chunk = uuids[start : start + self.status_batch_size]
+                yield from self.hook.get_statuses(chunk, batch_size=self.status_batch_size).items()
+
+        written = write_status_report(path, rows())
+        self.log.info("Wrote the status of %d message(s) to %s", written, path)
+        return path
+
+    # -- deferral ----------------------------------------------------------------------------------
 
     def _defer(self, started: float) -> None:
         from airflow_provider_commpeak.triggers.commpeak import SmsStatusTrigger
 
+        tracker = self._get_tracker()
         timeout = timedelta(seconds=float(self.timeout)) if self.timeout is not None else None
-        end_time = started + timeout.total_seconds() if timeout is not None else None
+        path = _report_path(self.message_uuids)
+        source: dict[str, Any] = (
+            {"report_path": str(path)} if path is not None else {"message_uuids": list(tracker.pending)}
+        )
         self.defer(
             trigger=SmsStatusTrigger(
-                statuses=self._statuses,
                 commpeak_conn_id=self.commpeak_conn_id,
                 success_statuses=sorted(self._success),
                 failure_statuses=sorted(self._failure),
-                allowed_failures=failures_allowed(self.allowed_failures, len(self._statuses)),
+                allowed_failures=self._allowed(tracker.total),
                 poll_interval=float(self.poke_interval),
-                end_time=end_time,
+                end_time=started + timeout.total_seconds() if timeout is not None else None,
                 status_batch_size=self.status_batch_size,
                 max_consecutive_errors=self.max_consecutive_errors,
+                **source,
             ),
             method_name="execute_complete",
             timeout=timeout,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Map the trigger's event to the return value, a failure, a timeout or a skip."""
-        statuses: dict[str, str] = dict(event.get("statuses") or {})
+        """Turn the trigger's event (counts) into the return value, a failure, a timeout or a skip."""
+        from airflow_provider_commpeak._engine.tracking import DeliverySnapshot
+
         status = event.get("status")
-        self._statuses = statuses
-        if status == "success":
-            return self._result(statuses)
-        if status == "failure":
-            verdict = judge_delivery(
-                statuses, success_statuses=self._success, failure_statuses=self._failure, allowed_failures=0
-            )
-            self._fail(statuses, verdict.failed, failures_allowed(self.allowed_failures, len(statuses)))
-        message = f"{event.get('message') or 'The trigger gave up'}. {self._pending_text()}"
+        if status in ("success", "failure"):
+            snapshot = DeliverySnapshot.from_event(event, success=self._success, failure=self._failure)
+            if snapshot.total <= self.max_xcom_results:  # few messages: read their statuses once, for XCom
+                tracker = self._get_tracker()
+                tracker.update(self.hook.get_statuses(tracker.pending, batch_size=self.status_batch_size))
+                snapshot = tracker.snapshot
+            if status == "failure" or snapshot.verdict(self._allowed(snapshot.total)).too_many_failures:
+                self._fail(snapshot)
+            self._log_verdict(snapshot)
+            return self._result(snapshot)
+        text = event.get("message") or "The trigger gave up"
+        if event.get("total") is not None:
+            snapshot = DeliverySnapshot.from_event(event, success=self._success, failure=self._failure)
+            text = f"{text}. {snapshot.pending} of {snapshot.total} message(s) still pending ({snapshot.describe()})"
         if status == "timeout":
+            self.log.error("Delivery: %s", text)
             if self.soft_fail:
-                raise AirflowSkipException(message)
-            raise AirflowSensorTimeout(message)
-        raise CommPeakApiError(message)
+                raise AirflowSkipException(text)
+            raise AirflowSensorTimeout(text)
+        raise CommPeakApiError(text)

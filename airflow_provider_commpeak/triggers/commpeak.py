@@ -9,8 +9,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_commpeak._engine.delivery import describe_statuses, is_final, judge_delivery
 from airflow_provider_commpeak._engine.retry import backoff_delay
+from airflow_provider_commpeak._engine.tracking import DeliveryTracker
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakError
 
 
@@ -21,79 +21,108 @@ class SmsStatusTrigger(BaseTrigger):
 
     A thin loop over :meth:`CommPeakHook.aget_statuses
     <airflow_provider_commpeak.hooks.commpeak.CommPeakHook.aget_statuses>`, which owns every HTTP
-    concern (deadline, retries, ``Retry-After``, parsing). Fires one event ``{"status":
-    "success"|"failure"|"timeout"|"error", "statuses": {uuid: status}, "message": str}``.
+    concern (deadline, retries, ``Retry-After``, parsing). Each poll logs one line of counts (in the
+    task's log). Fires one event ``{"status": "success"|"failure"|"timeout"|"error", "message",
+    "total", "succeeded", "failed", "pending", "counts": {status: n}, "failed_uuids": [...]}``:
+    counts, never a map per message, so its size does not grow with the campaign.
 
-    :param statuses: ``{uuid: status}`` so far; uuids whose status is final are not asked about again.
+    Give the messages as ``message_uuids``, or as ``report_path`` (a send report file): then the
+    kwargs stay small whatever the number of messages and the triggerer reads the uuids itself.
+
     :param commpeak_conn_id: The CommPeak connection (the key is read from it, never serialized).
     :param success_statuses: Statuses that mean delivered.
     :param failure_statuses: Statuses that mean it will never be delivered.
     :param allowed_failures: How many failures are tolerated before giving up early.
     :param poll_interval: Seconds between two polls.
     :param end_time: Unix time after which the trigger fires ``timeout``; ``None`` waits forever.
+    :param message_uuids: The uuids to wait for.
+    :param report_path: A ``SendSmsOperator`` report file to read the accepted messages' uuids from.
     :param status_batch_size: At most this many uuids per request.
     :param max_consecutive_errors: Failed polls in a row that end the wait with ``error``.
+    :param statuses: Deprecated (kwargs of triggers deferred by version 1.0): ``{uuid: status}``.
     """
 
     def __init__(
         self,
         *,
-        statuses: dict[str, str],
         commpeak_conn_id: str,
         success_statuses: list[str],
         failure_statuses: list[str],
         allowed_failures: int,
         poll_interval: float,
         end_time: float | None,
+        message_uuids: list[str] | None = None,
+        report_path: str | None = None,
         status_batch_size: int = 500,
         max_consecutive_errors: int = 5,
+        statuses: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
-        self.statuses = dict(statuses)
+        if statuses is not None and message_uuids is None:
+            final = {*success_statuses, *failure_statuses}
+            message_uuids = [uuid for uuid, status in statuses.items() if status not in final]
+        if (message_uuids is None) == (report_path is None):
+            raise ValueError("SmsStatusTrigger needs exactly one of message_uuids or report_path")
         self.commpeak_conn_id = commpeak_conn_id
         self.success_statuses = list(success_statuses)
         self.failure_statuses = list(failure_statuses)
         self.allowed_failures = allowed_failures
         self.poll_interval = poll_interval
         self.end_time = end_time
+        self.message_uuids = None if message_uuids is None else list(message_uuids)
+        self.report_path = report_path
         self.status_batch_size = status_batch_size
         self.max_consecutive_errors = max_consecutive_errors
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the classpath and JSON-able kwargs (no secret: the key is read by connection id)."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "statuses": self.statuses,
-                "commpeak_conn_id": self.commpeak_conn_id,
-                "success_statuses": self.success_statuses,
-                "failure_statuses": self.failure_statuses,
-                "allowed_failures": self.allowed_failures,
-                "poll_interval": self.poll_interval,
-                "end_time": self.end_time,
-                "status_batch_size": self.status_batch_size,
-                "max_consecutive_errors": self.max_consecutive_errors,
-            },
+        kwargs: dict[str, Any] = {
+            "commpeak_conn_id": self.commpeak_conn_id,
+            "success_statuses": self.success_statuses,
+            "failure_statuses": self.failure_statuses,
+            "allowed_failures": self.allowed_failures,
+            "poll_interval": self.poll_interval,
+            "end_time": self.end_time,
+            "status_batch_size": self.status_batch_size,
+            "max_consecutive_errors": self.max_consecutive_errors,
+        }
+        if self.report_path is not None:
+            kwargs["report_path"] = self.report_path
+        else:
+            kwargs["message_uuids"] = self.message_uuids
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
+
+    async def _tracker(self) -> DeliveryTracker:
+        uuids: Any = self.message_uuids
+        if uuids is None:
+            from airflow_provider_commpeak.sensors.commpeak import read_message_uuids
+
+            uuids = await asyncio.to_thread(read_message_uuids, self.report_path)
+        return DeliveryTracker(
+            uuids, success_statuses=self.success_statuses, failure_statuses=self.failure_statuses
         )
 
-    def _event(self, status: str, message: str) -> TriggerEvent:
-        return TriggerEvent({"status": status, "statuses": dict(self.statuses), "message": message})
+    def _event(self, status: str, message: str, tracker: DeliveryTracker | None) -> TriggerEvent:
+        return TriggerEvent(
+            {"status": status, "message": message, **(tracker.snapshot.summary() if tracker else {})}
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
-        success, failure = frozenset(self.success_statuses), frozenset(self.failure_statuses)
         hook = CommPeakHook(commpeak_conn_id=self.commpeak_conn_id)
+        tracker: DeliveryTracker | None = None
         errors = 0
         try:
+            tracker = await self._tracker()
             while True:
-                pending = [u for u, s in self.statuses.items() if not is_final(s, success, failure)]
                 wait = self.poll_interval
                 try:
-                    self.statuses.update(await hook.aget_statuses(pending, batch_size=self.status_batch_size))
+                    answer = await hook.aget_statuses(tracker.pending, batch_size=self.status_batch_size)
+                    tracker.update(answer)
                     errors = 0
                 except CommPeakAuthError as exc:
-                    yield self._event("error", str(exc))
+                    yield self._event("error", str(exc), tracker)
                     return
                 except CommPeakError as exc:
                     errors += 1
@@ -104,33 +133,29 @@ class SmsStatusTrigger(BaseTrigger):
                         exc,
                     )
                     if errors >= self.max_consecutive_errors:
-                        yield self._event("error", f"{errors} status polls in a row failed, the last: {exc}")
+                        yield self._event(
+                            "error", f"{errors} status polls in a row failed, the last: {exc}", tracker
+                        )
                         return
                     wait = max(wait, backoff_delay(errors, base=self.poll_interval, cap=300.0))
-                except Exception as exc:  # e.g. the connection does not exist: waiting will not help
-                    yield self._event("error", f"Cannot ask for statuses ({type(exc).__name__}: {exc})")
-                    return
-                verdict = judge_delivery(
-                    self.statuses,
-                    success_statuses=success,
-                    failure_statuses=failure,
-                    allowed_failures=self.allowed_failures,
-                )
+                verdict = tracker.snapshot.verdict(self.allowed_failures)
+                self.log.info("Waiting for delivery: %s", tracker.snapshot.describe())
                 if verdict.too_many_failures:
-                    yield self._event("failure", f"{verdict.failed} message(s) failed delivery")
+                    yield self._event("failure", f"{verdict.failed} message(s) failed delivery", tracker)
                     return
                 if verdict.done:
-                    yield self._event("success", f"All {len(self.statuses)} message(s) are final")
+                    yield self._event("success", f"All {tracker.total} message(s) are final", tracker)
                     return
                 now = time.time()
                 if self.end_time is not None and now >= self.end_time:
                     yield self._event(
-                        "timeout",
-                        f"Deadline passed with {verdict.pending} message(s) pending ({describe_statuses(self.statuses)})",
+                        "timeout", f"Deadline passed with {verdict.pending} message(s) pending", tracker
                     )
                     return
                 if self.end_time is not None:
                     wait = min(wait, max(self.end_time - now, 0.0))
                 await asyncio.sleep(wait)
+        except Exception as exc:  # e.g. the connection or the report file is missing: waiting will not help
+            yield self._event("error", f"Cannot ask for statuses ({type(exc).__name__}: {exc})", tracker)
         finally:
             await hook.aclose()
