@@ -1,6 +1,10 @@
 """
 Text the on-call phone when a DAG fails: ``CommPeakSmsNotifier`` as ``on_failure_callback``.
 
+No text is given, so the SMS says what happened (``Airflow: commpeak_failure_alert failed, run
+manual__...``), trimmed to one SMS segment. A callback firing twice for one failure sends once.
+Add ``min_interval=900`` to keep a flapping DAG from texting more than once every 15 minutes.
+
 Trigger it with ``{"fail": true}`` to see the alert (``airflow dags test commpeak_failure_alert
 -c '{"fail": true}'``); against the sandbox the SMS shows up in ``GET /_sandbox/messages``.
 """
@@ -22,8 +26,8 @@ with DAG(
     params={"fail": False},
     on_failure_callback=CommPeakSmsNotifier(
         recipients=["+972 52-426-5292"],
-        message_content="Airflow: {{ dag.dag_id }} failed (run {{ run_id }})",
         sender="ALERTS",
+        max_segments=1,
     ),
     tags=["example", "commpeak"],
     doc_md=__doc__,

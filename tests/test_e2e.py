@@ -50,9 +50,11 @@ def poll(what: str, check, timeout: float, interval: float = 0.5) -> Any:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-@pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    home = tmp_path / "airflow-home"
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    if not AIRFLOW_3:
+        pytest.skip("drives Airflow 3's REST API v2 and its separate dag-processor")
+    home = tmp_path_factory.mktemp("e2e") / "airflow-home"
     home.mkdir()
     port = free_port()
     with CommPeakSandbox(delivery_delay=8) as sandbox:
@@ -100,54 +102,78 @@ def deployment(tmp_path: Path) -> Iterator[dict[str, Any]]:
                     process.wait(timeout=10)
 
 
-@pytest.mark.skipif(
-    not AIRFLOW_3,
-    reason="drives Airflow 3's REST API v2 and its separate dag-processor; "
-    "on 2.11 the same deferral is covered by dag.test() in test_integration.py",
-)
-def test_send_and_wait_deferred_by_the_real_triggerer(deployment):
-    url, sandbox = deployment["url"], deployment["sandbox"]
+class Api:
+    """The REST API of the deployment, failing fast (with the log's tail) if a process died."""
 
-    def alive() -> None:
-        for name, process in deployment["processes"].items():
+    def __init__(self, deployment: dict[str, Any]) -> None:
+        self.deployment = deployment
+        self.url = deployment["url"]
+        self.headers = {"Authorization": f"Bearer {poll('the API server', self._token, STARTUP_SECONDS)}"}
+
+    def alive(self) -> None:
+        for name, process in self.deployment["processes"].items():
             if process.poll() is not None:
-                tail = (deployment["home"] / f"{name}.log").read_text(errors="replace")[-3000:]
+                tail = (self.deployment["home"] / f"{name}.log").read_text(errors="replace")[-3000:]
                 raise AssertionError(f"airflow {name} exited with {process.returncode}:\n{tail}")
 
-    def get(path: str, **kwargs: Any) -> requests.Response:
-        alive()
-        return requests.get(f"{url}{path}", headers=headers, timeout=10, **kwargs)
-
-    def token() -> str | None:
-        alive()
+    def _token(self) -> str | None:
+        self.alive()
         try:
-            answer = requests.get(f"{url}/auth/token", timeout=5)
+            answer = requests.get(f"{self.url}/auth/token", timeout=5)
         except requests.ConnectionError:
             return None
         return answer.json()["access_token"] if answer.ok else None
 
-    headers = {"Authorization": f"Bearer {poll('the API server', token, STARTUP_SECONDS)}"}
-    poll("the DAG to be parsed", lambda: get(f"/api/v2/dags/{DAG_ID}").ok, STARTUP_SECONDS)
-    answer = requests.post(
-        f"{url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None}, headers=headers, timeout=10
-    )
-    assert answer.ok, answer.text
-    run_id = answer.json()["dag_run_id"]
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        self.alive()
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return requests.get(f"{self.url}{path}", headers=headers, timeout=10, **kwargs)
 
+    def trigger(self, dag_id: str) -> str:
+        poll(f"DAG {dag_id} to be parsed", lambda: self.get(f"/api/v2/dags/{dag_id}").ok, STARTUP_SECONDS)
+        answer = requests.post(
+            f"{self.url}/api/v2/dags/{dag_id}/dagRuns",
+            json={"logical_date": None},
+            headers=self.headers,
+            timeout=10,
+        )
+        assert answer.ok, answer.text
+        return answer.json()["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str | None:
+        state = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
+        return state if state in ("success", "failed") else None
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
+        """The task's log as a user reads it in the UI (try 1)."""
+        answer = self.get(
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
+            params={"full_content": "true"},
+            headers={"Accept": "application/json"},
+        )
+        assert answer.ok, answer.text
+        content = answer.json()["content"]
+        return "\n".join(str(e.get("event", e)) if isinstance(e, dict) else str(e) for e in content)
+
+
+def test_send_and_wait_deferred_by_the_real_triggerer(deployment):
+    sandbox = deployment["sandbox"]
+    sandbox.reset()
+    api = Api(deployment)
+    run_id = api.trigger(DAG_ID)
     seen_states: list[str] = []
 
     def finished() -> str | None:
-        ti = get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/wait_for_delivery").json()
+        ti = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/wait_for_delivery").json()
         if ti.get("state") and (not seen_states or seen_states[-1] != ti["state"]):
             seen_states.append(ti["state"])
-        state = get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
-        return state if state in ("success", "failed") else None
+        return api.run_state(DAG_ID, run_id)
 
     assert poll("the DAG run to finish", finished, RUN_SECONDS, interval=0.3) == "success", seen_states
     assert "deferred" in seen_states, f"the sensor never deferred: {seen_states}"
     assert seen_states[-1] == "success"
 
-    summary = get(
+    summary = api.get(
         f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/summarise/xcomEntries/return_value"
     ).json()
     assert summary["value"] == {"sent": 4, "send_failed": 0, "delivered": 3, "delivery_failed": 1}
@@ -159,21 +185,31 @@ def test_send_and_wait_deferred_by_the_real_triggerer(deployment):
     assert trigger_logs, "no triggerer log for the sensor"
     assert "Trigger fired event" in "".join(p.read_text(errors="replace") for p in trigger_logs)
 
-    # what a user reads in the UI: the task logs through the REST API
-    def task_log(task_id: str) -> str:
-        alive()
-        answer = requests.get(
-            f"{url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
-            params={"full_content": "true"},
-            headers={**headers, "Accept": "application/json"},
-            timeout=10,
-        )
-        assert answer.ok, answer.text
-        content = answer.json()["content"]
-        return "\n".join(str(e.get("event", e)) if isinstance(e, dict) else str(e) for e in content)
-
-    send_log, wait_log = task_log("send"), task_log("wait_for_delivery")
+    send_log, wait_log = (
+        api.task_log(DAG_ID, run_id, "send"),
+        api.task_log(DAG_ID, run_id, "wait_for_delivery"),
+    )
     assert "Sent 4 message(s)" in send_log and "4 accepted, 0 failed" in send_log
     assert "Waiting for delivery:" in wait_log and "pending" in wait_log  # polls, from the triggerer
     assert "Delivery: 3 delivered, 1 undelivered, 0 pending of 4; 1 failed, 1 allowed" in wait_log
     assert "972524265292" not in send_log + wait_log
+
+
+def test_a_missed_deadline_texts_once_from_the_triggerer(deployment):
+    """A Deadline Alert (Airflow >= 3.1): the scheduler marks the deadline missed, the triggerer texts."""
+    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
+
+    if not AIRFLOW_V_3_1_PLUS:
+        pytest.skip("Deadline Alerts need Airflow >= 3.1")
+    sandbox = deployment["sandbox"]
+    sandbox.reset()
+    api = Api(deployment)
+    run_id = api.trigger("commpeak_deadline_alert")
+    [alert] = poll("the deadline alert SMS", lambda: sandbox.accepted, RUN_SECONDS, interval=0.5)
+    assert alert["message_content"] == f"Airflow: commpeak_deadline_alert missed its deadline, run {run_id}"
+    assert (alert["recipient_phone"], alert["sender"]) == ("972524265292", "ALERTS")
+    assert (
+        poll("the slow run to finish", lambda: api.run_state("commpeak_deadline_alert", run_id), RUN_SECONDS)
+        == "success"
+    )
+    assert len(sandbox.accepted) == 1

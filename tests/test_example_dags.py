@@ -6,6 +6,7 @@ import socket
 from collections import Counter
 
 import pytest
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 from helpers.airflow import EXAMPLES, dag_bag, load_example, run_state, task_states, xcom_value
 
 pytestmark = pytest.mark.sandbox
@@ -27,8 +28,11 @@ def test_every_example_parses_without_errors_or_connection_lookups(monkeypatch):
     monkeypatch.setattr(BaseHook, "get_connection", classmethod(no_lookup))
     bag = dag_bag()
     assert bag.import_errors == {}
-    assert {"commpeak_send_and_wait", "commpeak_campaign", "commpeak_failure_alert"} <= set(bag.dag_ids)
-    assert len(list(EXAMPLES.glob("*.py"))) == 3
+    expected = {"commpeak_send_and_wait", "commpeak_campaign", "commpeak_failure_alert"}
+    if AIRFLOW_V_3_1_PLUS:
+        expected.add("commpeak_deadline_alert")
+    assert set(bag.dag_ids) == expected
+    assert len(list(EXAMPLES.glob("*.py"))) == 4
 
 
 def assert_each_accepted_once(sandbox, expected: int) -> None:
@@ -91,7 +95,8 @@ def test_failure_alert_texts_the_on_call_phone(airflow_db, commpeak_sandbox):
     assert run_state(dag_run) == "failed"
     [alert] = commpeak_sandbox.accepted
     assert alert["recipient_phone"] == "972524265292" and alert["sender"] == "ALERTS"
-    assert alert["message_content"] == f"Airflow: commpeak_failure_alert failed (run {dag_run.run_id})"
+    assert alert["message_content"] == f"Airflow: commpeak_failure_alert failed, run {dag_run.run_id}"
+    assert alert["internal_id"].startswith("alert-")
 
 
 def test_failure_alert_stays_quiet_on_success(airflow_db, commpeak_sandbox):

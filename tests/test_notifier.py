@@ -34,6 +34,7 @@ def test_alias_and_keyword_only():
         "message_content",
         "sender",
         "commpeak_conn_id",
+        "default_region",
     }
 
 

@@ -58,3 +58,27 @@ async def aget_extra(conn: Any) -> Any:
     from airflow.providers.common.compat.connection import get_async_extra_dejson
 
     return await get_async_extra_dejson(conn)
+
+
+def get_variable(key: str) -> str | None:
+    """An Airflow Variable's value, or ``None``; outside a task (``dags test``) from the database."""
+    from airflow.providers.common.compat.sdk import Variable
+
+    value = Variable.get(key, None)
+    if value is None and _outside_a_task():
+        from airflow.models.variable import Variable as CoreVariable
+
+        value = CoreVariable.get(key, None)
+    return value
+
+
+def set_variable(key: str, value: str, *, description: str) -> None:
+    """Set an Airflow Variable; outside a task (``dags test``) in the database."""
+    if _outside_a_task():
+        from airflow.models.variable import Variable as CoreVariable
+
+        CoreVariable.set(key, value, description=description)
+        return
+    from airflow.providers.common.compat.sdk import Variable
+
+    Variable.set(key, value, description=description)

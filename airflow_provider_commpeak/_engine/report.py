@@ -144,6 +144,46 @@ class SendSummary:
         }
 
 
+@dataclass
+class DryRunReport:
+    """
+    What a send would cost, counted without sending (``dry_run=True``).
+
+    :param messages: Valid messages.
+    :param segments: SMS segments they take in all (what carriers bill).
+    :param encodings: Messages per encoding, ``GSM-7`` or ``UCS-2``.
+    :param country_codes: Messages per country calling code, most first.
+    :param given_ids: Messages that named their own ``internal_id``.
+    """
+
+    messages: int
+    segments: int
+    encodings: dict[str, int]
+    country_codes: dict[str, int]
+    given_ids: int = 0
+
+    failed = 0
+
+    def describe(self) -> str:
+        top = ", ".join(f"+{code}: {n:,}" for code, n in list(self.country_codes.items())[:5])
+        encodings = ", ".join(f"{n:,} {name}" for name, n in sorted(self.encodings.items()))
+        return f"{self.messages:,} message(s), {self.segments:,} SMS segment(s) ({encodings}); by country code {top}"
+
+    def describe_errors(self) -> str:
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form pushed to XCom."""
+        return {
+            "dry_run": True,
+            "messages": self.messages,
+            "segments": self.segments,
+            "encodings": dict(self.encodings),
+            "country_codes": dict(self.country_codes),
+            "given_ids": self.given_ids,
+        }
+
+
 class ResultSink(Protocol):
     """Where the pipeline puts each settled message (called under the pipeline's lock)."""
 

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from airflow_provider_commpeak._input.phones import country_calling_code
 from airflow_provider_commpeak._input.records import Record, iter_records
-from airflow_provider_commpeak._input.segments import count_segments
+from airflow_provider_commpeak._input.segments import SegmentCount, count_segments
 from airflow_provider_commpeak._input.validation import CheckedMessage, check_record, show_id
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
 
@@ -57,8 +57,17 @@ class StageStats:
     country_codes: Counter[str] = field(default_factory=Counter)
     given_ids: int = 0
 
-    def add(self, message: CheckedMessage) -> None:
-        count = count_segments(message.message_content)
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form (a dry run's XCom)."""
+        return {
+            "messages": self.messages,
+            "segments": self.segments,
+            "encodings": dict(self.encodings),
+            "country_codes": dict(self.country_codes.most_common()),
+            "given_ids": self.given_ids,
+        }
+
+    def add(self, message: CheckedMessage, count: SegmentCount) -> None:
         self.messages += 1
         self.segments += count.segments
         self.encodings[count.encoding] += 1
@@ -194,6 +203,7 @@ def stage_messages(
     default_sender: str | None = None,
     default_region: str | None = None,
     id_namespace: str | None = None,
+    max_segments: int | None = None,
 ) -> StagedMessages:
     """
     Validate every message of ``source`` and stage it; raise one error listing every problem.
@@ -204,6 +214,7 @@ def stage_messages(
     :param default_sender: The sender of messages that name none.
     :param default_region: The region of national numbers, e.g. ``"IL"``.
     :param id_namespace: The prefix of generated ids; ``None`` makes a missing ``internal_id`` an error.
+    :param max_segments: Refuse a text that takes more SMS segments than this.
     :raises CommPeakValidationError: Listing every problem (the first thousand, and how many more).
     """
     from airflow_provider_commpeak._input.records import is_file_source
@@ -223,6 +234,7 @@ def stage_messages(
             default_region=default_region,
             reserved_id_prefix=f"{id_namespace}-" if id_namespace else None,
             expected=expected,
+            max_segments=max_segments,
         )
         rows.seal()
         if id_candidates and len(problems) < MAX_KEPT_PROBLEMS:
@@ -267,6 +279,7 @@ def _first_pass(
     default_region: str | None,
     reserved_id_prefix: str | None,
     expected: int | None,
+    max_segments: int | None,
 ) -> tuple[StageStats, set[bytes], set[str], list[str], int]:
     """Validate and stage each record; flag candidate duplicate ids and repeated contents."""
     stats = StageStats()
@@ -282,19 +295,26 @@ def _first_pass(
             default_region=default_region,
             reserved_id_prefix=reserved_id_prefix,
         )
+        count = count_segments(checked.message_content) if not isinstance(checked, list) else None
+        if count is not None and max_segments is not None and count.segments > max_segments:
+            checked = [
+                f"{record.where}: message_content takes {count.segments} SMS segments ({count.encoding}), "
+                f"more than max_segments={max_segments}"
+            ]
         if isinstance(checked, list):
             if len(problems) < MAX_KEPT_PROBLEMS:
                 problems.extend(checked)
             else:
                 extra += len(checked)
             continue
+        assert count is not None
         if checked.internal_id is None:
             key = content_key(checked)
             if contents.add(key):
                 repeated.add(key)
         elif given_ids.add(checked.internal_id):
             id_candidates.add(checked.internal_id)
-        stats.add(checked)
+        stats.add(checked, count)
         rows.append((record.where, *checked))
     return stats, repeated, id_candidates, problems, extra
 

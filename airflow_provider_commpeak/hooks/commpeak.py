@@ -12,7 +12,7 @@ from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_commpeak._engine.classify import Answer, Outcome
 from airflow_provider_commpeak._engine.connection import STATUS_PATH, CommPeakConnectionConfig
-from airflow_provider_commpeak._engine.report import SendReport, SendSummary
+from airflow_provider_commpeak._engine.report import DryRunReport, SendReport, SendSummary
 from airflow_provider_commpeak._engine.retry import RetryPolicy, finite_seconds
 from airflow_provider_commpeak.exceptions import (
     CommPeakApiError,
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from airflow_provider_commpeak._engine.transport import AsyncTransport, SyncTransport
     from airflow_provider_commpeak._input.staging import StagedMessages
 
-__all__ = ["CommPeakHook", "SendReport", "SendSummary"]
+__all__ = ["CommPeakHook", "DryRunReport", "SendReport", "SendSummary"]
 
 #: A uuid no message has, to prove the key on ``messages_status`` without sending an SMS.
 PROBE_UUID = "00000000-0000-0000-0000-000000000000"
@@ -214,6 +214,7 @@ class CommPeakHook(BaseHook):
         default_sender: str | None = None,
         default_region: str | None = None,
         id_namespace: str | None = None,
+        max_segments: int | None = None,
     ) -> StagedMessages:
         """
         Validate every message and stage it for sending (nothing is sent).
@@ -237,7 +238,23 @@ class CommPeakHook(BaseHook):
             default_sender=default_sender,
             default_region=region,
             id_namespace=id_namespace,
+            max_segments=max_segments,
         )
+
+    def dry_run(self, messages: Any, **options: Any) -> DryRunReport:
+        """
+        Validate and count what :meth:`send_messages` would send, and send nothing.
+
+        Needs no connection. Parameters as for :meth:`stage`.
+
+        :returns: Messages, SMS segments, encodings (GSM-7 / UCS-2) and messages per country calling
+            code; logged as well.
+        :raises CommPeakValidationError: If any message is invalid.
+        """
+        with self.stage(messages, **options) as staged:
+            report = DryRunReport(**staged.stats.to_dict())
+        self.log.info("Dry run, nothing sent: %s", report.describe())
+        return report
 
     @overload
     def send_messages(self, messages: Any, *, report_path: None = None, **options: Any) -> SendReport: ...
@@ -258,6 +275,7 @@ class CommPeakHook(BaseHook):
         source_format: str | None = None,
         ledger: SendLedger | None = None,
         on_batch_done: Callable[[SendReport], None] | None = None,
+        max_segments: int | None = None,
         max_attempts: int | None = None,
     ) -> SendReport | SendSummary:
         """
@@ -285,6 +303,7 @@ class CommPeakHook(BaseHook):
         :param ledger: What earlier tries settled (not sent again) and where this send records each
             batch as it settles (the operator passes the task instance's ``task_state_store``).
         :param on_batch_done: Called with each batch's results once they are recorded.
+        :param max_segments: Refuse (before sending anything) a text that takes more SMS segments.
         :param max_attempts: Deprecated and ignored: refused messages are resent until the API
             accepts them or ``rate_limit_timeout`` passes without progress.
         :raises CommPeakValidationError: If any message or argument is invalid (nothing is sent).
@@ -308,6 +327,7 @@ class CommPeakHook(BaseHook):
             default_sender=default_sender,
             default_region=default_region,
             id_namespace=id_namespace,
+            max_segments=max_segments,
         ) as staged:
             return self._send_staged(
                 staged,

@@ -1,7 +1,9 @@
-"""A notifier that sends an SMS from DAG and task callbacks (``on_failure_callback`` and friends)."""
+"""A notifier that sends an SMS from DAG and task callbacks and from Deadline Alerts."""
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -9,64 +11,102 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.notifier import BaseNotifier
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 
-from airflow_provider_commpeak.exceptions import CommPeakSendError
+from airflow_provider_commpeak._engine.alerts import RecentEvents
+from airflow_provider_commpeak.exceptions import CommPeakSendError, CommPeakValidationError
 
 if TYPE_CHECKING:
     import jinja2
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_commpeak._engine.alerts import AlertEvent
     from airflow_provider_commpeak._engine.report import SendReport
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+
+#: The events this process already alerted for: a callback firing twice for one event sends once.
+_RECENT = RecentEvents()
+#: Variables holding when each (DAG, task, recipient) was last alerted, for ``min_interval``.
+LAST_ALERT_VARIABLE = "commpeak_last_alert.{}"
 
 
 class CommPeakSmsNotifier(BaseNotifier):
     """
-    Send one SMS text to a few numbers when a DAG or task callback fires.
+    Send one SMS to a few numbers when a DAG or task callback, or a Deadline Alert, fires.
 
     .. code-block:: python
 
-        DAG(..., on_failure_callback=CommPeakSmsNotifier(
-            recipients=["972524265292"], message_content="{{ dag.dag_id }} failed", sender="ALERTS"))
+        DAG(..., on_failure_callback=CommPeakSmsNotifier(recipients=["972524265292"], sender="ALERTS"))
 
-    A send that fails (bad input, API error, a message not accepted) raises
-    :class:`~airflow_provider_commpeak.exceptions.CommPeakError` after logging it at error level:
-    Airflow logs a callback's exception, so it is never swallowed silently.
+    Without ``message_content`` the text says what happened, e.g. ``Airflow: etl_daily / load failed
+    (try 2/3), run scheduled__2026-11-27`` (plus a link to the UI when ``[api] base_url`` is set and
+    it fits). Every text is trimmed to ``max_segments`` SMS segments, ending with "...".
+
+    One event, one alert: the messages' ids derive from the event (DAG, run, task, map index, try,
+    state, recipient), and a second call for the same event in one process is skipped. With
+    ``min_interval``, repeats for the same DAG/task/recipient within that many seconds are
+    suppressed across runs (state kept in an Airflow Variable per DAG/task/recipient).
+
+    A send that fails (bad input, API error, a message not accepted) is logged at error level and
+    raised: Airflow logs a callback's exception, so it is never swallowed silently.
 
     :param recipients: Phone numbers to text. (templated)
-    :param message_content: The text, e.g. ``"{{ dag.dag_id }} failed"``. (templated)
+    :param message_content: The text, e.g. ``"{{ dag.dag_id }} failed"``; default: what happened.
+        (templated)
     :param sender: The sender id, e.g. ``"ALERTS"``. (templated)
     :param commpeak_conn_id: The CommPeak connection. (templated)
+    :param default_region: The region of national numbers among ``recipients``, e.g. ``"IL"``.
+        (templated)
+    :param max_segments: Trim the text to at most this many SMS segments (default 1: one SMS).
+    :param min_interval: Seconds during which a repeat alert for the same DAG/task and recipient is
+        suppressed (default ``None``: never suppressed).
     """
 
-    template_fields = ("recipients", "message_content", "sender", "commpeak_conn_id")
+    template_fields = ("recipients", "message_content", "sender", "commpeak_conn_id", "default_region")
 
     def __init__(
         self,
         *,
         recipients: Sequence[str],
-        message_content: str,
+        message_content: str | None = None,
         sender: str,
         commpeak_conn_id: str = "commpeak_default",
+        default_region: str | None = None,
+        max_segments: int = 1,
+        min_interval: float | None = None,
         **kwargs: Any,
     ) -> None:
         if AIRFLOW_V_3_1_PLUS:
             super().__init__(**kwargs)
         else:
             super().__init__()
+        problems = []
+        if isinstance(max_segments, bool) or not isinstance(max_segments, int) or not 1 <= max_segments <= 10:
+            problems.append(f"max_segments must be an int between 1 and 10, got {max_segments!r}")
+        if min_interval is not None and (
+            isinstance(min_interval, bool)
+            or not isinstance(min_interval, (int, float))
+            or not 0 < min_interval <= 31 * 86400
+        ):
+            problems.append(f"min_interval must be a number of seconds up to 31 days, got {min_interval!r}")
+        if problems:
+            raise CommPeakValidationError(problems, what="arguments")
         self.recipients = recipients
         self.message_content = message_content
         self.sender = sender
         self.commpeak_conn_id = commpeak_conn_id
+        self.default_region = default_region
+        self.max_segments = max_segments
+        self.min_interval = min_interval
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         """
         Render the templated fields, also when the context's DAG cannot make a Jinja environment.
 
         ``airflow dags test`` hands DAG callbacks a ``SerializedDAG``, which has no
-        ``get_template_env`` (apache/airflow#64649); a sandboxed environment renders instead.
+        ``get_template_env`` (apache/airflow#64649); Deadline Alerts give no DAG at all. A sandboxed
+        environment renders instead.
         """
         dag = context.get("dag")
-        if jinja_env is None and dag is not None and not hasattr(dag, "get_template_env"):
+        if jinja_env is None and (dag is None or not hasattr(dag, "get_template_env")):
             from jinja2.sandbox import SandboxedEnvironment
 
             jinja_env = SandboxedEnvironment(cache_size=0)
@@ -79,48 +119,126 @@ class CommPeakSmsNotifier(BaseNotifier):
 
         return CommPeakHook(commpeak_conn_id=self.commpeak_conn_id)
 
-    def _send(self) -> SendReport:
-        """One message per recipient through the hook's send pipeline (bad input sends nothing)."""
-        import uuid
+    # -- what to send ------------------------------------------------------------------------------
 
+    def _text(self, event: AlertEvent) -> str:
+        from airflow_provider_commpeak._engine.alerts import default_text, trim_to_segments
+
+        if self.message_content is None or not str(self.message_content).strip():
+            return default_text(event, self.max_segments)
+        return trim_to_segments(str(self.message_content), self.max_segments)
+
+    def _recipients(self, event: AlertEvent) -> list[Any]:
+        """The recipients not alerted for this DAG/task within ``min_interval``."""
         from airflow_provider_commpeak._input.validation import expand_recipients
 
-        return self.hook.send_messages(
-            expand_recipients(self.recipients, self.message_content),
-            default_sender=self.sender,
-            id_namespace=f"notify-{uuid.uuid4().hex[:12]}",
-            max_concurrency=1,
-        )
+        recipients = [m["recipient_phone"] for m in expand_recipients(self.recipients, "")]
+        if self.min_interval is None:
+            return recipients
+        now, kept = time.time(), []
+        for recipient in recipients:
+            last = _last_alert(_interval_key(event, recipient))
+            if last is not None and now - last < self.min_interval:
+                self.log.info(
+                    "SMS alert for %s suppressed for one recipient: the last went out %.0f s ago (min_interval=%s)",
+                    event.dag_id if event.task_id is None else f"{event.dag_id}/{event.task_id}",
+                    now - last,
+                    self.min_interval,
+                )
+            else:
+                kept.append(recipient)
+        return kept
 
-    def _check(self, report: SendReport) -> None:
-        if report.failed:
-            message = (
-                f"SMS notification: {report.failed} of {len(report.results)} not accepted "
-                f"({report.describe_errors()})"
+    def _send(self, context: Context) -> SendReport | None:
+        """One message per recipient through the hook's send pipeline; ``None`` if there was nothing to send."""
+        from airflow_provider_commpeak._engine.alerts import read_event
+
+        event = read_event(context)
+        text = self._text(event)
+        once = hashlib.sha256(f"{event.key}|{self.recipients!r}|{self.sender}|{text}".encode()).hexdigest()
+        if not _RECENT.first_time(once):
+            self.log.info("SMS alert for this event already sent by this process; not sending it again")
+            return None
+        try:
+            recipients = self._recipients(event)
+            if not recipients:
+                return None
+            report = self.hook.send_messages(
+                [{"recipient_phone": number, "message_content": text} for number in recipients],
+                default_sender=self.sender,
+                default_region=self.default_region,
+                id_namespace=f"alert-{event.key}",
+                max_concurrency=1,
             )
+        except BaseException:
+            _RECENT.forget(once)  # nothing was confirmed: a second call may try again
+            raise
+        if self.min_interval is not None:
+            for number in recipients:
+                _remember_alert(_interval_key(event, number))
+        return report
+
+    def _check(self, report: SendReport | None) -> None:
+        if report is None:
+            return
+        if report.failed:
+            message = f"SMS notification: {report.failed} of {report.messages} not accepted ({report.describe_errors()})"
             self.log.error("%s", message)
             raise CommPeakSendError(message, report=report.to_dict())
         self.log.info("SMS notification accepted for %d recipient(s)", report.accepted)
 
     def notify(self, context: Context) -> None:
-        """Send the SMS (from a callback)."""
+        """Send the SMS (from a DAG or task callback)."""
         try:
-            report = self._send()
+            report = self._send(context)
         except Exception as exc:
             self.log.error("SMS notification failed: %s", exc)
             raise
         self._check(report)
 
     async def async_notify(self, context: Context) -> None:
-        """Send the SMS from the triggerer's event loop, without blocking it."""
+        """
+        Send the SMS from the triggerer (Deadline Alerts), without blocking its event loop.
+
+        The send pipeline is synchronous (``requests``), so it runs in a worker thread.
+        """
         import asyncio
 
         try:
-            report = await asyncio.to_thread(self._send)
+            report = await asyncio.to_thread(self._send, context)
         except Exception as exc:
             self.log.error("SMS notification failed: %s", exc)
             raise
         self._check(report)
+
+
+def _interval_key(event: AlertEvent, recipient: Any) -> str:
+    from airflow_provider_commpeak._input.phones import PhoneProblem, normalize_phone
+
+    try:
+        recipient = normalize_phone(recipient)
+    except PhoneProblem:
+        pass  # the send refuses it anyway; any stable key will do
+    seed = f"{event.dag_id}|{event.task_id}|{recipient}"
+    return LAST_ALERT_VARIABLE.format(hashlib.sha256(seed.encode()).hexdigest()[:16])
+
+
+def _last_alert(key: str) -> float | None:
+    """When the alert of ``key`` last went out (Unix time), or ``None``."""
+    from airflow_provider_commpeak._engine.lookup import get_variable
+
+    try:
+        return float(get_variable(key))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _remember_alert(key: str) -> None:
+    from airflow_provider_commpeak._engine.lookup import set_variable
+
+    set_variable(
+        key, str(time.time()), description="CommPeakSmsNotifier min_interval: when this alert last went out"
+    )
 
 
 send_commpeak_sms_notification = CommPeakSmsNotifier

@@ -92,6 +92,10 @@ class SendSmsOperator(BaseOperator):
         missing one. Needs Airflow >= 3.3 (``task_state_store``).
     :param max_xcom_results: The most messages whose per-message report goes to XCom; more need
         ``report_path``.
+    :param max_segments: Refuse, before anything is sent, a text taking more SMS segments than this
+        (default: no cap).
+    :param dry_run: Validate and count (messages, SMS segments, encodings, country calling codes),
+        log and return it, and send nothing; needs no connection.
     :param max_attempts: Deprecated and ignored (see ``rate_limit_timeout``).
     """
 
@@ -126,6 +130,8 @@ class SendSmsOperator(BaseOperator):
         rate_limit_timeout: float = 600.0,
         resend_unconfirmed: bool = False,
         max_xcom_results: int = MAX_XCOM_RESULTS,
+        max_segments: int | None = None,
+        dry_run: bool = False,
         max_attempts: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -157,6 +163,12 @@ class SendSmsOperator(BaseOperator):
             rate_limit_timeout=rate_limit_timeout,
         )
         problems += allowed_failures_problems(allowed_failures)
+        if max_segments is not None and (
+            isinstance(max_segments, bool)
+            or not isinstance(max_segments, int)
+            or not 1 <= max_segments <= 100
+        ):
+            problems.append(f"max_segments must be None or an int between 1 and 100, got {max_segments!r}")
         if problems:
             raise CommPeakValidationError(problems, what="arguments")
         if max_attempts is not None:
@@ -182,6 +194,8 @@ class SendSmsOperator(BaseOperator):
         self.rate_limit_timeout = rate_limit_timeout
         self.resend_unconfirmed = resend_unconfirmed
         self.max_xcom_results = max_xcom_results
+        self.max_segments = max_segments
+        self.dry_run = dry_run
         self._input = given[0]
 
     @cached_property
@@ -228,6 +242,11 @@ class SendSmsOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_commpeak._engine.ledger import SendLedger
 
+        if self.dry_run:
+            report = self.hook.dry_run(self._source(), **self._stage_options(context))
+            data = report.to_dict()
+            self._publish(context, data)
+            return data
         ledger = SendLedger.from_context(context, resend_unconfirmed=self.resend_unconfirmed)
         if not ledger.durable:
             self.log.warning(
@@ -242,12 +261,9 @@ class SendSmsOperator(BaseOperator):
                 source,
                 batch_size=self.batch_size,
                 max_concurrency=self.max_concurrency,
-                default_sender=self.sender,
-                default_region=self.default_region,
-                id_namespace=self.id_namespace(context),
                 report_path=self.report_path,
-                source_format=self.messages_format,
                 ledger=ledger,
+                **self._stage_options(context),
             )
         except CommPeakAuthError as exc:
             if exc.report is not None:
@@ -257,6 +273,15 @@ class SendSmsOperator(BaseOperator):
         self._publish(context, data)
         self._enforce_allowed_failures(outcome, data)
         return data
+
+    def _stage_options(self, context: Context) -> dict[str, Any]:
+        return {
+            "default_sender": self.sender,
+            "default_region": self.default_region,
+            "id_namespace": self.id_namespace(context),
+            "source_format": self.messages_format,
+            "max_segments": self.max_segments,
+        }
 
     def _check_fits_xcom(self, source: Any) -> None:
         size = len(source) if hasattr(source, "__len__") else None

@@ -1,0 +1,199 @@
+"""Alerts people can live with: a default text, a segment budget, one SMS per event, quiet periods."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from helpers import SEND_URL, accepted_answer, sent_ids
+
+from airflow_provider_commpeak._engine.alerts import default_text, read_event, trim_to_segments
+from airflow_provider_commpeak._input.segments import count_segments
+from airflow_provider_commpeak.exceptions import CommPeakValidationError
+from airflow_provider_commpeak.notifications import commpeak as notifications
+from airflow_provider_commpeak.notifications.commpeak import CommPeakSmsNotifier
+
+
+def task_context(
+    state="failed",
+    try_number=2,
+    max_tries=2,
+    task_id="load",
+    map_index=-1,
+    run_id="scheduled__2026-11-27",
+    **extra,
+):
+    ti = SimpleNamespace(
+        dag_id="etl_daily",
+        task_id=task_id,
+        map_index=map_index,
+        try_number=try_number,
+        max_tries=max_tries,
+        state=state,
+    )
+    return {
+        "ti": ti,
+        "run_id": run_id,
+        "dag_run": SimpleNamespace(run_id=run_id, dag_id="etl_daily"),
+        **extra,
+    }
+
+
+def dag_context(reason="task_failure"):
+    return {"dag": SimpleNamespace(dag_id="etl_daily"), "run_id": "manual__1", "reason": reason}
+
+
+DEADLINE_CONTEXT = {
+    "dag_run": {"dag_id": "etl_daily", "dag_run_id": "manual__9"},
+    "deadline": {"id": "d-1", "deadline_time": "x"},
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_memory(monkeypatch):
+    monkeypatch.setattr(notifications, "_RECENT", notifications.RecentEvents())
+
+
+@pytest.mark.parametrize(
+    ("context", "text"),
+    [
+        (task_context(), "Airflow: etl_daily / load failed (try 2/3), run scheduled__2026-11-27"),
+        (
+            task_context(state="up_for_retry", try_number=1),
+            "Airflow: etl_daily / load failed, will retry (try 1/3), run scheduled__2026-11-27",
+        ),
+        (
+            task_context(state="success", max_tries=0, map_index=4),
+            "Airflow: etl_daily / load[4] succeeded, run scheduled__2026-11-27",
+        ),
+        (dag_context(), "Airflow: etl_daily failed, run manual__1"),
+        (dag_context("success"), "Airflow: etl_daily succeeded, run manual__1"),
+        (DEADLINE_CONTEXT, "Airflow: etl_daily missed its deadline, run manual__9"),
+    ],
+)
+def test_the_default_text_says_what_happened(context, text):
+    assert default_text(read_event(context), max_segments=1) == text
+
+
+def test_a_link_to_the_ui_is_added_when_known_and_dropped_when_it_does_not_fit(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com")
+    event = read_event(task_context())
+    assert default_text(event, 1).endswith(
+        " https://airflow.example.com/dags/etl_daily/runs/scheduled__2026-11-27/tasks/load"
+    )
+    long_run = read_event(task_context(run_id="scheduled__" + "x" * 100))
+    assert (
+        "https://" not in default_text(long_run, 1)
+        and count_segments(default_text(long_run, 1)).segments == 1
+    )
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://localhost:8080")
+    assert "localhost" not in default_text(read_event(task_context()), 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "segments"),
+    [
+        ("a" * 400, 1),
+        ("a" * 400, 2),
+        ("ש" * 200, 1),
+        ("€" * 100, 1),
+        ("a" * 152 + "€" * 10, 1),
+        ("😀" * 50, 1),
+    ],
+)
+def test_texts_are_trimmed_to_the_segment_budget(text, segments):
+    trimmed = trim_to_segments(text, segments)
+    assert count_segments(trimmed).segments <= segments and trimmed.endswith("...")
+    assert len(trimmed) > len(trim_to_segments(text, segments - 1)) if segments > 1 else True
+    assert trim_to_segments("short", 1) == "short"
+
+
+@pytest.fixture
+def api(commpeak_conn, requests_mock):
+    requests_mock.post(SEND_URL, json=accepted_answer)
+    return requests_mock
+
+
+def notifier(**kwargs) -> CommPeakSmsNotifier:
+    return CommPeakSmsNotifier(
+        **{"recipients": ["972524265292", "+972 54-533-0008"], "sender": "ALERTS", **kwargs}
+    )
+
+
+def test_one_event_one_alert_even_when_the_callback_fires_twice(api, logs):
+    notifier().notify(task_context())
+    notifier().notify(task_context())
+    assert api.call_count == 1
+    assert "already sent by this process" in logs.text
+
+
+def test_ids_derive_from_the_event_so_another_process_sends_the_same_ids(api, monkeypatch):
+    notifier().notify(task_context())
+    monkeypatch.setattr(notifications, "_RECENT", notifications.RecentEvents())  # a second process
+    notifier().notify(task_context())
+    notifier().notify(task_context(try_number=3))
+    first, second, third = sent_ids(api)
+    assert first == second and set(first).isdisjoint(third)
+    assert all(i.startswith("alert-") for i in first)
+
+
+def test_a_failed_send_can_be_tried_again(commpeak_conn, requests_mock):
+    requests_mock.post(SEND_URL, [{"status_code": 403}, {"json": accepted_answer}])
+    with pytest.raises(Exception):
+        notifier().notify(task_context())
+    notifier().notify(task_context())
+    assert requests_mock.call_count == 2
+
+
+def test_the_default_text_is_one_segment_and_custom_texts_are_trimmed(api):
+    notifier().notify(task_context(task_id="t" * 300))
+    notifier(message_content="x" * 500, max_segments=2).notify(task_context(try_number=9))
+    texts = [r.json()["messages"][0]["message_content"] for r in api.request_history]
+    assert count_segments(texts[0]).segments == 1 and texts[0].endswith("...")
+    assert count_segments(texts[1]).segments == 2 and texts[1].endswith("...")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"), [({"max_segments": 0}, "max_segments"), ({"min_interval": -1}, "min_interval")]
+)
+def test_bad_arguments_are_refused(kwargs, problem):
+    with pytest.raises(CommPeakValidationError, match=problem):
+        notifier(**kwargs)
+
+
+def test_min_interval_suppresses_repeats_across_runs(airflow_db, api, monkeypatch, logs):
+    clock = [1_000_000.0]
+    monkeypatch.setattr(notifications.time, "time", lambda: clock[0])
+    quiet = notifier(recipients=["972524265292"], min_interval=600)
+    quiet.notify(task_context(run_id="run-1"))
+    clock[0] += 300
+    quiet.notify(task_context(run_id="run-2"))  # same DAG/task/recipient, 5 minutes later: suppressed
+    assert api.call_count == 1 and "suppressed" in logs.text
+    notifier(recipients=["+972 54-533-0008"], min_interval=600).notify(task_context(run_id="run-2"))
+    assert api.call_count == 2  # another recipient is not suppressed
+    clock[0] += 301
+    quiet.notify(task_context(run_id="run-3"))
+    assert api.call_count == 3
+
+
+def test_a_deadline_alert_sends_from_the_async_path(api):
+    import asyncio
+
+    asyncio.run(notifier().async_notify(DEADLINE_CONTEXT))
+    [request] = api.request_history
+    assert (
+        request.json()["messages"][0]["message_content"]
+        == "Airflow: etl_daily missed its deadline, run manual__9"
+    )
+
+
+def test_deadline_alert_kwargs_are_json_and_the_notifier_is_awaitable():
+    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
+
+    if not AIRFLOW_V_3_1_PLUS:
+        pytest.skip("Deadline Alerts need Airflow >= 3.1")
+    from airflow.sdk import AsyncCallback
+
+    callback = AsyncCallback(CommPeakSmsNotifier, kwargs={"recipients": ["972524265292"], "sender": "ALERTS"})
+    assert json.loads(json.dumps(callback.serialize()))["path"].endswith("CommPeakSmsNotifier")
