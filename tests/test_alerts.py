@@ -10,7 +10,7 @@ from helpers import SEND_URL, accepted_answer, sent_ids
 
 from airflow_provider_commpeak._engine.alerts import default_text, read_event, trim_to_segments
 from airflow_provider_commpeak._input.segments import count_segments
-from airflow_provider_commpeak.exceptions import CommPeakValidationError
+from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakValidationError
 from airflow_provider_commpeak.notifications import commpeak as notifications
 from airflow_provider_commpeak.notifications.commpeak import CommPeakSmsNotifier
 
@@ -140,7 +140,7 @@ def test_ids_derive_from_the_event_so_another_process_sends_the_same_ids(api, mo
 
 def test_a_failed_send_can_be_tried_again(commpeak_conn, requests_mock):
     requests_mock.post(SEND_URL, [{"status_code": 403}, {"json": accepted_answer}])
-    with pytest.raises(Exception):
+    with pytest.raises(CommPeakAuthError):
         notifier().notify(task_context())
     notifier().notify(task_context())
     assert requests_mock.call_count == 2
