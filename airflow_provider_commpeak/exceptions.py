@@ -7,6 +7,7 @@ text.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException
@@ -15,6 +16,12 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow_provider_commpeak._engine.report import SendReport, SendSummary
+
+
+_STATUS_CODE_RENAMED = (
+    "CommPeakApiError.status_code is deprecated and will be removed in airflow-provider-commpeak 2.0: "
+    "use http_status (status_code is the name AirflowException gives the status of Airflow's own API)"
+)
 
 
 class CommPeakError(AirflowException):
@@ -26,21 +33,33 @@ class CommPeakApiError(CommPeakError):
     The API answered with an HTTP error, or with a body the provider cannot read.
 
     :param message: What went wrong, in words.
-    :param status_code: The HTTP status code, when there was a response.
-    :param detail: The ``detail`` the API gave, or a truncated excerpt of the body.
+    :param http_status: The HTTP status code CommPeak answered, when there was an answer.
+    :param detail: FastAPI's ``loc``/``type`` of a validation error, or a description of the body
+        (never the body itself).
+    :param status_code: Deprecated name of ``http_status``.
     """
 
-    def __init__(self, message: str, *, status_code: int | None = None, detail: Any = None) -> None:
+    def __init__(
+        self, message: str, *, http_status: int | None = None, detail: Any = None, status_code: int | None = None
+    ) -> None:
         super().__init__(message)
-        self.status_code = status_code
+        if status_code is not None:
+            warnings.warn(_STATUS_CODE_RENAMED, DeprecationWarning, stacklevel=2)
+        self.http_status = http_status if http_status is not None else status_code
         self.detail = detail
+
+    @property
+    def status_code(self) -> int | None:  # type: ignore[override]
+        """Deprecated: ``http_status``. (It shadowed ``AirflowException.status_code``; removed in 2.0.)"""
+        warnings.warn(_STATUS_CODE_RENAMED, DeprecationWarning, stacklevel=2)
+        return self.http_status
 
 
 class CommPeakAuthError(CommPeakApiError):
     """The API refused the key (HTTP 401 or 403). Never retried: a wrong key stays wrong."""
 
-    def __init__(self, message: str, *, status_code: int | None = None, detail: Any = None) -> None:
-        super().__init__(message, status_code=status_code, detail=detail)
+    def __init__(self, message: str, *, http_status: int | None = None, detail: Any = None) -> None:
+        super().__init__(message, http_status=http_status, detail=detail)
         #: What was accepted before the API refused the key, when the refusal came mid-send.
         self.report: SendReport | SendSummary | None = None
 

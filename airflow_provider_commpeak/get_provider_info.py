@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 INTEGRATION = "CommPeak SMS"
+#: The how-to pages of the documentation (``make docs``), under ``docs/howto/``.
+HOW_TO_PAGES = ("connection", "send", "wait", "alerts", "sandbox")
 
 #: How the connection form shows the built-in fields (Airflow >= 3.2 reads it from here).
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
@@ -21,8 +23,8 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 CONN_FIELDS: dict[str, Any] = {
     "timeout": {
         "label": "Timeout (seconds)",
-        "schema": {"type": ["number", "null"], "minimum": 0.1},
-        "description": "Optional. Seconds to wait for each answer from the API (default 30).",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 600},
+        "description": "Optional. Seconds one request may take in all (default 30).",
     },
     "allow_insecure_http": {
         "label": "Allow plain http:// to a non-loopback host",
@@ -54,6 +56,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": INTEGRATION,
                 "external-doc-url": "https://www.commpeak.com/",
+                "how-to-guide": [f"/docs/howto/{page}.rst" for page in HOW_TO_PAGES],
                 "tags": ["service"],
             }
         ],

@@ -168,9 +168,7 @@ def worker_commpeak(
     cpu_before, started = cpu_seconds(), time.perf_counter()
     if source:
         report_path = Path(tempfile.mkdtemp()) / "report.jsonl"
-        report = hook.send_messages(
-            source, report_path=str(report_path), batch_size=batch, max_concurrency=concurrency
-        )
+        report = hook.send_messages(source, report_path=str(report_path), batch_size=batch, max_concurrency=concurrency)
     else:
         report = hook.send_messages(list(messages(n, start)), batch_size=batch, max_concurrency=concurrency)
     return {
@@ -183,9 +181,7 @@ def worker_commpeak(
     }
 
 
-def worker_polling(
-    url: str, uuids_file: str, chunk: int, interval: float, first_sent: float
-) -> dict[str, Any]:
+def worker_polling(url: str, uuids_file: str, chunk: int, interval: float, first_sent: float) -> dict[str, Any]:
     """Poke like the sensor until every message is final; count requests per poke on the sandbox."""
     from airflow_provider_commpeak.sensors.commpeak import SmsStatusSensor
 
@@ -279,9 +275,7 @@ def worker_import(module: str) -> dict[str, Any]:
 
 
 def run_worker(*args: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, check=False
-    )
+    out = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -337,7 +331,8 @@ def throughput(args: argparse.Namespace, sandbox: Sandbox) -> list[dict[str, Any
         sandbox.reset()
         ours = run_worker("commpeak", sandbox.url, str(n), str(args.batch_size), str(args.concurrency))
         stats = sandbox.stats()
-        assert stats["accepted"] == n and stats["duplicated"] == 0, stats
+        assert stats["accepted"] == n, stats
+        assert stats["duplicated"] == 0, stats
         limit = batches * latency / args.concurrency
         rows.append(
             {
@@ -403,9 +398,7 @@ def rate_matrix(args: argparse.Namespace) -> list[dict[str, Any]]:
             sandbox = Sandbox(latency_ms=latency_ms, rate_limit=rate, delivery_delay=1)
             try:
                 n = int(rate * args.rate_seconds)
-                ours = run_worker(
-                    "commpeak", sandbox.url, str(n), str(args.batch_size), str(args.concurrency)
-                )
+                ours = run_worker("commpeak", sandbox.url, str(n), str(args.batch_size), str(args.concurrency))
                 stats = sandbox.stats()
             finally:
                 sandbox.stop()
@@ -565,9 +558,7 @@ def sensor_scale(args: argparse.Namespace) -> dict[str, Any]:
         report = folder / "report.jsonl"
         with report.open("w") as out:
             for start in range(0, n, 2000):
-                answer = sandbox.call(
-                    "/simple_send/", {"messages": list(messages(min(2000, n - start), start))}
-                )
+                answer = sandbox.call("/simple_send/", {"messages": list(messages(min(2000, n - start), start))})
                 for entry in answer["messages"]:
                     out.write(
                         json.dumps(
@@ -634,8 +625,7 @@ IMPORT_PROVIDER = (
 def import_seconds(before: str, statement: str) -> float:
     """Seconds a fresh interpreter takes to run ``statement`` after ``before`` (both imports)."""
     code = (
-        f"import time, json; {before}; t = time.perf_counter(); {statement}; "
-        "print(json.dumps(time.perf_counter() - t))"
+        f"import time, json; {before}; t = time.perf_counter(); {statement}; print(json.dumps(time.perf_counter() - t))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -658,9 +648,7 @@ def import_cost(repeats: int) -> list[dict[str, Any]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000])
     parser.add_argument("--batch-size", type=int, default=100)
@@ -668,23 +656,13 @@ def main() -> int:
     parser.add_argument("--naive-slice", type=int, default=300)
     parser.add_argument("--bound-latency-ms", type=float, default=100.0)
     parser.add_argument("--bound-n", type=int, default=20_000)
-    parser.add_argument(
-        "--rates", type=lambda s: [float(x) for x in s.split(",")], default=[100, 400, 1500, 5000]
-    )
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[100, 400, 1500, 5000])
     parser.add_argument("--latencies", type=lambda s: [float(x) for x in s.split(",")], default=[0, 20, 100])
-    parser.add_argument(
-        "--rate-seconds", type=float, default=12.0, help="each rate run lasts about this long"
-    )
-    parser.add_argument(
-        "--shared-rates", type=lambda s: [float(x) for x in s.split(",")], default=[400, 1500]
-    )
+    parser.add_argument("--rate-seconds", type=float, default=12.0, help="each rate run lasts about this long")
+    parser.add_argument("--shared-rates", type=lambda s: [float(x) for x in s.split(",")], default=[400, 1500])
     parser.add_argument("--polling-n", type=int, default=100_000)
-    parser.add_argument(
-        "--settle-gap", type=float, default=1.5, help="seconds between the slices' deliveries"
-    )
-    parser.add_argument(
-        "--stream-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000]
-    )
+    parser.add_argument("--settle-gap", type=float, default=1.5, help="seconds between the slices' deliveries")
+    parser.add_argument("--stream-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000])
     parser.add_argument("--import-repeats", type=int, default=11)
     parser.add_argument("--scale-n", type=int, default=1_000_000, help="messages of the sensor-at-scale run")
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
@@ -795,19 +773,14 @@ def main() -> int:
         failures += [
             f"drain at {r['rate_limit']}"
             for r in rows
-            if not isinstance(r["at_90pc_within_s"], int)
-            or r["at_90pc_within_s"] > 5
-            or r["lost"]
-            or r["duplicated"]
+            if not isinstance(r["at_90pc_within_s"], int) or r["at_90pc_within_s"] > 5 or r["lost"] or r["duplicated"]
         ]
     if "shared" in sections:
         rows = shared_key(args)
         print(f"\n## Two processes sending on one key (latency {args.latency_ms:g} ms)\n")
         print(table(rows, ["rate_limit", "N", "lost", "duplicated", "combined_of_limit", "shares"]))
         failures += [
-            f"shared at {r['rate_limit']}"
-            for r in rows
-            if r["_combined"] < 0.9 or r["lost"] or r["duplicated"]
+            f"shared at {r['rate_limit']}" for r in rows if r["_combined"] < 0.9 or r["lost"] or r["duplicated"]
         ]
     if "streaming" in sections:
         print("\n## Streaming from a file: peak RSS\n")
@@ -816,9 +789,7 @@ def main() -> int:
         pokes = polling(args)
         print(f"\n## Sensor polling cost, {args.polling_n:,} messages settling (status_batch_size=500)\n")
         print(table(pokes, ["pending", "requests", "expected"]))
-        assert all(p["requests"] == p["expected"] for p in pokes), (
-            "requests per poke != ceil(pending / chunk)"
-        )
+        assert all(p["requests"] == p["expected"] for p in pokes), "requests per poke != ceil(pending / chunk)"
     if "scale" in sections:
         result = sensor_scale(args)
         print(f"\n## Deferrable sensor at scale: {args.scale_n:,} accepted messages from a report file\n")

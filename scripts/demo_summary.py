@@ -13,9 +13,7 @@ def sandbox(path: str, body: dict | None = None) -> dict:
     url = f"{os.environ['SANDBOX_URL']}{path}"
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Authorization": "sandbox-key", "Content-Type": "application/json"}
-    with urllib.request.urlopen(
-        urllib.request.Request(url, data=data, headers=headers), timeout=10
-    ) as answer:
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=10) as answer:
         return json.load(answer)
 
 
@@ -27,9 +25,7 @@ def task_states(dag_id: str) -> tuple[str, list[tuple[str, str]]]:
         run = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.start_date.desc()).first()
         if run is None:
             return "no run", []
-        tis = session.query(TaskInstance).filter(
-            TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id
-        )
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
         return str(run.state), sorted(
             (ti.task_id + ("" if ti.map_index < 0 else f"[{ti.map_index}]"), str(ti.state)) for ti in tis
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers import API_KEY
 from helpers.faults import FAULT_FIGURES, fault_matrix
 
@@ -35,14 +36,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("AIRFLOW_CONN_COMMPEAK_DEFAULT", None)
     if version("apache-airflow").startswith("2."):
         os.environ["AIRFLOW__CORE__EXECUTOR"] = "SequentialExecutor"  # Airflow 2 refuses SQLite otherwise
+        os.environ["AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY"] = "True"  # else Airflow 2.11 warns at each run
 
 
 @pytest.fixture
 def commpeak_conn(monkeypatch: pytest.MonkeyPatch) -> str:
     """A ``commpeak_default`` connection to the real base URL (only ever reached through requests-mock)."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_COMMPEAK_DEFAULT", json.dumps({"conn_type": "commpeak", "password": API_KEY})
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", json.dumps({"conn_type": "commpeak", "password": API_KEY}))
     return "commpeak_default"
 
 

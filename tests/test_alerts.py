@@ -6,13 +6,13 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from helpers import SEND_URL, accepted_answer, sent_ids
 
 from airflow_provider_commpeak._engine.alerts import default_text, read_event, trim_to_segments
 from airflow_provider_commpeak._input.segments import count_segments
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakValidationError
 from airflow_provider_commpeak.notifications import commpeak as notifications
 from airflow_provider_commpeak.notifications.commpeak import CommPeakSmsNotifier
+from helpers import SEND_URL, accepted_answer, sent_ids
 
 
 def task_context(
@@ -83,10 +83,8 @@ def test_a_link_to_the_ui_is_added_when_known_and_dropped_when_it_does_not_fit(m
         " https://airflow.example.com/dags/etl_daily/runs/scheduled__2026-11-27/tasks/load"
     )
     long_run = read_event(task_context(run_id="scheduled__" + "x" * 100))
-    assert (
-        "https://" not in default_text(long_run, 1)
-        and count_segments(default_text(long_run, 1)).segments == 1
-    )
+    assert "https://" not in default_text(long_run, 1)
+    assert count_segments(default_text(long_run, 1)).segments == 1
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://localhost:8080")
     assert "localhost" not in default_text(read_event(task_context()), 1)
 
@@ -104,7 +102,8 @@ def test_a_link_to_the_ui_is_added_when_known_and_dropped_when_it_does_not_fit(m
 )
 def test_texts_are_trimmed_to_the_segment_budget(text, segments):
     trimmed = trim_to_segments(text, segments)
-    assert count_segments(trimmed).segments <= segments and trimmed.endswith("...")
+    assert count_segments(trimmed).segments <= segments
+    assert trimmed.endswith("...")
     assert len(trimmed) > len(trim_to_segments(text, segments - 1)) if segments > 1 else True
     assert trim_to_segments("short", 1) == "short"
 
@@ -116,9 +115,7 @@ def api(commpeak_conn, requests_mock):
 
 
 def notifier(**kwargs) -> CommPeakSmsNotifier:
-    return CommPeakSmsNotifier(
-        **{"recipients": ["972524265292", "+972 54-533-0008"], "sender": "ALERTS", **kwargs}
-    )
+    return CommPeakSmsNotifier(**{"recipients": ["972524265292", "+972 54-533-0008"], "sender": "ALERTS", **kwargs})
 
 
 def test_one_event_one_alert_even_when_the_callback_fires_twice(api, logs):
@@ -134,7 +131,8 @@ def test_ids_derive_from_the_event_so_another_process_sends_the_same_ids(api, mo
     notifier().notify(task_context())
     notifier().notify(task_context(try_number=3))
     first, second, third = sent_ids(api)
-    assert first == second and set(first).isdisjoint(third)
+    assert first == second
+    assert set(first).isdisjoint(third)
     assert all(i.startswith("alert-") for i in first)
 
 
@@ -150,8 +148,10 @@ def test_the_default_text_is_one_segment_and_custom_texts_are_trimmed(api):
     notifier().notify(task_context(task_id="t" * 300))
     notifier(message_content="x" * 500, max_segments=2).notify(task_context(try_number=9))
     texts = [r.json()["messages"][0]["message_content"] for r in api.request_history]
-    assert count_segments(texts[0]).segments == 1 and texts[0].endswith("...")
-    assert count_segments(texts[1]).segments == 2 and texts[1].endswith("...")
+    assert count_segments(texts[0]).segments == 1
+    assert texts[0].endswith("...")
+    assert count_segments(texts[1]).segments == 2
+    assert texts[1].endswith("...")
 
 
 @pytest.mark.parametrize(
@@ -169,7 +169,8 @@ def test_min_interval_suppresses_repeats_across_runs(airflow_db, api, monkeypatc
     quiet.notify(task_context(run_id="run-1"))
     clock[0] += 300
     quiet.notify(task_context(run_id="run-2"))  # same DAG/task/recipient, 5 minutes later: suppressed
-    assert api.call_count == 1 and "suppressed" in logs.text
+    assert api.call_count == 1
+    assert "suppressed" in logs.text
     notifier(recipients=["+972 54-533-0008"], min_interval=600).notify(task_context(run_id="run-2"))
     assert api.call_count == 2  # another recipient is not suppressed
     clock[0] += 301
@@ -182,10 +183,7 @@ def test_a_deadline_alert_sends_from_the_async_path(api):
 
     asyncio.run(notifier().async_notify(DEADLINE_CONTEXT))
     [request] = api.request_history
-    assert (
-        request.json()["messages"][0]["message_content"]
-        == "Airflow: etl_daily missed its deadline, run manual__9"
-    )
+    assert request.json()["messages"][0]["message_content"] == "Airflow: etl_daily missed its deadline, run manual__9"
 
 
 def test_deadline_alert_kwargs_are_json_and_the_notifier_is_awaitable():

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from helpers import message
-from helpers.fakes import make_context
 from requests_mock import ANY
 
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
 from airflow_provider_commpeak.operators.commpeak import SendSmsOperator
+from helpers import message
+from helpers.fakes import make_context
 
 TEN_THOUSAND_WITH_DUPLICATES = [message(i) for i in range(9_998)] + [message(17), message(9_997)]
 

@@ -7,9 +7,9 @@ on its own (see ``_engine/lookup.py``); the provider reads it anyway. Airflow 2 
 from __future__ import annotations
 
 import pytest
-from helpers.airflow import TEST_DAGS, dag_bag, load_example, run_state, task_states
 
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
+from helpers.airflow import TEST_DAGS, dag_bag, load_example, run_state, task_states
 
 pytestmark = pytest.mark.sandbox
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import message
-from helpers.fakes import make_context
 from requests_mock import ANY
 
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 from airflow_provider_commpeak.operators.commpeak import SendSmsOperator
+from helpers import message
+from helpers.fakes import make_context
 
 
 @pytest.fixture
@@ -46,17 +46,14 @@ def test_the_operator_counts_and_sends_nothing(nothing_sent):
 
 def test_a_dry_run_still_refuses_bad_input(nothing_sent):
     with pytest.raises(CommPeakValidationError):
-        SendSmsOperator(task_id="send", messages=[message(0, phone="12")], dry_run=True).execute(
-            make_context()
-        )
+        SendSmsOperator(task_id="send", messages=[message(0, phone="12")], dry_run=True).execute(make_context())
 
 
 def test_a_file_dry_run(nothing_sent, tmp_path, logs):
     path = tmp_path / "audience.jsonl"
     path.write_text(
         "".join(
-            json.dumps(message(i, phone=f"4477009{i:05d}", message_content="x" * 200)) + "\n"
-            for i in range(50_000)
+            json.dumps(message(i, phone=f"4477009{i:05d}", message_content="x" * 200)) + "\n" for i in range(50_000)
         )
     )
     report = CommPeakHook().dry_run(path)

@@ -80,7 +80,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         processes: dict[str, subprocess.Popen] = {}
         try:
             for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
-                log = open(home / f"{name}.log", "wb")
+                log = open(home / f"{name}.log", "wb")  # noqa: SIM115 - the process writes it until the end
                 processes[name] = subprocess.Popen(
                     [airflow, name], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                 )
@@ -173,15 +173,12 @@ def test_send_and_wait_deferred_by_the_real_triggerer(deployment):
     assert "deferred" in seen_states, f"the sensor never deferred: {seen_states}"
     assert seen_states[-1] == "success"
 
-    summary = api.get(
-        f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/summarise/xcomEntries/return_value"
-    ).json()
+    summary = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/summarise/xcomEntries/return_value").json()
     assert summary["value"] == {"sent": 4, "send_failed": 0, "delivered": 3, "delivery_failed": 1}
-    assert len(sandbox.accepted) == 4 and all(m["times_accepted"] == 1 for m in sandbox.accepted)
+    assert len(sandbox.accepted) == 4
+    assert all(m["times_accepted"] == 1 for m in sandbox.accepted)
     # the triggerer process ran the trigger: its log for this task instance says it fired
-    trigger_logs = list(
-        (deployment["home"] / "logs").glob(f"dag_id={DAG_ID}/*/task_id=wait_for_delivery/*.trigger.*")
-    )
+    trigger_logs = list((deployment["home"] / "logs").glob(f"dag_id={DAG_ID}/*/task_id=wait_for_delivery/*.trigger.*"))
     assert trigger_logs, "no triggerer log for the sensor"
     assert "Trigger fired event" in "".join(p.read_text(errors="replace") for p in trigger_logs)
 
@@ -189,8 +186,10 @@ def test_send_and_wait_deferred_by_the_real_triggerer(deployment):
         api.task_log(DAG_ID, run_id, "send"),
         api.task_log(DAG_ID, run_id, "wait_for_delivery"),
     )
-    assert "Sent 4 message(s)" in send_log and "4 accepted, 0 failed" in send_log
-    assert "Waiting for delivery:" in wait_log and "pending" in wait_log  # polls, from the triggerer
+    assert "Sent 4 message(s)" in send_log
+    assert "4 accepted, 0 failed" in send_log
+    assert "Waiting for delivery:" in wait_log
+    assert "pending" in wait_log
     assert "Delivery: 3 delivered, 1 undelivered, 0 pending of 4; 1 failed, 1 allowed" in wait_log
     assert "972524265292" not in send_log + wait_log
 

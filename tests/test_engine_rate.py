@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from helpers.ratesim import Bucket, Client, FakeClock, Simulation
 
 from airflow_provider_commpeak._engine.rate import MIN_RATE, RateController
+from helpers.ratesim import Bucket, Client, FakeClock, Simulation
 
 ORIGIN = 1000.0
 
@@ -63,7 +63,8 @@ def test_a_tiny_burst_allowance_shrinks_requests():
     client = Client("a", messages=8000)
     run(Bucket(400, capacity=10), [client])
     assert client.finished_at - ORIGIN <= 1.5 * 8000 / 400
-    assert client.controller.size_cap is not None and client.controller.size_cap <= 10
+    assert client.controller.size_cap is not None
+    assert client.controller.size_cap <= 10
 
 
 def test_a_lowered_limit_is_followed_and_a_raised_one_found():
@@ -83,7 +84,8 @@ def test_unpaced_until_the_first_pushback():
     controller = RateController(clock=clock)
     assert controller.reserve(100) == (100, 0)
     controller.record(sent_at=clock.now, sent=100, accepted=100, refused=0)
-    assert controller.rate is None and controller.reserve(100) == (100, 0)
+    assert controller.rate is None
+    assert controller.reserve(100) == (100, 0)
 
 
 def test_a_refusal_that_beats_its_bursts_acceptances_does_not_start_at_a_crawl():
@@ -102,7 +104,9 @@ def test_pacing_spaces_requests_and_releases_unused_room():
     rate = controller.rate
     first, wait1 = controller.reserve(100)
     second, wait2 = controller.reserve(100)
-    assert first == second == int(rate * 0.25) and wait1 == 0 and wait2 == pytest.approx(first / rate)
+    assert first == second == int(rate * 0.25)
+    assert wait1 == 0
+    assert wait2 == pytest.approx(first / rate)
     controller.release(second)
     _, wait3 = controller.reserve(100)
     assert wait3 == pytest.approx(first / rate)
@@ -113,7 +117,8 @@ def test_a_pause_holds_every_sender():
     controller = RateController(clock=clock)
     controller.pause(7.0)
     waits = [controller.reserve(10)[1] for _ in range(4)]
-    assert waits[0] == pytest.approx(7.0) and all(w >= 7.0 for w in waits)
+    assert waits[0] == pytest.approx(7.0)
+    assert all(w >= 7.0 for w in waits)
 
 
 def test_answers_to_requests_sent_before_pacing_are_ignored():

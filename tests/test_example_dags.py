@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
+
 from helpers.airflow import EXAMPLES, dag_bag, load_example, run_state, task_states, xcom_value
 
 pytestmark = pytest.mark.sandbox
@@ -57,7 +58,8 @@ def test_send_and_wait(airflow_db, commpeak_sandbox):
     assert all("{{" not in m["message_content"] for m in commpeak_sandbox.accepted)  # templated
 
     report = xcom_value(dag.dag_id, dag_run.run_id, "send")
-    assert report["accepted"] == 4 and report["failed"] == 0
+    assert report["accepted"] == 4
+    assert report["failed"] == 0
     assert report["message_uuids"] == [m["message_uuid"] for m in commpeak_sandbox.accepted]
     assert xcom_value(dag.dag_id, dag_run.run_id, "send", key="message_uuids") == report["message_uuids"]
     assert xcom_value(dag.dag_id, dag_run.run_id, "summarise") == {
@@ -68,9 +70,9 @@ def test_send_and_wait(airflow_db, commpeak_sandbox):
     }
 
 
-def test_campaign_with_mapped_chunks(airflow_db, commpeak_sandbox):
+def test_campaign_with_mapped_chunks(airflow_db, commpeak_sandbox, tmp_path):
     dag = load_example("commpeak_campaign")
-    dag_run = dag.test(run_conf={"audience_size": 10})
+    dag_run = dag.test(run_conf={"audience_size": 10, "chunk_size": 4, "workdir": f"file://{tmp_path}"})
     assert run_state(dag_run) == "success"
     states = task_states(dag.dag_id, dag_run.run_id)
     assert {k: v for k, v in states.items() if k.startswith("send_chunk")} == {
@@ -85,8 +87,10 @@ def test_campaign_with_mapped_chunks(airflow_db, commpeak_sandbox):
         "delivered": 10,
         "delivery_failed": 0,
     }
-    ids = [xcom_value(dag.dag_id, dag_run.run_id, "send_chunk", map_index=i)["results"] for i in range(3)]
-    assert len({key for chunk in ids for key in chunk}) == 10  # distinct ids across mapped instances
+    summaries = [xcom_value(dag.dag_id, dag_run.run_id, "send_chunk", map_index=i) for i in range(3)]
+    assert [s["messages"] for s in summaries] == [4, 4, 2]
+    assert all(s["report_path"].endswith(f"report-{i}.csv") for i, s in enumerate(summaries))
+    assert len({m["internal_id"] for m in commpeak_sandbox.accepted}) == 10  # distinct ids across chunks
 
 
 def test_failure_alert_texts_the_on_call_phone(airflow_db, commpeak_sandbox):
@@ -94,7 +98,8 @@ def test_failure_alert_texts_the_on_call_phone(airflow_db, commpeak_sandbox):
     dag_run = dag.test(run_conf={"fail": True})
     assert run_state(dag_run) == "failed"
     [alert] = commpeak_sandbox.accepted
-    assert alert["recipient_phone"] == "972524265292" and alert["sender"] == "ALERTS"
+    assert alert["recipient_phone"] == "972524265292"
+    assert alert["sender"] == "ALERTS"
     assert alert["message_content"] == f"Airflow: commpeak_failure_alert failed, run {dag_run.run_id}"
     assert alert["internal_id"].startswith("alert-")
 

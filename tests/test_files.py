@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import message
-from helpers.fakes import FakeStateStore, make_context
 from requests_mock import ANY
 
 from airflow_provider_commpeak._engine.report import iter_report
@@ -18,6 +16,8 @@ from airflow_provider_commpeak.exceptions import CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 from airflow_provider_commpeak.operators.commpeak import SendSmsOperator
 from airflow_provider_commpeak.sensors.commpeak import read_message_uuids
+from helpers import message
+from helpers.fakes import FakeStateStore, make_context
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -27,9 +27,7 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(
-            handle, fieldnames=["recipient_phone", "message_content", "sender", "internal_id"]
-        )
+        writer = csv.DictWriter(handle, fieldnames=["recipient_phone", "message_content", "sender", "internal_id"])
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -66,7 +64,8 @@ def test_an_unclosed_quote_that_swallows_rows_is_refused(no_request, tmp_path):
     path.write_text(OTP_ROWS)
     [problem] = problems(no_request, path)
     assert problem.startswith("lines 2-5: a quoted cell spans lines that look like rows")
-    assert "2222" not in problem and "7700900002" not in problem
+    assert "2222" not in problem
+    assert "7700900002" not in problem
 
 
 def test_a_quote_left_open_to_the_end_is_refused(no_request, tmp_path):
@@ -87,7 +86,8 @@ def test_a_csv_without_a_header_never_echoes_its_first_row(no_request, tmp_path)
     path.write_text("+447700900001,Your code is 1111\n")
     [problem] = problems(no_request, path)
     assert problem.startswith("line 1: the header names none of the columns")
-    assert "1111" not in problem and "900001" not in problem
+    assert "1111" not in problem
+    assert "900001" not in problem
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
@@ -108,9 +108,7 @@ def test_a_utf8_byte_order_mark_is_accepted(commpeak_conn, requests_mock, tmp_pa
 def test_a_file_that_is_not_utf8_names_the_line(no_request, tmp_path, suffix):
     path = tmp_path / f"latin1{suffix}"
     if suffix == ".csv":
-        path.write_bytes(
-            "recipient_phone,message_content,sender\n447700900001,Café 4711,S\n".encode("latin-1")
-        )
+        path.write_bytes("recipient_phone,message_content,sender\n447700900001,Café 4711,S\n".encode("latin-1"))
         expected = "line 2 is not UTF-8 text"
     else:
         path.write_bytes(
@@ -118,7 +116,8 @@ def test_a_file_that_is_not_utf8_names_the_line(no_request, tmp_path, suffix):
         )
         expected = "line 1 is not UTF-8 text"
     [problem] = problems(no_request, path)
-    assert problem.startswith(expected) and "4711" not in problem
+    assert problem.startswith(expected)
+    assert "4711" not in problem
 
 
 def test_an_overlong_line_is_refused(no_request, tmp_path):
@@ -147,7 +146,8 @@ def test_a_report_path_over_an_unrelated_file_is_refused(no_request, tmp_path):
     other = tmp_path / "precious.csv"
     other.write_text("name,salary\nana,1\n")
     [problem] = problems(no_request, [message(0)], report_path=other)
-    assert "not a CommPeak report" in problem and other.read_text() == "name,salary\nana,1\n"
+    assert "not a CommPeak report" in problem
+    assert other.read_text() == "name,salary\nana,1\n"
 
 
 # -- against the sandbox -----------------------------------------------------------------------------
@@ -158,9 +158,7 @@ def test_operator_sends_a_jsonl_file_and_writes_the_report(sandbox, tmp_path):
     source = write_jsonl(tmp_path / "audience.jsonl", [message(i) for i in range(250)])
     report_path = tmp_path / "report.jsonl"
     context = make_context()
-    op = SendSmsOperator(
-        task_id="send", messages_path=str(source), report_path=str(report_path), batch_size=100
-    )
+    op = SendSmsOperator(task_id="send", messages_path=str(source), report_path=str(report_path), batch_size=100)
     summary = op.execute(context)
     assert summary == {
         "report_path": str(report_path),
@@ -249,7 +247,8 @@ def test_the_source_is_read_once_and_a_change_after_validation_is_not_sent(sandb
 
     monkeypatch.setattr(records, "read_file_records", counting)
     summary = CommPeakHook().send_messages(source, report_path=tmp_path / "r.jsonl")
-    assert opened == [str(source)] and summary.accepted == 300
+    assert opened == [str(source)]
+    assert summary.accepted == 300
 
 
 @pytest.mark.sandbox
@@ -283,7 +282,8 @@ def test_retry_of_a_file_send_resends_nothing_that_may_have_been_accepted(sandbo
     )
     result = retry.execute(make_context(store=store))
     assert (result["accepted"], result["errors"]) == (400, {"UNCONFIRMED": 100})
-    assert len(sandbox.accepted) == 500 and max(m["times_accepted"] for m in sandbox.accepted) == 1
+    assert len(sandbox.accepted) == 500
+    assert max(m["times_accepted"] for m in sandbox.accepted) == 1
     assert len(list(iter_report(tmp_path / "r1.jsonl"))) == 500  # the full report, earlier ones included
 
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import requests
-from helpers import API_KEY, SEND_URL, STATUS_URL, accepted_answer, message, send_answer, sent_ids
-from helpers.ratesim import FakeClock
 
 from airflow_provider_commpeak.exceptions import CommPeakApiError, CommPeakAuthError, CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+from helpers import API_KEY, SEND_URL, STATUS_URL, accepted_answer, message, send_answer, sent_ids
+from helpers.ratesim import FakeClock
 
 
 @pytest.fixture
@@ -79,9 +79,7 @@ def test_batches_of_at_most_batch_size_and_the_report_in_input_order(hook, reque
 
 def test_numbers_are_sent_in_international_digits(hook, requests_mock):
     requests_mock.post(SEND_URL, json=accepted_answer)
-    hook.send_messages(
-        [message(1, phone="+972 (52) 426-5292"), message(2, phone="052-426-5292")], default_region="IL"
-    )
+    hook.send_messages([message(1, phone="+972 (52) 426-5292"), message(2, phone="052-426-5292")], default_region="IL")
     assert [m["recipient_phone"] for m in requests_mock.last_request.json()["messages"]] == [
         "972524265292",
         "972524265292",
@@ -166,7 +164,8 @@ def test_a_trickle_of_acceptances_never_gives_up_with_default_settings(hook, req
     """The API takes one message per request: every message is still accepted, exactly once."""
     requests_mock.post(SEND_URL, json=rate_limited(accept=1))
     report = hook.send_messages([message(i) for i in range(40)])
-    assert report.accepted == 40 and report.failed == 0
+    assert report.accepted == 40
+    assert report.failed == 0
     accepted_ids = [ids[0] for ids in sent_ids(requests_mock)]
     assert sorted(accepted_ids) == sorted(f"m{i}" for i in range(40))
 
@@ -258,9 +257,7 @@ def test_a_200_without_a_readable_messages_list_is_unconfirmed(hook, requests_mo
 
 @pytest.mark.parametrize("status", [429, 503])
 def test_429_and_503_push_the_batch_back_and_honour_retry_after(hook, requests_mock, delays, status):
-    requests_mock.post(
-        SEND_URL, [{"status_code": status, "headers": {"Retry-After": "7"}}, {"json": accepted_answer}]
-    )
+    requests_mock.post(SEND_URL, [{"status_code": status, "headers": {"Retry-After": "7"}}, {"json": accepted_answer}])
     report = hook.send_messages([message(0), message(1)])
     assert report.accepted == 2
     assert sent_ids(requests_mock) == [["m0", "m1"], ["m0", "m1"]]
@@ -269,9 +266,7 @@ def test_429_and_503_push_the_batch_back_and_honour_retry_after(hook, requests_m
 
 @pytest.mark.parametrize("header", ["nan", "inf", "-5", "1e400", "soon", "Wed, 99 Foo 2026"])
 def test_unreadable_retry_after_falls_back_to_backoff(hook, requests_mock, delays, header):
-    requests_mock.post(
-        SEND_URL, [{"status_code": 429, "headers": {"Retry-After": header}}, {"json": accepted_answer}]
-    )
+    requests_mock.post(SEND_URL, [{"status_code": 429, "headers": {"Retry-After": header}}, {"json": accepted_answer}])
     assert hook.send_messages([message(0)]).accepted == 1
     assert all(0 < d <= 60 for d in delays.delays)
 
@@ -279,9 +274,7 @@ def test_unreadable_retry_after_falls_back_to_backoff(hook, requests_mock, delay
 def test_retry_after_is_capped(commpeak_conn, delays, clock, requests_mock):
     hook = CommPeakHook(backoff_max=5)
     hook._clock, hook._sleep = clock, clock.sleep
-    requests_mock.post(
-        SEND_URL, [{"status_code": 429, "headers": {"Retry-After": "3600"}}, {"json": accepted_answer}]
-    )
+    requests_mock.post(SEND_URL, [{"status_code": 429, "headers": {"Retry-After": "3600"}}, {"json": accepted_answer}])
     hook.send_messages([message(0)])
     assert max(delays.delays) == 5
 
@@ -338,7 +331,8 @@ def test_a_redirect_is_never_followed_and_stops_the_send(hook, requests_mock, lo
     report = hook.send_messages([message(i) for i in range(300)], max_concurrency=1)
     assert requests_mock.call_count == 1
     assert report.errors_by_kind() == {"HTTP_307": 100, "NOT_SENT": 200}
-    assert "evil.example" in logs.text and "never followed" in logs.text
+    assert "evil.example" in logs.text
+    assert "never followed" in logs.text
 
 
 def test_403_is_not_retried_and_raises_auth_error_with_the_report(hook, requests_mock):
@@ -360,7 +354,8 @@ def test_403_mid_run_keeps_what_was_accepted(hook, requests_mock):
 def test_422_fails_its_batch_and_the_send_goes_on(hook, requests_mock):
     requests_mock.post(SEND_URL, [{"status_code": 422, "json": {"detail": []}}, {"json": accepted_answer}])
     report = hook.send_messages([message(0), message(1)], batch_size=1, max_concurrency=1)
-    assert report.results["m0"]["error"] == "HTTP_422" and report.results["m1"]["error"] is None
+    assert report.results["m0"]["error"] == "HTTP_422"
+    assert report.results["m1"]["error"] is None
 
 
 @pytest.mark.parametrize(
@@ -387,7 +382,8 @@ def test_answers_that_echo_the_request_are_never_logged(hook, requests_mock, log
     kwargs = {"json": body} if isinstance(body, dict) else {"text": body}
     requests_mock.post(SEND_URL, status_code=status, **kwargs)
     hook.send_messages([message(0, phone="972524265292", message_content="SECRET-OTP 4711")])
-    assert "972524265292" not in logs.text and "SECRET-OTP" not in logs.text
+    assert "972524265292" not in logs.text
+    assert "SECRET-OTP" not in logs.text
     assert f"HTTP {status}" in logs.text
 
 
@@ -399,9 +395,8 @@ def test_five_unknown_outcomes_in_a_row_stop_the_send(hook, requests_mock):
 
 
 def test_a_raising_callback_fails_the_send_after_its_batch_was_recorded(hook, requests_mock):
-    from helpers.fakes import FakeStateStore
-
     from airflow_provider_commpeak._engine.ledger import SendLedger
+    from helpers.fakes import FakeStateStore
 
     requests_mock.post(SEND_URL, json=accepted_answer)
     store = FakeStateStore()
@@ -487,15 +482,18 @@ def test_get_statuses_refuses_a_batch_size_of_zero(hook):
 def test_test_connection_sends_no_sms(hook, requests_mock):
     requests_mock.post(STATUS_URL, json={"messages": []})
     ok, text = hook.test_connection()
-    assert ok and "accepted" in text
-    assert requests_mock.call_count == 1 and requests_mock.last_request.url == STATUS_URL
+    assert ok
+    assert "accepted" in text
+    assert requests_mock.call_count == 1
+    assert requests_mock.last_request.url == STATUS_URL
     assert requests_mock.last_request.timeout == (5.0, 5.0)
 
 
 def test_test_connection_tries_once(hook, requests_mock):
     requests_mock.post(STATUS_URL, exc=requests.exceptions.ConnectTimeout)
     ok, text = hook.test_connection()
-    assert not ok and "connection failed" in text
+    assert not ok
+    assert "connection failed" in text
     assert requests_mock.call_count == 1
 
 
@@ -503,10 +501,13 @@ def test_test_connection_reports_a_refused_key_without_naming_the_connection(mon
     monkeypatch.setenv("AIRFLOW_CONN_TMP_X1Y2", json.dumps({"conn_type": "commpeak", "password": "k"}))
     requests_mock.post(STATUS_URL, status_code=403, json={"detail": "Not authenticated"})
     ok, text = CommPeakHook("tmp_x1y2").test_connection()
-    assert not ok and "refused the API key" in text and "tmp_x1y2" not in text
+    assert not ok
+    assert "refused the API key" in text
+    assert "tmp_x1y2" not in text
     monkeypatch.setenv("AIRFLOW_CONN_TMP_X1Y2", json.dumps({"conn_type": "commpeak"}))
     ok, text = CommPeakHook("tmp_x1y2").test_connection()
-    assert not ok and text.startswith("The connection has no API key")
+    assert not ok
+    assert text.startswith("The connection has no API key")
 
 
 def test_missing_key_fails_naming_the_connection(monkeypatch):
@@ -519,8 +520,10 @@ def test_the_key_never_appears_in_logs_or_errors(hook, requests_mock, logs):
     requests_mock.post(SEND_URL, status_code=403, json={"detail": "Not authenticated"})
     with pytest.raises(CommPeakAuthError) as info:
         hook.send_messages([message(0)])
-    assert API_KEY not in str(info.value) and API_KEY not in repr(hook.config)
-    assert "API key was refused" in logs.text and API_KEY not in logs.text
+    assert API_KEY not in str(info.value)
+    assert API_KEY not in repr(hook.config)
+    assert "API key was refused" in logs.text
+    assert API_KEY not in logs.text
 
 
 def test_close_releases_the_session(hook, requests_mock):

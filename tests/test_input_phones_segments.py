@@ -65,7 +65,8 @@ def test_normalize_phone_refuses_with_a_reason(raw, reason):
 
 
 def test_national_numbers_need_a_known_region():
-    assert check_region("il") == "IL" and check_region(None) is None
+    assert check_region("il") == "IL"
+    assert check_region(None) is None
     for bad in ("Israel", "XX", 972):
         with pytest.raises(ValueError, match="default_region"):
             check_region(bad)
@@ -85,11 +86,7 @@ def test_the_fast_path_agrees_with_libphonenumber():
             theirs = None
         else:
             possible = phonenumbers.is_possible_number_with_reason(number) == 0
-            theirs = (
-                phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
-                if possible
-                else None
-            )
+            theirs = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:] if possible else None
         assert ours == theirs, digits
 
 

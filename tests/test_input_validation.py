@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 
 import pytest
-from helpers import message
 
 from airflow_provider_commpeak._input.staging import BloomSet, generated_id, stage_messages
 from airflow_provider_commpeak._input.validation import expand_recipients
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
+from helpers import message
 
 NAMESPACE = "af-0123456789abcdef"
 
@@ -59,23 +59,20 @@ def test_every_problem_is_reported_at_once_with_positions():
 
 
 def test_duplicate_internal_ids_name_both_positions():
-    assert problems_of([message(0), message(1), message(0)]) == [
-        "message 2: internal_id 'm0' duplicates message 0"
-    ]
+    assert problems_of([message(0), message(1), message(0)]) == ["message 2: internal_id 'm0' duplicates message 0"]
 
 
 def test_an_id_that_looks_like_a_phone_number_is_masked_in_errors():
     [problem] = problems_of([message(0, internal_id="972524265292"), message(1, internal_id="972524265292")])
-    assert "972524265292" not in problem and "9725****292" in problem
+    assert "972524265292" not in problem
+    assert "9725****292" in problem
 
 
 def test_missing_sender_uses_default_else_fails():
     msg = message(0)
     del msg["sender"]
     assert staged([msg], default_sender="ALERTS")[0].sender == "ALERTS"
-    assert problems_of([msg]) == [
-        "message 0: sender is missing (set it on the message or pass a default sender)"
-    ]
+    assert problems_of([msg]) == ["message 0: sender is missing (set it on the message or pass a default sender)"]
 
 
 def test_unknown_keys_are_rejected_without_echoing_odd_ones():
@@ -91,7 +88,8 @@ def test_wrong_container_types(bad):
 
 def test_a_string_is_a_file_path_and_a_missing_file_is_named():
     [problem] = problems_of("972524265292")
-    assert problem.startswith("the messages file") and "csv or .jsonl" in problem
+    assert problem.startswith("the messages file")
+    assert "csv or .jsonl" in problem
     assert "972524265292" not in problem
     [problem] = problems_of("/nonexistent/audience.csv")
     assert "cannot be read" in problem
@@ -109,7 +107,8 @@ def test_error_text_lists_at_most_twenty_and_never_a_full_number():
         staged([message(i, phone="97252426529x") for i in range(25)])
     text = str(info.value)
     assert text.startswith("25 problem(s) in the messages; nothing was sent")
-    assert "... and 5 more" in text and "97252426529x" not in text
+    assert "... and 5 more" in text
+    assert "97252426529x" not in text
     assert len(info.value.problems) == 25
 
 
@@ -140,9 +139,8 @@ def test_generated_ids_do_not_depend_on_input_order():
 
 def test_identical_messages_get_one_id_per_occurrence_and_a_namespace_prefix():
     ids = [m.internal_id for m in staged([bare(0)] * 3, default_sender="S", id_namespace=NAMESPACE)]
-    assert len(set(ids)) == 3 and all(
-        i.startswith(f"{NAMESPACE}-") and len(i) == len(NAMESPACE) + 25 for i in ids
-    )
+    assert len(set(ids)) == 3
+    assert all(i.startswith(f"{NAMESPACE}-") and len(i) == len(NAMESPACE) + 25 for i in ids)
 
 
 def test_ids_in_the_generated_namespace_are_refused():
@@ -167,7 +165,8 @@ def test_stats_count_segments_encodings_and_country_codes():
         default_sender="S",
         id_namespace=NAMESPACE,
     ) as staging:
-        assert staging.stats.messages == 3 and staging.stats.segments == 4
+        assert staging.stats.messages == 3
+        assert staging.stats.segments == 4
         assert staging.stats.encodings == {"GSM-7": 2, "UCS-2": 1}
         assert staging.stats.country_codes == {"972": 1, "44": 1, "1": 1}
 

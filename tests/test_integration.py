@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from helpers import message
-from helpers.airflow import TEST_DAGS, dag_bag, run_state, task_states, xcom_value
 
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
+from helpers import message
+from helpers.airflow import TEST_DAGS, dag_bag, run_state, task_states, xcom_value
 
 pytestmark = pytest.mark.sandbox
 
@@ -24,7 +24,8 @@ def test_hook_under_a_rate_limit_gets_everything_accepted_once_with_default_sett
         report = CommPeakHook().send_messages([message(i) for i in range(1000)])
         assert report.accepted == 1000
         times = Counter(m["internal_id"] for m in sandbox.accepted)
-        assert len(times) == 1000 and max(times.values()) == 1
+        assert len(times) == 1000
+        assert max(times.values()) == 1
         assert report.message_uuids == [
             m["message_uuid"] for m in sorted(sandbox.accepted, key=lambda m: int(m["internal_id"][1:]))
         ]
@@ -66,7 +67,8 @@ def test_send_then_wait_delivered(airflow_db, monkeypatch, mode):
         status_requests = sandbox.requests["/messages_status/"]
     assert run_state(dag_run) == "success"
     result = xcom_value(dag.dag_id, dag_run.run_id, "wait")
-    assert result["succeeded"] == 2 and result["failed"] == 0
+    assert result["succeeded"] == 2
+    assert result["failed"] == 0
     assert set(result["statuses"]) == {m["message_uuid"] for m in accepted}
     assert status_requests >= 2  # it had to ask again
     assert (reschedules() > before) == (mode == "reschedule")

@@ -11,13 +11,13 @@ import textwrap
 from collections import Counter
 
 import pytest
-from helpers import message, poll
-from helpers.fakes import FakeStateStore, FileStateStore
 
 from airflow_provider_commpeak._engine.ledger import INDEX_KEY, SendLedger
 from airflow_provider_commpeak._engine.report import UNCONFIRMED, MessageResult
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
+from helpers import message, poll
+from helpers.fakes import FakeStateStore, FileStateStore
 
 MESSAGES = [message(i) for i in range(2000)]
 
@@ -75,13 +75,23 @@ def test_the_index_is_written_once_per_64_batches():
     ledger = SendLedger(store)
     for _ in range(100):
         ledger.finish(ledger.begin(["i"]), [])
-    assert writes[True] == 2 and store.get(INDEX_KEY) == 128
+    assert writes[True] == 2
+    assert store.get(INDEX_KEY) == 128
     assert writes[False] == 200
+
+
+def test_records_written_by_version_1_are_read():
+    store = FakeStateStore()
+    store.set(INDEX_KEY, 1)
+    store.set("commpeak_send.batch.0", {"task_ids": ["t"], "accepted": {"a": "u-a"}, "unconfirmed": ["b"]})
+    assert SendLedger(store).settled() == {"a": MessageResult("a", "u-a", None), "b": MessageResult("b", None, UNCONFIRMED)}
 
 
 def test_no_store_records_nothing():
     ledger = SendLedger(None)
-    assert not ledger.durable and ledger.begin(["a"]) is None and ledger.settled() == {}
+    assert not ledger.durable
+    assert ledger.begin(["a"]) is None
+    assert ledger.settled() == {}
 
 
 def _retry(sandbox: CommPeakSandbox, store) -> dict:
@@ -112,7 +122,8 @@ def test_a_task_timeout_mid_send_loses_no_acknowledgement(monkeypatch):
         assert 0 < len(accepted_by_first) < len(MESSAGES)
         assert accepted_by_first <= set(SendLedger(store).settled()), "an acceptance the ledger lost"
         outcome = _retry(sb, store)
-        assert outcome["duplicated"] == 0 and outcome["accepted"] == len(MESSAGES)
+        assert outcome["duplicated"] == 0
+        assert outcome["accepted"] == len(MESSAGES)
         assert outcome["report"].accepted == len(MESSAGES)
 
 

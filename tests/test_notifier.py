@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from helpers.airflow import TEST_DAGS, dag_bag
 
 from airflow_provider_commpeak.exceptions import CommPeakSendError, CommPeakValidationError
 from airflow_provider_commpeak.notifications.commpeak import (
@@ -11,6 +10,7 @@ from airflow_provider_commpeak.notifications.commpeak import (
     send_commpeak_sms_notification,
 )
 from airflow_provider_commpeak.sandbox import REFUSED_NUMBER
+from helpers.airflow import TEST_DAGS, dag_bag
 
 pytestmark = pytest.mark.sandbox
 

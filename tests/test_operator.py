@@ -3,11 +3,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import SEND_URL, accepted_answer, message, send_answer, sent_ids
-from helpers.fakes import FakeStateStore, make_context
 
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakSendError, CommPeakValidationError
 from airflow_provider_commpeak.operators.commpeak import REPORT_KEYS, SendSmsOperator
+from helpers import SEND_URL, accepted_answer, message, send_answer, sent_ids
+from helpers.fakes import FakeStateStore, make_context
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +95,8 @@ def test_invalid_input_sends_nothing_and_lists_every_problem(requests_mock):
     with pytest.raises(CommPeakValidationError) as info:
         op.execute(make_context())
     assert len(info.value.problems) == 2
-    assert "message 1" in info.value.problems[0] and "message 2" in info.value.problems[1]
+    assert "message 1" in info.value.problems[0]
+    assert "message 2" in info.value.problems[1]
     assert requests_mock.call_count == 0
 
 
@@ -104,14 +105,13 @@ def test_generated_internal_ids_are_stable_per_task_instance_and_independent_of_
     numbers = ["972524265292", "972545330008", "447700900123"]
 
     def ids(recipients, **context_kwargs):
-        operator(recipients=recipients, message_content="x", sender="S").execute(
-            make_context(**context_kwargs)
-        )
+        operator(recipients=recipients, message_content="x", sender="S").execute(make_context(**context_kwargs))
         return {m["recipient_phone"]: m["internal_id"] for m in requests_mock.last_request.json()["messages"]}
 
     first = ids(numbers)
     assert first == ids(list(reversed(numbers)))
-    assert len(set(first.values())) == 3 and all(i.startswith("af-") for i in first.values())
+    assert len(set(first.values())) == 3
+    assert all(i.startswith("af-") for i in first.values())
     assert ids(numbers, map_index=3) != first
     assert ids(numbers, run_id="manual__2") != first
 
@@ -148,7 +148,8 @@ def test_report_is_returned_and_each_key_pushed_without_numbers_or_texts(request
     }
     assert context["ti"].xcom == {key: result[key] for key in REPORT_KEYS}
     dumped = json.dumps(context["ti"].xcom) + json.dumps(result)
-    assert "972524265292" not in dumped and "test message" not in dumped
+    assert "972524265292" not in dumped
+    assert "test message" not in dumped
 
 
 def test_failures_over_the_allowance_fail_the_task_counting_by_kind(requests_mock):
@@ -232,7 +233,8 @@ def test_unconfirmed_messages_are_not_resent_by_a_retry_unless_asked(requests_mo
     assert requests_mock.call_count == 0
 
     result = operator(resend_unconfirmed=True).execute(make_context(store=store))
-    assert requests_mock.call_count == 1 and result["accepted"] == 2
+    assert requests_mock.call_count == 1
+    assert result["accepted"] == 2
 
 
 def test_without_a_state_store_it_warns_once(requests_mock, logs):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 import importlib
 from importlib.metadata import entry_points
 
@@ -10,9 +12,7 @@ from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
 def test_entry_point_resolves_to_get_provider_info():
     [ep] = [
-        e
-        for e in entry_points(group="apache_airflow_provider")
-        if e.name == "provider_info" and "commpeak" in e.value
+        e for e in entry_points(group="apache_airflow_provider") if e.name == "provider_info" and "commpeak" in e.value
     ]
     assert ep.load() is get_provider_info
 
@@ -38,18 +38,35 @@ def test_connection_type_declares_fields_and_behaviour():
     assert set(conn["ui-field-behaviour"]["hidden-fields"]) == {"login", "schema", "port", "extra"}
     assert conn["ui-field-behaviour"]["relabeling"]["password"] == "API key"
     assert set(conn["conn-fields"]) == {"timeout", "allow_insecure_http"}
-    assert (
-        CommPeakHook.get_ui_field_behaviour()["hidden_fields"] == conn["ui-field-behaviour"]["hidden-fields"]
-    )
+    assert CommPeakHook.get_ui_field_behaviour()["hidden_fields"] == conn["ui-field-behaviour"]["hidden-fields"]
     assert CommPeakHook.default_conn_name == "commpeak_default"
+
+
+def test_the_legacy_form_and_the_json_schema_agree_on_the_timeout():
+    pytest.importorskip("wtforms")
+    schema = get_provider_info()["connection-types"][0]["conn-fields"]["timeout"]["schema"]
+    widget = CommPeakHook.get_connection_form_widgets()["timeout"]
+    [number_range] = [v for v in widget.kwargs["validators"] if type(v).__name__ == "NumberRange"]
+    assert "integer" in schema["type"] and widget.field_class.__name__ == "IntegerField"
+    assert (number_range.min, number_range.max) == (schema["minimum"], schema["maximum"])
+
+
+def test_the_how_to_pages_exist():
+    from pathlib import Path
+
+    [integration] = get_provider_info()["integrations"]
+    root = Path(__file__).resolve().parents[1]
+    assert all((root / page.lstrip("/")).is_file() for page in integration["how-to-guide"])
 
 
 def test_providers_manager_sees_the_hook_and_connection_type():
     from airflow.providers_manager import ProvidersManager
 
-    manager = ProvidersManager()
-    assert "airflow-provider-commpeak" in manager.providers
-    assert "commpeak" in manager.hooks
-    assert (
-        manager.hooks["commpeak"].hook_class_name == "airflow_provider_commpeak.hooks.commpeak.CommPeakHook"
-    )
+    try:  # Airflow >= 3.2: hooks are the task runtime's business
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime as HooksManager
+    except ImportError:
+        HooksManager = ProvidersManager
+    assert "airflow-provider-commpeak" in ProvidersManager().providers
+    hooks = HooksManager().hooks
+    assert "commpeak" in hooks
+    assert hooks["commpeak"].hook_class_name == "airflow_provider_commpeak.hooks.commpeak.CommPeakHook"

@@ -12,9 +12,9 @@ import time
 
 import pytest
 import requests
-from helpers import poll
 
 from airflow_provider_commpeak.sandbox import REFUSED_NUMBER, TEST_NUMBERS, CommPeakSandbox
+from helpers import poll
 
 pytestmark = pytest.mark.sandbox
 
@@ -64,16 +64,15 @@ def test_postman_example_gets_the_documented_answer(sb):
     answer = post(sb, "/simple_send/", POSTMAN_BODY)
     assert answer.status_code == 200
     body = answer.json()
-    assert body["status"] is True and isinstance(body["task_id"], str)
+    assert body["status"] is True
+    assert isinstance(body["task_id"], str)
     assert [(m["internal_id"], m["error"]) for m in body["messages"]] == [("1003", None), ("1004", None)]
     assert all(len(m["message_uuid"]) == 36 for m in body["messages"])
 
 
 @pytest.mark.parametrize("key", ["", "wrong-key"])
 def test_wrong_or_missing_key_is_403(sb, key):
-    answer = requests.post(
-        f"{sb.url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": key}, timeout=5
-    )
+    answer = requests.post(f"{sb.url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": key}, timeout=5)
     assert (answer.status_code, answer.json()) == (403, {"detail": "Not authenticated"})
     assert sb.accepted == []
 
@@ -99,13 +98,11 @@ def test_rate_limit_truncates_the_batch_like_commpeaks_example():
     with CommPeakSandbox(rate_limit=1) as sb:
         body = post(sb, "/simple_send/", POSTMAN_BODY).json()
         assert body["messages"][0]["error"] is None
-        assert post(sb, "/simple_send/", {"messages": POSTMAN_BODY["messages"][1:] * 1}).json()[
-            "messages"
-        ] == [{"internal_id": "1004", "message_uuid": None, "error": "RATE_LIMIT"}]
+        assert post(sb, "/simple_send/", {"messages": POSTMAN_BODY["messages"][1:] * 1}).json()["messages"] == [
+            {"internal_id": "1004", "message_uuid": None, "error": "RATE_LIMIT"}
+        ]
         both = {"messages": [dict(m, internal_id=f"x{i}") for i, m in enumerate(POSTMAN_BODY["messages"])]}
-        assert (
-            len(post(sb, "/simple_send/", both).json()["messages"]) == 1
-        )  # first RATE_LIMIT, second left out
+        assert len(post(sb, "/simple_send/", both).json()["messages"]) == 1  # first RATE_LIMIT, second left out
 
 
 def test_statuses_move_from_sent_to_final_and_test_numbers_choose(sb):
@@ -129,9 +126,7 @@ def test_statuses_move_from_sent_to_final_and_test_numbers_choose(sb):
 
 def test_refused_number_gets_a_per_message_error(sb):
     body = {
-        "messages": [
-            {"internal_id": "1", "sender": "S", "recipient_phone": REFUSED_NUMBER, "message_content": "x"}
-        ]
+        "messages": [{"internal_id": "1", "sender": "S", "recipient_phone": REFUSED_NUMBER, "message_content": "x"}]
     }
     assert post(sb, "/simple_send/", body).json()["messages"] == [
         {"internal_id": "1", "message_uuid": None, "error": "INVALID_RECIPIENT"}
@@ -155,9 +150,7 @@ def test_inspection_counts_times_accepted_and_reset_forgets(sb):
     assert {m["internal_id"]: m["times_accepted"] for m in record["messages"]} == {"1003": 2, "1004": 2}
     assert record["requests"] == {"/simple_send/": 2}
     stats = requests.get(f"{sb.url}/_sandbox/stats", timeout=5).json()
-    assert {
-        k: stats[k] for k in ("accepted", "distinct_internal_ids", "duplicated", "refused", "requests")
-    } == {
+    assert {k: stats[k] for k in ("accepted", "distinct_internal_ids", "duplicated", "refused", "requests")} == {
         "accepted": 4,
         "distinct_internal_ids": 2,
         "duplicated": 2,
@@ -165,13 +158,12 @@ def test_inspection_counts_times_accepted_and_reset_forgets(sb):
         "requests": {"/simple_send/": 2},
     }
     requests.post(f"{sb.url}/_sandbox/reset", timeout=5)
-    assert sb.accepted == [] and sb.requests == {}
+    assert sb.accepted == []
+    assert sb.requests == {}
 
 
 def test_faults_through_the_control_endpoint(sb):
-    answer = requests.post(
-        f"{sb.url}/_sandbox/faults", json={"faults": [{"mode": "503", "count": 2}]}, timeout=5
-    )
+    answer = requests.post(f"{sb.url}/_sandbox/faults", json={"faults": [{"mode": "503", "count": 2}]}, timeout=5)
     assert answer.json() == {"queued": 1}
     assert [post(sb, "/simple_send/", POSTMAN_BODY).status_code for _ in range(3)] == [503, 503, 200]
     assert len(sb.accepted) == 2
@@ -195,8 +187,10 @@ def test_fault_error_after_accepting(sb, mode):
 def test_fault_html_page_before_processing(sb):
     sb.inject("html")
     answer = post(sb, "/simple_send/", POSTMAN_BODY)
-    assert answer.status_code == 502 and answer.headers["Content-Type"] == "text/html"
-    assert "<html>" in answer.text and sb.accepted == []
+    assert answer.status_code == 502
+    assert answer.headers["Content-Type"] == "text/html"
+    assert "<html>" in answer.text
+    assert sb.accepted == []
 
 
 def test_fault_not_json_after_accepting(sb):
@@ -225,9 +219,7 @@ def test_fault_close_after_accept(sb):
 def test_fault_hang_after_accept_outlasts_the_client_timeout(sb):
     sb.inject("hang", seconds=30)
     with pytest.raises(requests.exceptions.ReadTimeout):
-        requests.post(
-            f"{sb.url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": sb.api_key}, timeout=0.5
-        )
+        requests.post(f"{sb.url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": sb.api_key}, timeout=0.5)
     assert len(sb.accepted) == 2
 
 
@@ -243,17 +235,13 @@ def test_fault_403_mid_run_and_path_filter(sb):
 
 
 def test_settings_change_at_run_time(sb):
-    answer = requests.post(
-        f"{sb.url}/_sandbox/settings", json={"delivery_delay": 0, "rate_limit": 1}, timeout=5
-    )
-    assert answer.json()["delivery_delay"] == 0 and "api_key" not in answer.json()
+    answer = requests.post(f"{sb.url}/_sandbox/settings", json={"delivery_delay": 0, "rate_limit": 1}, timeout=5)
+    assert answer.json()["delivery_delay"] == 0
+    assert "api_key" not in answer.json()
     body = post(sb, "/simple_send/", POSTMAN_BODY).json()
     assert [m["error"] for m in body["messages"]] == [None, "RATE_LIMIT"]
     uuid = body["messages"][0]["message_uuid"]
-    assert (
-        post(sb, "/messages_status/", {"message_uuids": [uuid]}).json()["messages"][0]["status"]
-        == "delivered"
-    )
+    assert post(sb, "/messages_status/", {"message_uuids": [uuid]}).json()["messages"][0]["status"] == "delivered"
     assert requests.post(f"{sb.url}/_sandbox/settings", json={"api_key": "x"}, timeout=5).status_code == 400
 
 
@@ -274,7 +262,8 @@ def test_settings_change_at_run_time(sb):
 )
 def test_malformed_faults_are_refused_with_400(sb, fault):
     answer = requests.post(f"{sb.url}/_sandbox/faults", data=json.dumps(fault, allow_nan=True), timeout=5)
-    assert answer.status_code == 400 and sb.state.faults == []
+    assert answer.status_code == 400
+    assert sb.state.faults == []
 
 
 @pytest.mark.parametrize(
@@ -282,9 +271,7 @@ def test_malformed_faults_are_refused_with_400(sb, fault):
     [{"latency_ms": -5}, {"latency_ms": "x"}, {"rate_limit": float("inf")}, {"delivery_delay": True}, [1]],
 )
 def test_malformed_settings_are_refused_with_400(sb, settings):
-    answer = requests.post(
-        f"{sb.url}/_sandbox/settings", data=json.dumps(settings, allow_nan=True), timeout=5
-    )
+    answer = requests.post(f"{sb.url}/_sandbox/settings", data=json.dumps(settings, allow_nan=True), timeout=5)
     assert answer.status_code == 400
     assert post(sb, "/messages_status/", {"message_uuids": []}).status_code == 200
 
@@ -319,7 +306,8 @@ def test_drain_refuses_everything_for_a_while():
             timeout=10,
         )
         stats = sandbox.stats()
-        assert stats["first_refused_at"] is not None and stats["refused"] >= 2
+        assert stats["first_refused_at"] is not None
+        assert stats["refused"] >= 2
 
 
 def test_latency_is_added():
@@ -339,14 +327,10 @@ def test_pytest_fixture_points_airflow_at_the_sandbox(commpeak_sandbox):
     assert commpeak_sandbox.url.startswith("http://127.0.0.1:")
 
 
-@pytest.mark.parametrize(
-    "command", [["commpeak-sandbox"], [sys.executable, "-m", "airflow_provider_commpeak.sandbox"]]
-)
+@pytest.mark.parametrize("command", [["commpeak-sandbox"], [sys.executable, "-m", "airflow_provider_commpeak.sandbox"]])
 def test_command_line_prints_url_and_stops_on_sigterm(command, tmp_path):
     executable = (
-        os.path.join(os.path.dirname(sys.executable), command[0])
-        if command[0] == "commpeak-sandbox"
-        else command[0]
+        os.path.join(os.path.dirname(sys.executable), command[0]) if command[0] == "commpeak-sandbox" else command[0]
     )
     process = subprocess.Popen(
         [executable, *command[1:], "--port", "0", "--api-key", "k1", "--fault", "503:1", "--seed", "1"],
@@ -356,12 +340,11 @@ def test_command_line_prints_url_and_stops_on_sigterm(command, tmp_path):
     )
     try:
         first = process.stdout.readline()
-        assert "listening on http://127.0.0.1:" in first and "API key: k1" in first
+        assert "listening on http://127.0.0.1:" in first
+        assert "API key: k1" in first
         url = first.split("listening on ")[1].split()[0]
         assert "AIRFLOW_CONN_COMMPEAK_DEFAULT" in process.stdout.readline()
-        answer = requests.post(
-            f"{url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": "k1"}, timeout=5
-        )
+        answer = requests.post(f"{url}/simple_send/", json=POSTMAN_BODY, headers={"Authorization": "k1"}, timeout=5)
         assert answer.status_code == 503
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0

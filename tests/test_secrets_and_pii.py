@@ -6,10 +6,10 @@ import importlib.util
 import json
 
 import pytest
-from helpers.airflow import TEST_DAGS, dag_bag, run_state, task_states, xcom_value
 
 from airflow_provider_commpeak._input.phones import normalize_phone
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
+from helpers.airflow import TEST_DAGS, dag_bag, run_state, task_states, xcom_value
 
 pytestmark = pytest.mark.sandbox
 

@@ -4,8 +4,6 @@ import json
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
-from helpers import STATUS_URL
-from helpers.fakes import make_context
 
 from airflow_provider_commpeak.exceptions import (
     CommPeakApiError,
@@ -14,6 +12,8 @@ from airflow_provider_commpeak.exceptions import (
 )
 from airflow_provider_commpeak.sensors.commpeak import SmsStatusSensor, read_message_uuids
 from airflow_provider_commpeak.triggers.commpeak import SmsStatusTrigger
+from helpers import STATUS_URL
+from helpers.fakes import make_context
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +106,8 @@ def test_soft_fail_skips_instead(requests_mock):
 def test_custom_statuses_are_case_insensitive(requests_mock):
     requests_mock.post(STATUS_URL, json=answer_with({"u1": "Sent"}))
     result = sensor(message_uuids=["u1"], success_statuses=["SENT"]).poke(make_context())
-    assert result.is_done and result.xcom_value["succeeded"] == 1
+    assert result.is_done
+    assert result.xcom_value["succeeded"] == 1
 
 
 def test_chunked_status_requests(requests_mock):
@@ -132,7 +133,8 @@ def test_deferrable_pokes_once_then_defers_with_only_the_pending_uuids(requests_
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_commpeak.triggers.commpeak.SmsStatusTrigger"
     assert sorted(kwargs["message_uuids"]) == ["u2", "u3"]
-    assert kwargs["poll_interval"] == 7 and kwargs["allowed_failures"] == 1
+    assert kwargs["poll_interval"] == 7
+    assert kwargs["allowed_failures"] == 1
     assert kwargs["end_time"] is not None
     assert info.value.timeout.total_seconds() == 600
 
@@ -144,7 +146,8 @@ def test_deferrable_with_a_report_file_passes_only_its_path(requests_mock, tmp_p
     with pytest.raises(TaskDeferred) as info:
         s.execute(make_context())
     _, kwargs = info.value.trigger.serialize()
-    assert kwargs["report_path"] == str(path) and "message_uuids" not in kwargs
+    assert kwargs["report_path"] == str(path)
+    assert "message_uuids" not in kwargs
     assert len(json.dumps(kwargs)) < 1024
 
 
@@ -205,9 +208,7 @@ def write_report(path, n: int, failed_every: int = 0):
     with path.open("w") as handle:
         for i in range(n):
             handle.write(
-                json.dumps(
-                    {"internal_id": f"m{i}", "message_uuid": str(uuid_module.UUID(int=i + 1)), "error": None}
-                )
+                json.dumps({"internal_id": f"m{i}", "message_uuid": str(uuid_module.UUID(int=i + 1)), "error": None})
                 + "\n"
             )
     return path
@@ -222,9 +223,7 @@ def test_xcom_stays_bounded_at_100k_messages_and_statuses_go_to_a_file(requests_
     def answer(request, context):
         asked = request.json()["message_uuids"]
         return {
-            "messages": [
-                {"message_uuid": u, "status": "undelivered" if u in failed else "delivered"} for u in asked
-            ]
+            "messages": [{"message_uuid": u, "status": "undelivered" if u in failed else "delivered"} for u in asked]
         }
 
     requests_mock.post(STATUS_URL, json=answer)
@@ -239,9 +238,11 @@ def test_xcom_stays_bounded_at_100k_messages_and_statuses_go_to_a_file(requests_
     xcom = result.xcom_value
     assert len(json.dumps(xcom)) < 64 * 1024
     assert (xcom["succeeded"], xcom["failed"], xcom["pending"]) == (99_900, 100, 0)
-    assert xcom["counts"] == {"delivered": 99_900, "undelivered": 100} and set(xcom["failed_uuids"]) == failed
+    assert xcom["counts"] == {"delivered": 99_900, "undelivered": 100}
+    assert set(xcom["failed_uuids"]) == failed
     lines = (tmp_path / "statuses.csv").read_text().splitlines()
-    assert lines[0] == "message_uuid,status" and len(lines) == 100_001
+    assert lines[0] == "message_uuid,status"
+    assert len(lines) == 100_001
 
 
 def test_each_poke_logs_one_line_of_counts_and_the_end_a_verdict(requests_mock, logs):
@@ -260,7 +261,8 @@ def test_a_string_status_is_one_status_not_its_letters(requests_mock):
     result = sensor(message_uuids=["u1"], success_statuses="delivered", failure_statuses="rejected").poke(
         make_context()
     )
-    assert result.is_done and result.xcom_value["succeeded"] == 1
+    assert result.is_done
+    assert result.xcom_value["succeeded"] == 1
 
 
 @pytest.mark.parametrize(

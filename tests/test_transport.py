@@ -8,8 +8,6 @@ import threading
 import time
 
 import pytest
-from helpers import free_port, message
-from helpers.tls import https_sandbox
 
 from airflow_provider_commpeak._engine.classify import Outcome
 from airflow_provider_commpeak._engine.connection import CommPeakConnectionConfig
@@ -17,6 +15,8 @@ from airflow_provider_commpeak._engine.retry import RetryPolicy
 from airflow_provider_commpeak._engine.transport import SyncTransport
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
+from helpers import free_port, message
+from helpers.tls import https_sandbox
 
 pytestmark = pytest.mark.sandbox
 
@@ -43,7 +43,8 @@ def test_a_server_trickling_its_answer_is_cut_at_the_deadline():
             "/simple_send/", BODY, retry_pushback=False, retry_unknown=False
         )
         elapsed = time.monotonic() - started
-        assert answer.outcome is Outcome.UNKNOWN and answer.code == "DEADLINE_EXCEEDED"
+        assert answer.outcome is Outcome.UNKNOWN
+        assert answer.code == "DEADLINE_EXCEEDED"
         assert elapsed < 15, "the deadline did not cut a trickling answer"  # the trickle lasts 60 s
         assert len(sb.accepted) == 1
 
@@ -54,9 +55,7 @@ def test_a_server_that_never_answers_is_cut_at_the_deadline():
     threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        answer = transport(url, timeout=0.5).request(
-            "/messages_status/", {}, retry_pushback=False, retry_unknown=False
-        )
+        answer = transport(url, timeout=0.5).request("/messages_status/", {}, retry_pushback=False, retry_unknown=False)
         assert answer.outcome is Outcome.UNKNOWN
     finally:
         listener.close()
@@ -70,9 +69,7 @@ def test_connection_refused_is_not_unconfirmed_and_nothing_is_lost(monkeypatch, 
     assert report.errors_by_kind() == {"CONNECTION_ERROR": 100, "NOT_SENT": 150}
 
 
-def test_an_untrusted_certificate_sends_nothing_and_a_retry_after_the_fix_sends_it(
-    monkeypatch, tmp_path, delays
-):
+def test_an_untrusted_certificate_sends_nothing_and_a_retry_after_the_fix_sends_it(monkeypatch, tmp_path, delays):
     sandbox, cert = https_sandbox(tmp_path)
     with sandbox:
         url = sandbox.url.replace("http://", "https://")
@@ -87,9 +84,7 @@ def test_an_untrusted_certificate_sends_nothing_and_a_retry_after_the_fix_sends_
 
 def test_a_proxy_that_refuses_sends_nothing(monkeypatch, delays):
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_COMMPEAK_DEFAULT", json.dumps({"conn_type": "commpeak", "password": "k"})
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", json.dumps({"conn_type": "commpeak", "password": "k"}))
     report = CommPeakHook(max_retries=1).send_messages([message(0)])
     assert report.results["m0"]["error"] == "CONNECTION_ERROR"
 
@@ -101,7 +96,8 @@ def test_a_redirect_sends_nothing_to_its_location(monkeypatch, status):
         connect(monkeypatch, sb.url)
         report = CommPeakHook().send_messages([message(i) for i in range(3)])
         assert set(report.errors_by_kind()) == {f"HTTP_{status}"}
-        assert target.requests == {} and sb.accepted == []
+        assert target.requests == {}
+        assert sb.accepted == []
 
 
 def test_a_connection_closed_after_the_request_went_out_is_unconfirmed(monkeypatch):

@@ -59,7 +59,8 @@ def test_all_delivered(commpeak_sandbox):
     event = first_event(trigger(uuids))
     assert event["status"] == "success"
     assert (event["total"], event["succeeded"], event["failed"], event["pending"]) == (2, 2, 0, 0)
-    assert event["counts"] == {"delivered": 2} and "statuses" not in event
+    assert event["counts"] == {"delivered": 2}
+    assert "statuses" not in event
     assert commpeak_sandbox.requests["/simple_send/"] == 1  # a trigger never sends
 
 
@@ -67,7 +68,8 @@ def test_failures_over_the_threshold(commpeak_sandbox):
     uuids = send(commpeak_sandbox, ["972524265292", UNDELIVERED])
     event = first_event(trigger(uuids))
     assert event["status"] == "failure"
-    assert event["failed_uuids"] == [uuids[1]] and event["counts"]["undelivered"] == 1
+    assert event["failed_uuids"] == [uuids[1]]
+    assert event["counts"]["undelivered"] == 1
 
 
 def test_failures_within_the_threshold_succeed(commpeak_sandbox):
@@ -87,7 +89,8 @@ def test_deadline_passed(commpeak_sandbox):
 def test_unknown_statuses_stay_pending_until_the_deadline(commpeak_sandbox):
     event = first_event(trigger(["no-such-uuid"], end_time=time.time() + 0.5))
     assert event["status"] == "timeout"
-    assert event["counts"] == {"unknown": 1} and event["pending"] == 1
+    assert event["counts"] == {"unknown": 1}
+    assert event["pending"] == 1
 
 
 def test_error_streak_ends_the_wait(commpeak_sandbox, delays):
@@ -96,7 +99,8 @@ def test_error_streak_ends_the_wait(commpeak_sandbox, delays):
     commpeak_sandbox.inject("503", count=100, path="/messages_status/")
     event = first_event(trigger(uuids, poll_interval=0.01))
     assert event["status"] == "error"
-    assert "3 status polls in a row failed" in event["message"] and "HTTP 503" in event["message"]
+    assert "3 status polls in a row failed" in event["message"]
+    assert "HTTP 503" in event["message"]
     assert commpeak_sandbox.requests["/messages_status/"] == 3 * 6
 
 
@@ -109,7 +113,8 @@ def test_an_error_between_successes_does_not_end_the_wait(commpeak_sandbox, dela
 def test_refused_key_is_an_error_at_once(commpeak_sandbox):
     commpeak_sandbox.inject("403", path="/messages_status/")
     event = first_event(trigger(["u"]))
-    assert event["status"] == "error" and "refused the API key" in event["message"]
+    assert event["status"] == "error"
+    assert "refused the API key" in event["message"]
 
 
 def test_serialize_round_trips_through_json_without_the_key(commpeak_sandbox):
@@ -126,15 +131,16 @@ def test_a_report_path_is_read_by_the_trigger_and_its_kwargs_stay_small(commpeak
     path = tmp_path / "report.jsonl"
     path.write_text(
         "".join(
-            json.dumps({"internal_id": f"m{i}", "message_uuid": u, "error": None}) + "\n"
-            for i, u in enumerate(uuids)
+            json.dumps({"internal_id": f"m{i}", "message_uuid": u, "error": None}) + "\n" for i, u in enumerate(uuids)
         )
     )
     t = trigger(None, report_path=str(path), allowed_failures=1)
     _, kwargs = t.serialize()
-    assert "message_uuids" not in kwargs and len(json.dumps(kwargs)) < 1024
+    assert "message_uuids" not in kwargs
+    assert len(json.dumps(kwargs)) < 1024
     event = first_event(t)
-    assert event["status"] == "success" and (event["succeeded"], event["failed"]) == (2, 1)
+    assert event["status"] == "success"
+    assert (event["succeeded"], event["failed"]) == (2, 1)
 
 
 def test_each_poll_logs_one_line_of_counts(commpeak_sandbox, logs):
@@ -168,4 +174,5 @@ def test_the_hooks_async_client_is_closed_when_the_trigger_ends(commpeak_sandbox
 def test_a_missing_connection_is_an_error_at_once(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", raising=False)
     event = first_event(trigger(["u"], commpeak_conn_id="no_such_conn"))
-    assert event["status"] == "error" and "no_such_conn" in event["message"]
+    assert event["status"] == "error"
+    assert "no_such_conn" in event["message"]

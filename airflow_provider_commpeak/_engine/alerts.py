@@ -126,15 +126,11 @@ def read_event(context: Mapping[str, Any]) -> AlertEvent:
     task_id = _get(ti, "task_id")
     map_index = _get(ti, "map_index")
     map_index = map_index if isinstance(map_index, int) else -1
-    state = _STATES.get(_state_name(_get(ti, "state")))
-    if state is None:
-        state = "failed" if context.get("exception") is not None else "finished"
-    try_number, max_tries = _get(ti, "try_number"), _get(ti, "max_tries")
-    url = (
-        _get(ti, "log_url")
-        if isinstance(_get(ti, "log_url"), str)
-        else _ui_url(dag_id, run_id, task_id, map_index)
+    state = _STATES.get(_state_name(_get(ti, "state"))) or (
+        "failed" if context.get("exception") is not None else "finished"
     )
+    try_number, max_tries = _get(ti, "try_number"), _get(ti, "max_tries")
+    url = _get(ti, "log_url") if isinstance(_get(ti, "log_url"), str) else _ui_url(dag_id, run_id, task_id, map_index)
     if url and _is_local(url):
         url = None  # a link to this machine is no use on a phone
     return AlertEvent(

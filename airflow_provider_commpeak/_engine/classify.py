@@ -17,6 +17,7 @@ bodies are summarised by type and length.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import re
@@ -132,9 +133,7 @@ def describe_shape(value: Any) -> str:
         return f"a list of {len(value)} item(s) ({', '.join(kinds) or 'none'})"
     if isinstance(value, str):
         return f"a string of {len(value)} characters"
-    return {bool: "a boolean", int: "a number", float: "a number", type(None): "null"}.get(
-        type(value), "a value"
-    )
+    return {bool: "a boolean", int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
 
 
 def _safe_loc(loc: Any) -> list[Any]:
@@ -230,14 +229,10 @@ def classify_response(status: int, headers: Mapping[str, str], content: bytes, *
             status_code=status,
         )
     detail = None
-    try:
+    with contextlib.suppress(UnicodeDecodeError, ValueError):
         detail = safe_detail(json.loads(content.decode("utf-8-sig")))
-    except (UnicodeDecodeError, ValueError):
-        pass
     where = f": {detail}" if detail else f" with {describe_body(content, headers.get('Content-Type'))}"
-    return Answer(
-        Outcome.REFUSED, code, f"HTTP {status} from {path}{where}", status_code=status, detail=detail
-    )
+    return Answer(Outcome.REFUSED, code, f"HTTP {status} from {path}{where}", status_code=status, detail=detail)
 
 
 def classify_failure(failure: Failure, *, bytes_sent: bool | None, path: str) -> Answer:
@@ -259,7 +254,5 @@ def classify_failure(failure: Failure, *, bytes_sent: bool | None, path: str) ->
             retryable=not invalid,
             fatal=invalid,
         )
-    code = {Failure.TIMEOUT: "READ_TIMEOUT", Failure.DEADLINE: "DEADLINE_EXCEEDED"}.get(
-        failure, "CONNECTION_BROKEN"
-    )
+    code = {Failure.TIMEOUT: "READ_TIMEOUT", Failure.DEADLINE: "DEADLINE_EXCEEDED"}.get(failure, "CONNECTION_BROKEN")
     return Answer(Outcome.UNKNOWN, code, f"{failure.value} after the request to {path} was sent")

@@ -90,9 +90,7 @@ def check_api_key(password: str | None, *, conn_id: str) -> str:
     """
     api_key = (password or "").strip()
     if not api_key:
-        raise CommPeakError(
-            f"Connection {conn_id!r} has no API key: put the CommPeak API key in its password field"
-        )
+        raise CommPeakError(f"Connection {conn_id!r} has no API key: put the CommPeak API key in its password field")
     if any(char.isspace() for char in api_key):
         problem = "whitespace inside it"
     elif any(ord(char) < 0x20 or ord(char) == 0x7F for char in api_key):

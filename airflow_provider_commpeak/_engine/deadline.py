@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from requests.adapters import HTTPAdapter
@@ -70,10 +70,8 @@ class RequestTrace:
             conn = self._conn
             sock = getattr(conn, "sock", None) if getattr(conn, "_commpeak_trace", None) is self else None
         if sock is not None:
-            try:
+            with suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def finish(self) -> None:
         with self._lock:
@@ -95,9 +93,7 @@ class _Watchdog:
             self._pid = os.getpid()
             self._cond = threading.Condition()
             self._heap = []
-            threading.Thread(
-                target=self._run, args=(self._cond,), name="commpeak-deadlines", daemon=True
-            ).start()
+            threading.Thread(target=self._run, args=(self._cond,), name="commpeak-deadlines", daemon=True).start()
         with self._cond:
             heapq.heappush(self._heap, (trace.deadline, next(self._counter), trace))
             if self._heap[0][2] is trace:

@@ -27,6 +27,14 @@ BATCH_KEY = "commpeak_send.batch.{}"
 INDEX_STEP = 64
 
 
+def _settled_entries(entry: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
+    """A batch record's settled results; records written by version 1.0 (``accepted``/``unconfirmed``) too."""
+    rows = [(str(i), u, e) for i, u, e in entry.get("settled", [])]
+    rows += [(str(i), str(u), None) for i, u in (entry.get("accepted") or {}).items()]
+    rows += [(str(i), None, UNCONFIRMED) for i in entry.get("unconfirmed") or []]
+    return rows
+
+
 class SendLedger:
     """
     The durable record of a task instance's sends.
@@ -64,10 +72,10 @@ class SendLedger:
                 continue
             for internal_id in entry.get("sending", []):
                 found.setdefault(str(internal_id), MessageResult(str(internal_id), None, UNCONFIRMED))
-            for internal_id, message_uuid, error in entry.get("settled", []):
+            for internal_id, message_uuid, error in _settled_entries(entry):
                 current = found.get(internal_id)
                 if current is None or not current.accepted:
-                    found[str(internal_id)] = MessageResult(str(internal_id), message_uuid, error)
+                    found[internal_id] = MessageResult(internal_id, message_uuid, error)
         if self.resend_unconfirmed:
             found = {k: v for k, v in found.items() if v.error != UNCONFIRMED}
         return found

@@ -15,7 +15,6 @@ exception goes on.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import Counter
@@ -96,7 +95,7 @@ class SendPipeline:
         batch_size: int,
         max_concurrency: int,
         rate_limit_timeout: float,
-        log: logging.Logger,
+        log: Any,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], bool] | None = None,
     ) -> None:
@@ -338,9 +337,7 @@ class SendPipeline:
     ) -> tuple[list[tuple[int, MessageResult]], list[Pending], str | None]:
         entries = body.get("messages") if isinstance(body, Mapping) else None
         if not isinstance(entries, list):
-            self._note_unknown(
-                None, len(batch), f"an answer without a messages list ({describe_shape(body)})"
-            )
+            self._note_unknown(None, len(batch), f"an answer without a messages list ({describe_shape(body)})")
             return [(p.seq, MessageResult(p.message.internal_id, None, UNCONFIRMED)) for p in batch], [], None
         self._consecutive_unknown = 0
         task_id = safe_token(body.get("task_id"))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from airflow_provider_commpeak._engine.report import MessageResult, describe_counts
 
@@ -28,7 +28,7 @@ class SendProgress:
     def __init__(
         self,
         total: int,
-        log: logging.Logger,
+        log: Any,
         *,
         clock: Callable[[], float] = time.monotonic,
         interval: float = INTERVAL,

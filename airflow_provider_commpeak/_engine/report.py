@@ -42,9 +42,7 @@ class MessageResult(NamedTuple):
 
 def describe_counts(counts: Counter[str]) -> str:
     """Counts in words, largest first: ``"100 UNCONFIRMED, 3 RATE_LIMIT"``."""
-    return ", ".join(
-        f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    )
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 @dataclass

@@ -66,11 +66,7 @@ class RetryPolicy:
     backoff_max: float = 60.0
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.max_retries, bool)
-            or not isinstance(self.max_retries, int)
-            or self.max_retries < 0
-        ):
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ValueError(f"max_retries must be an int >= 0, got {self.max_retries!r}")
         finite_seconds(self.backoff_base, name="backoff_base", maximum=3600)
         finite_seconds(self.backoff_max, name="backoff_max", maximum=3600)

@@ -109,9 +109,7 @@ class DeliverySnapshot:
     def describe(self) -> str:
         """``"9,500 delivered, 12 undelivered, 488 pending (400 sent, 88 unknown) of 10,000"``."""
         finals = [f"{n:,} {status}" for status, n in sorted(self.final_counts.items(), key=lambda i: -i[1])]
-        waiting = ", ".join(
-            f"{n:,} {s}" for s, n in sorted(self.pending_counts.items(), key=lambda i: -i[1]) if n
-        )
+        waiting = ", ".join(f"{n:,} {s}" for s, n in sorted(self.pending_counts.items(), key=lambda i: -i[1]) if n)
         parts = [*finals, f"{self.pending:,} pending" + (f" ({waiting})" if self.pending else "")]
         return f"{', '.join(parts)} of {self.total:,}"
 

@@ -45,9 +45,7 @@ def _possible_reason(country_code: str, national_length: int) -> int:
     """libphonenumber's verdict for any number of this country code and national length."""
     import phonenumbers
 
-    number = phonenumbers.PhoneNumber(
-        country_code=int(country_code), national_number=int("9" * national_length)
-    )
+    number = phonenumbers.PhoneNumber(country_code=int(country_code), national_number=int("9" * national_length))
     return int(phonenumbers.is_possible_number_with_reason(number))
 
 
@@ -119,9 +117,7 @@ def check_region(region: object) -> str | None:
     import phonenumbers
 
     if not isinstance(region, str) or region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(
-            f"default_region must be a two-letter region code such as 'IL' or 'GB', got {region!r}"
-        )
+        raise ValueError(f"default_region must be a two-letter region code such as 'IL' or 'GB', got {region!r}")
     return region.upper()
 
 

@@ -77,10 +77,15 @@ def is_file_source(value: Any) -> bool:
     return isinstance(value, (str, os.PathLike)) or (hasattr(value, "open") and hasattr(value, "exists"))
 
 
+def is_local(path: Any) -> bool:
+    """A plain local path (``str``, ``Path``); an ObjectStoragePath (even ``file://``) is not one."""
+    return isinstance(path, str) or (isinstance(path, os.PathLike) and not hasattr(path, "fs"))
+
+
 def open_path(path: Any, mode: str = "r") -> IO[Any]:
     """Open a local path (``str`` or ``Path``) or anything with ``.open()``, e.g. an ObjectStoragePath."""
     binary = "b" in mode
-    if isinstance(path, (str, os.PathLike)):
+    if is_local(path):
         if binary:
             return open(Path(path), mode)
         return open(Path(path), mode, encoding="utf-8", newline="" if "r" in mode else None)
@@ -89,13 +94,13 @@ def open_path(path: Any, mode: str = "r") -> IO[Any]:
 
 def same_location(first: Any, second: Any) -> bool:
     """Whether two paths (local or ObjectStoragePath) name the same file."""
-    if isinstance(first, (str, os.PathLike)) and isinstance(second, (str, os.PathLike)):
+    if is_local(first) and is_local(second):
         return os.path.realpath(first) == os.path.realpath(second)
     return str(first).rstrip("/") == str(second).rstrip("/")
 
 
 def path_exists(path: Any) -> bool:
-    if isinstance(path, (str, os.PathLike)):
+    if is_local(path):
         return os.path.exists(path)
     return bool(path.exists())
 
@@ -234,9 +239,7 @@ def _header_problems(header: list[str], columns: tuple[str, ...], required: tupl
     return problems
 
 
-def _csv_records(
-    lines: Iterator[_Line], columns: tuple[str, ...], required: tuple[str, ...]
-) -> Iterator[Record]:
+def _csv_records(lines: Iterator[_Line], columns: tuple[str, ...], required: tuple[str, ...]) -> Iterator[Record]:
     decode_problems: list[tuple[int, str]] = []
 
     def watched() -> Iterator[str]:

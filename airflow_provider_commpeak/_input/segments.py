@@ -60,9 +60,9 @@ def count_segments(text: str) -> SegmentCount:
     than its length alone says.
     """
     if text.isascii() and text.isprintable() and "`" not in text:  # the common case, at C speed
-        extension = sum(text.count(char) for char in _ASCII_EXTENSION)
-        septets = len(text) + extension
-        widths = [2 if char in _ASCII_EXTENSION else 1 for char in text] if extension else None
+        doubled = sum(text.count(char) for char in _ASCII_EXTENSION)
+        septets = len(text) + doubled
+        widths = [2 if char in _ASCII_EXTENSION else 1 for char in text] if doubled else None
         return SegmentCount("GSM-7", septets, _parts(widths, septets, GSM7_SINGLE, GSM7_MULTI))
     chars = set(text)
     if chars <= GSM7_ALL:

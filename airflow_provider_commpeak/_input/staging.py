@@ -266,9 +266,7 @@ def _check_file(path: Any, source_format: str | None) -> None:
     try:
         open_path(path, "rb").close()
     except OSError as exc:
-        raise CommPeakValidationError(
-            [f"the messages file {name!r} cannot be read ({type(exc).__name__})"]
-        ) from None
+        raise CommPeakValidationError([f"the messages file {name!r} cannot be read ({type(exc).__name__})"]) from None
 
 
 def _first_pass(
@@ -327,9 +325,7 @@ def _duplicate_problems(rows: _Rows, candidates: set[str]) -> list[str]:
         if internal_id not in candidates:
             continue
         if internal_id in first_seen:
-            problems.append(
-                f"{where}: internal_id {show_id(internal_id)} duplicates {first_seen[internal_id]}"
-            )
+            problems.append(f"{where}: internal_id {show_id(internal_id)} duplicates {first_seen[internal_id]}")
         else:
             first_seen[internal_id] = where
     return problems

@@ -106,8 +106,10 @@ def check_record(
 
     if found:
         return [f"{where}: {text}" for text in found]
-    assert phone is not None and isinstance(content, str) and isinstance(sender, str)
-    return CheckedMessage(internal_id, sender, phone, content)
+    assert phone is not None
+    assert isinstance(content, str)
+    assert isinstance(sender, str)
+    return CheckedMessage(None if internal_id is None else str(internal_id), sender, phone, content)
 
 
 def expand_recipients(recipients: object, message_content: object) -> list[dict[str, Any]]:

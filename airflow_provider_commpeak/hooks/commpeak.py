@@ -6,7 +6,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
 
@@ -92,9 +92,7 @@ class CommPeakHook(BaseHook):
     ) -> None:
         super().__init__(**kwargs)
         self.commpeak_conn_id = commpeak_conn_id
-        self.timeout = (
-            None if timeout is None else _check_seconds(timeout, "timeout", minimum=0.1, maximum=600)
-        )
+        self.timeout = None if timeout is None else _check_seconds(timeout, "timeout", minimum=0.1, maximum=600)
         try:
             self.retry_policy = RetryPolicy(max_retries, backoff_base, backoff_max)
         except ValueError as exc:
@@ -256,12 +254,6 @@ class CommPeakHook(BaseHook):
         self.log.info("Dry run, nothing sent: %s", report.describe())
         return report
 
-    @overload
-    def send_messages(self, messages: Any, *, report_path: None = None, **options: Any) -> SendReport: ...
-
-    @overload
-    def send_messages(self, messages: Any, *, report_path: Any, **options: Any) -> SendSummary: ...
-
     def send_messages(
         self,
         messages: Any,
@@ -340,7 +332,9 @@ class CommPeakHook(BaseHook):
 
     def send_messages_from(self, source: Any, *, report_path: Any, **options: Any) -> SendSummary:
         """:meth:`send_messages` with a ``report_path``: for campaigns read from a file."""
-        return self.send_messages(source, report_path=report_path, **options)
+        summary = self.send_messages(source, report_path=report_path, **options)
+        assert isinstance(summary, SendSummary)
+        return summary
 
     def _send_staged(
         self,
@@ -398,7 +392,7 @@ class CommPeakHook(BaseHook):
         if stop is not None and stop.outcome is Outcome.AUTH:
             error = CommPeakAuthError(
                 f"CommPeak refused the API key of connection {self.commpeak_conn_id!r} ({stop.description})",
-                status_code=stop.status_code,
+                http_status=stop.status_code,
             )
             error.report = outcome
             raise error
@@ -412,10 +406,10 @@ class CommPeakHook(BaseHook):
         if answer.outcome is Outcome.AUTH:
             raise CommPeakAuthError(
                 f"CommPeak refused the API key of connection {self.commpeak_conn_id!r} ({answer.description})",
-                status_code=answer.status_code,
+                http_status=answer.status_code,
             )
         if answer.outcome is not Outcome.OK:
-            raise CommPeakApiError(answer.description, status_code=answer.status_code, detail=answer.detail)
+            raise CommPeakApiError(answer.description, http_status=answer.status_code, detail=answer.detail)
         read = read_statuses(answer.body, chunk)
         if read.unreadable:
             self.log.warning(

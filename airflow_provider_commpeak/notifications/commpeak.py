@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from airflow.providers.common.compat.notifier import BaseNotifier
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 
 from airflow_provider_commpeak._engine.alerts import RecentEvents
+from airflow_provider_commpeak._engine.report import SendReport
 from airflow_provider_commpeak.exceptions import CommPeakSendError, CommPeakValidationError
 
 if TYPE_CHECKING:
@@ -19,7 +21,6 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_commpeak._engine.alerts import AlertEvent
-    from airflow_provider_commpeak._engine.report import SendReport
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
 #: The events this process already alerted for: a callback firing twice for one event sends once.
@@ -170,6 +171,7 @@ class CommPeakSmsNotifier(BaseNotifier):
                 id_namespace=f"alert-{event.key}",
                 max_concurrency=1,
             )
+            assert isinstance(report, SendReport)  # no report_path: the report is in memory
         except BaseException:
             _RECENT.forget(once)  # nothing was confirmed: a second call may try again
             raise
@@ -182,7 +184,9 @@ class CommPeakSmsNotifier(BaseNotifier):
         if report is None:
             return
         if report.failed:
-            message = f"SMS notification: {report.failed} of {report.messages} not accepted ({report.describe_errors()})"
+            message = (
+                f"SMS notification: {report.failed} of {report.messages} not accepted ({report.describe_errors()})"
+            )
             self.log.error("%s", message)
             raise CommPeakSendError(message, report=report.to_dict())
         self.log.info("SMS notification accepted for %d recipient(s)", report.accepted)
@@ -215,10 +219,8 @@ class CommPeakSmsNotifier(BaseNotifier):
 def _interval_key(event: AlertEvent, recipient: Any) -> str:
     from airflow_provider_commpeak._input.phones import PhoneProblem, normalize_phone
 
-    try:
+    with contextlib.suppress(PhoneProblem):  # the send refuses a bad number anyway; any stable key will do
         recipient = normalize_phone(recipient)
-    except PhoneProblem:
-        pass  # the send refuses it anyway; any stable key will do
     seed = f"{event.dag_id}|{event.task_id}|{recipient}"
     return LAST_ALERT_VARIABLE.format(hashlib.sha256(seed.encode()).hexdigest()[:16])
 
@@ -236,9 +238,7 @@ def _last_alert(key: str) -> float | None:
 def _remember_alert(key: str) -> None:
     from airflow_provider_commpeak._engine.lookup import set_variable
 
-    set_variable(
-        key, str(time.time()), description="CommPeakSmsNotifier min_interval: when this alert last went out"
-    )
+    set_variable(key, str(time.time()), description="CommPeakSmsNotifier min_interval: when this alert last went out")
 
 
 send_commpeak_sms_notification = CommPeakSmsNotifier

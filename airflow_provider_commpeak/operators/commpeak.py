@@ -37,9 +37,7 @@ def _argument_problems(**values: Any) -> list[str]:
             problems.append(f"{name} must be an int between 1 and {maximum}, got {value!r}")
     timeout = values["rate_limit_timeout"]
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 1 <= timeout <= 86400:
-        problems.append(
-            f"rate_limit_timeout must be a number of seconds between 1 and 86400, got {timeout!r}"
-        )
+        problems.append(f"rate_limit_timeout must be a number of seconds between 1 and 86400, got {timeout!r}")
     return problems
 
 
@@ -147,9 +145,7 @@ class SendSmsOperator(BaseOperator):
         ]
         problems = []
         if len(given) != 1:
-            problems.append(
-                "pass exactly one of messages, recipients (with message_content) or messages_path"
-            )
+            problems.append("pass exactly one of messages, recipients (with message_content) or messages_path")
         if recipients is not None and message_content is None:
             problems.append("recipients needs message_content")
         if isinstance(recipients, (set, frozenset)):
@@ -164,9 +160,7 @@ class SendSmsOperator(BaseOperator):
         )
         problems += allowed_failures_problems(allowed_failures)
         if max_segments is not None and (
-            isinstance(max_segments, bool)
-            or not isinstance(max_segments, int)
-            or not 1 <= max_segments <= 100
+            isinstance(max_segments, bool) or not isinstance(max_segments, int) or not 1 <= max_segments <= 100
         ):
             problems.append(f"max_segments must be None or an int between 1 and 100, got {max_segments!r}")
         if problems:
@@ -195,7 +189,8 @@ class SendSmsOperator(BaseOperator):
         self.resend_unconfirmed = resend_unconfirmed
         self.max_xcom_results = max_xcom_results
         self.max_segments = max_segments
-        self.dry_run = dry_run
+        # not ``self.dry_run``: BaseOperator.dry_run() is a method Airflow calls (``tasks test --dry-run``)
+        self.price_only = dry_run
         self._input = given[0]
 
     @cached_property
@@ -203,9 +198,7 @@ class SendSmsOperator(BaseOperator):
         """The CommPeak hook (created on first use, never at DAG parse time)."""
         from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
-        return CommPeakHook(
-            commpeak_conn_id=self.commpeak_conn_id, rate_limit_timeout=self.rate_limit_timeout
-        )
+        return CommPeakHook(commpeak_conn_id=self.commpeak_conn_id, rate_limit_timeout=self.rate_limit_timeout)
 
     # -- input -------------------------------------------------------------------------------------
 
@@ -242,7 +235,7 @@ class SendSmsOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_commpeak._engine.ledger import SendLedger
 
-        if self.dry_run:
+        if self.price_only:
             report = self.hook.dry_run(self._source(), **self._stage_options(context))
             data = report.to_dict()
             self._publish(context, data)

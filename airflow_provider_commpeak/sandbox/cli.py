@@ -29,9 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8099, help="port (default: 8099; 0 picks a free one)")
-    parser.add_argument(
-        "--api-key", default="sandbox-key", help="the only API key accepted (default: sandbox-key)"
-    )
+    parser.add_argument("--api-key", default="sandbox-key", help="the only API key accepted (default: sandbox-key)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every API answer")
     parser.add_argument(
         "--rate-limit",

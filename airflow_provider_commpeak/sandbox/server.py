@@ -7,6 +7,7 @@ installed, starts in milliseconds inside a test, and imports nothing from Airflo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -87,7 +88,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT
     server: SandboxHTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 
@@ -133,10 +134,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def _drop(self) -> None:
         """Close the connection without an answer."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     # -- routes ------------------------------------------------------------------------------------
 
@@ -205,9 +204,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if fault is not None and self._fault_before(fault):
             return
         if not ok:
-            self._send(
-                422, {"detail": [{"loc": ["body"], "msg": "invalid JSON", "type": "value_error.jsondecode"}]}
-            )
+            self._send(422, {"detail": [{"loc": ["body"], "msg": "invalid JSON", "type": "value_error.jsondecode"}]})
             return
         if path == SEND_PATH:
             errors = validate_send_body(body)
@@ -227,9 +224,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if fault.mode == "503":
             self._send(503, {"detail": "Service Unavailable"})
         elif fault.mode == "429":
-            self._send(
-                429, {"detail": "Too Many Requests"}, headers={"Retry-After": f"{fault.retry_after:g}"}
-            )
+            self._send(429, {"detail": "Too Many Requests"}, headers={"Retry-After": f"{fault.retry_after:g}"})
         elif fault.mode == "close":
             self._drop()
         elif fault.mode == "html":
@@ -345,7 +340,7 @@ class CommPeakSandbox:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def connection_json(self) -> str:

@@ -96,9 +96,7 @@ class Fault:
         if not isinstance(self.location, str):
             raise ValueError(f"location must be a string, got {self.location!r}")
         if self.status not in (301, 302, 303, 307, 308):
-            raise ValueError(
-                f"status must be a redirect status (301, 302, 303, 307, 308), got {self.status!r}"
-            )
+            raise ValueError(f"status must be a redirect status (301, 302, 303, 307, 308), got {self.status!r}")
 
 
 @dataclass
@@ -268,9 +266,7 @@ class SandboxState:
                 self.acceptances.append(record)
                 self.by_uuid[record.message_uuid] = record
                 self.times_accepted[internal_id] += 1
-                answer.append(
-                    {"internal_id": internal_id, "message_uuid": record.message_uuid, "error": None}
-                )
+                answer.append({"internal_id": internal_id, "message_uuid": record.message_uuid, "error": None})
         return {"status": True, "task_id": task_id, "messages": answer}
 
     def status_of(self, message_uuid: str, now: float) -> str | None:
@@ -307,8 +303,7 @@ class SandboxState:
             return {
                 "count": len(self.acceptances),
                 "messages": [
-                    {**a.public(), "times_accepted": self.times_accepted[a.internal_id]}
-                    for a in self.acceptances
+                    {**a.public(), "times_accepted": self.times_accepted[a.internal_id]} for a in self.acceptances
                 ],
                 "requests": dict(self.requests),
                 "faults": [asdict(f) for f in self.faults],

@@ -50,9 +50,7 @@ def read_message_uuids(value: Any) -> list[str]:
         value = value["message_uuids"]
     if value is None or isinstance(value, bytes) or not isinstance(value, Sequence):
         raise CommPeakValidationError(
-            [
-                f"message_uuids must be a list of uuids, a send report or a report path, got {type(value).__name__}"
-            ],
+            [f"message_uuids must be a list of uuids, a send report or a report path, got {type(value).__name__}"],
             what="arguments",
         )
     bad = [i for i, uuid in enumerate(value) if not isinstance(uuid, str) or not uuid]
@@ -71,9 +69,7 @@ def _report_path(value: Any) -> Any:
         if "report_path" in value:
             return value["report_path"]
         raise CommPeakValidationError(
-            [
-                "message_uuids: a mapping must be a SendSmsOperator report ('message_uuids') or summary ('report_path')"
-            ],
+            ["message_uuids: a mapping must be a SendSmsOperator report ('message_uuids') or summary ('report_path')"],
             what="arguments",
         )
     if isinstance(value, str) or hasattr(value, "open"):
@@ -98,9 +94,7 @@ def _status_set(value: Any, name: str) -> frozenset[str]:
     """Statuses as the sensor compares them: a string is one status (a rendered template often is)."""
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, (list, tuple, set, frozenset)) or not all(
-        isinstance(s, str) and s.strip() for s in value
-    ):
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(isinstance(s, str) and s.strip() for s in value):
         raise CommPeakValidationError([f"{name} must be a list of status names"], what="arguments")
     return frozenset(s.strip().lower() for s in value)
 

@@ -98,14 +98,10 @@ class SmsStatusTrigger(BaseTrigger):
             from airflow_provider_commpeak.sensors.commpeak import read_message_uuids
 
             uuids = await asyncio.to_thread(read_message_uuids, self.report_path)
-        return DeliveryTracker(
-            uuids, success_statuses=self.success_statuses, failure_statuses=self.failure_statuses
-        )
+        return DeliveryTracker(uuids, success_statuses=self.success_statuses, failure_statuses=self.failure_statuses)
 
     def _event(self, status: str, message: str, tracker: DeliveryTracker | None) -> TriggerEvent:
-        return TriggerEvent(
-            {"status": status, "message": message, **(tracker.snapshot.summary() if tracker else {})}
-        )
+        return TriggerEvent({"status": status, "message": message, **(tracker.snapshot.summary() if tracker else {})})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
@@ -133,9 +129,7 @@ class SmsStatusTrigger(BaseTrigger):
                         exc,
                     )
                     if errors >= self.max_consecutive_errors:
-                        yield self._event(
-                            "error", f"{errors} status polls in a row failed, the last: {exc}", tracker
-                        )
+                        yield self._event("error", f"{errors} status polls in a row failed, the last: {exc}", tracker)
                         return
                     wait = max(wait, backoff_delay(errors, base=self.poll_interval, cap=300.0))
                 verdict = tracker.snapshot.verdict(self.allowed_failures)
@@ -148,9 +142,7 @@ class SmsStatusTrigger(BaseTrigger):
                     return
                 now = time.time()
                 if self.end_time is not None and now >= self.end_time:
-                    yield self._event(
-                        "timeout", f"Deadline passed with {verdict.pending} message(s) pending", tracker
-                    )
+                    yield self._event("timeout", f"Deadline passed with {verdict.pending} message(s) pending", tracker)
                     return
                 if self.end_time is not None:
                     wait = min(wait, max(self.end_time - now, 0.0))

@@ -48,11 +48,7 @@ def send_answer(*results: tuple[str, str | None, Any], task_id: str = "t") -> di
 
 def sent_ids(requests_mock: Any, url: str = SEND_URL) -> list[list[str]]:
     """The internal_ids of each send request a requests-mock saw, in order."""
-    return [
-        [m["internal_id"] for m in r.json()["messages"]]
-        for r in requests_mock.request_history
-        if r.url == url
-    ]
+    return [[m["internal_id"] for m in r.json()["messages"]] for r in requests_mock.request_history if r.url == url]
 
 
 def free_port() -> int:

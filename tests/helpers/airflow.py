@@ -54,9 +54,7 @@ def task_states(dag_id: str, run_id: str) -> dict[str, str]:
     with create_session() as session:
         tis = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=run_id).all()
         return {
-            ti.task_id + ("" if ti.map_index < 0 else f"[{ti.map_index}]"): str(
-                getattr(ti.state, "value", ti.state)
-            )
+            ti.task_id + ("" if ti.map_index < 0 else f"[{ti.map_index}]"): str(getattr(ti.state, "value", ti.state))
             for ti in tis
         }
 

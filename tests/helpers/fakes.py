@@ -34,9 +34,7 @@ class FakeStateStore:
         self.data[key] = json.loads(json.dumps(value))  # JSON only, like the real store
 
 
-def make_context(
-    *, store: FakeStateStore | None = None, run_id: str = "manual__1", **ti_kwargs: Any
-) -> dict[str, Any]:
+def make_context(*, store: FakeStateStore | None = None, run_id: str = "manual__1", **ti_kwargs: Any) -> dict[str, Any]:
     context: dict[str, Any] = {"ti": FakeTaskInstance(**ti_kwargs), "run_id": run_id}
     if store is not None:
         context["task_state_store"] = store

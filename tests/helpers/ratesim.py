@@ -94,9 +94,7 @@ class Simulation:
     :param on_tick: Called with the simulation at every event (e.g. to start a drain).
     """
 
-    def __init__(
-        self, bucket: Bucket, clients: list[Client], *, latency: float = 0.0, clock: FakeClock
-    ) -> None:
+    def __init__(self, bucket: Bucket, clients: list[Client], *, latency: float = 0.0, clock: FakeClock) -> None:
         self.bucket = bucket
         self.clients = clients
         self.latency = latency
@@ -160,9 +158,7 @@ class Simulation:
                 return
 
     def accepted_between(self, start: float, end: float, clients: list[Client] | None = None) -> int:
-        return sum(
-            n for c in (clients or self.clients) for t, n in c.accepted if start <= t - self.origin < end
-        )
+        return sum(n for c in (clients or self.clients) for t, n in c.accepted if start <= t - self.origin < end)
 
     @property
     def origin(self) -> float:
