@@ -14,7 +14,7 @@ machines, point it at shared storage, e.g. an ``s3://`` URL (any ObjectStoragePa
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, task
@@ -56,11 +56,13 @@ with DAG(
             chunks.append({"messages_path": str(path), "report_path": str(folder / f"report-{index}.csv")})
         return chunks
 
-    sent = SendSmsOperator.partial(task_id="send_chunk", sender="CAMPAIGN", retries=2).expand_kwargs(build_chunks())
+    sent = SendSmsOperator.partial(
+        task_id="send_chunk", sender="CAMPAIGN", retries=2, retry_delay=timedelta(seconds=30)
+    ).expand_kwargs(build_chunks())
 
-    delivered = SmsStatusSensor.partial(
-        task_id="wait_chunk", poke_interval=2, timeout=600, deferrable=True
-    ).expand(message_uuids=sent.output)
+    delivered = SmsStatusSensor.partial(task_id="wait_chunk", poke_interval=2, timeout=600, deferrable=True).expand(
+        message_uuids=sent.output
+    )
 
     @task
     def summarise(reports: list[dict[str, Any]], deliveries: list[dict[str, Any]]) -> dict[str, int]:

@@ -84,7 +84,10 @@ def test_records_written_by_version_1_are_read():
     store = FakeStateStore()
     store.set(INDEX_KEY, 1)
     store.set("commpeak_send.batch.0", {"task_ids": ["t"], "accepted": {"a": "u-a"}, "unconfirmed": ["b"]})
-    assert SendLedger(store).settled() == {"a": MessageResult("a", "u-a", None), "b": MessageResult("b", None, UNCONFIRMED)}
+    assert SendLedger(store).settled() == {
+        "a": MessageResult("a", "u-a", None),
+        "b": MessageResult("b", None, UNCONFIRMED),
+    }
 
 
 def test_no_store_records_nothing():

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import pytest
-
 import importlib
 from importlib.metadata import entry_points
+
+import pytest
 
 from airflow_provider_commpeak import __version__
 from airflow_provider_commpeak.get_provider_info import get_provider_info
