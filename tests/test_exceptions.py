@@ -19,7 +19,8 @@ from airflow_provider_commpeak.exceptions import (
 
 def test_one_family_below_airflow_exception():
     for cls in (CommPeakApiError, CommPeakAuthError, CommPeakValidationError, CommPeakSendError, CommPeakDeliveryError):
-        assert issubclass(cls, CommPeakError) and issubclass(CommPeakError, AirflowException)
+        assert issubclass(cls, CommPeakError)
+        assert issubclass(CommPeakError, AirflowException)
     assert issubclass(CommPeakValidationError, ValueError)
 
 
@@ -35,4 +36,5 @@ def test_http_status_has_its_own_name_and_status_code_is_a_deprecated_alias():
 
 def test_validation_errors_list_twenty_problems_and_count_the_rest():
     error = CommPeakValidationError([f"message {i}: bad" for i in range(25)])
-    assert len(error.problems) == 25 and "... and 5 more" in str(error)
+    assert len(error.problems) == 25
+    assert "... and 5 more" in str(error)

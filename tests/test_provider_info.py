@@ -47,7 +47,8 @@ def test_the_legacy_form_and_the_json_schema_agree_on_the_timeout():
     schema = get_provider_info()["connection-types"][0]["conn-fields"]["timeout"]["schema"]
     widget = CommPeakHook.get_connection_form_widgets()["timeout"]
     [number_range] = [v for v in widget.kwargs["validators"] if type(v).__name__ == "NumberRange"]
-    assert "integer" in schema["type"] and widget.field_class.__name__ == "IntegerField"
+    assert "integer" in schema["type"]
+    assert widget.field_class.__name__ == "IntegerField"
     assert (number_range.min, number_range.max) == (schema["minimum"], schema["maximum"])
 
 
