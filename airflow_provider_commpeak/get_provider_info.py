@@ -56,7 +56,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": INTEGRATION,
                 "external-doc-url": "https://www.commpeak.com/",
-                "how-to-guide": [f"/docs/howto/{page}.rst" for page in HOW_TO_PAGES],
+                "how-to-guide": [f"/docs/howto/{page}.md" for page in HOW_TO_PAGES],
                 "tags": ["service"],
             }
         ],

@@ -268,6 +268,40 @@ def worker_trigger(url: str, report_path: str, status_path: str) -> dict[str, An
     }
 
 
+def worker_dry_run(path: str) -> dict[str, Any]:
+    """A dry run over a JSON Lines file: counts, no request, no connection."""
+    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+
+    started = time.perf_counter()
+    report = CommPeakHook().dry_run(path)
+    return {"wall": time.perf_counter() - started, "rss": peak_rss_mb(), "messages": report.messages, "segments": report.segments}
+
+
+def worker_phones(n: int) -> dict[str, Any]:
+    """Seconds to normalise n numbers: the cached fast path vs a libphonenumber parse each."""
+    import phonenumbers
+
+    from airflow_provider_commpeak._input.phones import normalize_phone
+
+    clean = [f"4477009{i % 100000:05d}" for i in range(n)]
+    formatted = [f"+44 7700 9{i % 100000:05d}" for i in range(n)]
+    normalize_phone(clean[0])  # load the metadata once, as any first call does
+    timings = {}
+    for name, numbers in (("clean", clean), ("formatted", formatted)):
+        started = time.perf_counter()
+        for number in numbers:
+            normalize_phone(number)
+        timings[name] = time.perf_counter() - started
+    sample = min(n, 50_000)
+    started = time.perf_counter()
+    for number in formatted[:sample]:
+        parsed = phonenumbers.parse(number)
+        phonenumbers.is_possible_number_with_reason(parsed)
+        phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    timings["parse_each"] = (time.perf_counter() - started) * n / sample
+    return timings
+
+
 def worker_import(module: str) -> dict[str, Any]:
     started = time.perf_counter()
     __import__(module)
@@ -553,6 +587,22 @@ def polling(args: argparse.Namespace) -> list[dict[str, Any]]:
     return result["pokes"]
 
 
+def dry_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """A dry run over files of 10,000 and 1,000,000 rows: time and peak memory."""
+    rows = []
+    for n in args.stream_sizes:
+        path = Path(tempfile.mkdtemp()) / f"audience-{n}.jsonl"
+        with path.open("w") as out:
+            for message in messages(n):
+                out.write(json.dumps(message) + "\n")
+        result = run_worker("dry-run", str(path))
+        path.unlink()
+        rows.append({"N": n, "wall_s": f"{result['wall']:.1f}", "peak_rss_mb": f"{result['rss']:.0f}", "_rss": result["rss"], "segments": result["segments"]})
+    for row in rows:
+        row["rss_vs_smallest"] = f"{row['_rss'] / rows[0]['_rss']:.2f}x"
+    return rows
+
+
 def sensor_scale(args: argparse.Namespace) -> dict[str, Any]:
     """A deferrable wait for N accepted messages given as a report file: what it costs to carry."""
     n = args.scale_n
@@ -672,7 +722,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
     parser.add_argument(
         "--only",
-        default="throughput,bound,rate,drain,shared,streaming,polling,scale,imports",
+        default="throughput,bound,rate,drain,shared,streaming,dryrun,phones,polling,scale,imports",
         help="comma-separated sections to run (default: all)",
     )
     args = parser.parse_args()
@@ -794,6 +844,24 @@ def main() -> int:
         print(f"\n## Sensor polling cost, {args.polling_n:,} messages settling (status_batch_size=500)\n")
         print(table(pokes, ["pending", "requests", "expected"]))
         assert all(p["requests"] == p["expected"] for p in pokes), "requests per poke != ceil(pending / chunk)"
+    if "dryrun" in sections:
+        print("\n## Dry run of a file (no request, no connection): time and peak RSS\n")
+        print(table(dry_runs(args), ["N", "wall_s", "peak_rss_mb", "rss_vs_smallest", "segments"]))
+    if "phones" in sections:
+        n = 1_000_000 if not args.quick else 100_000
+        result = run_worker("phones", str(n))
+        per_million = 1_000_000 / n
+        print(f"\n## Phone numbers: seconds to normalise 1,000,000 (measured on {n:,})\n")
+        print(
+            table(
+                [
+                    {"numbers": "clean international digits (4477009xxxxx), cached fast path", "seconds_per_1M": f"{result['clean'] * per_million:.1f}"},
+                    {"numbers": "formatted (+44 7700 9xxxxx), cached fast path", "seconds_per_1M": f"{result['formatted'] * per_million:.1f}"},
+                    {"numbers": "formatted, a libphonenumber parse each (what the fast path saves)", "seconds_per_1M": f"{result['parse_each'] * per_million:.1f}"},
+                ],
+                ["numbers", "seconds_per_1M"],
+            )
+        )
     if "scale" in sections:
         result = sensor_scale(args)
         print(f"\n## Deferrable sensor at scale: {args.scale_n:,} accepted messages from a report file\n")
@@ -840,6 +908,10 @@ if __name__ == "__main__":
             result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), start=int(rest[4]))
         elif kind == "commpeak-file":
             result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), source=rest[4])
+        elif kind == "dry-run":
+            result = worker_dry_run(rest[0])
+        elif kind == "phones":
+            result = worker_phones(int(rest[0]))
         elif kind == "trigger":
             result = worker_trigger(rest[0], rest[1], rest[2])
         elif kind == "polling":

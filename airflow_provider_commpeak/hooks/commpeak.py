@@ -269,6 +269,7 @@ class CommPeakHook(BaseHook):
         on_batch_done: Callable[[SendReport], None] | None = None,
         max_segments: int | None = None,
         max_attempts: int | None = None,
+        rate_limit_backoff: float | None = None,
     ) -> SendReport | SendSummary:
         """
         Validate every message, then send them in paced batches, one ``POST /simple_send/`` each.
@@ -298,17 +299,21 @@ class CommPeakHook(BaseHook):
         :param max_segments: Refuse (before sending anything) a text that takes more SMS segments.
         :param max_attempts: Deprecated and ignored: refused messages are resent until the API
             accepts them or ``rate_limit_timeout`` passes without progress.
+        :param rate_limit_backoff: Deprecated and ignored: refused messages are paced to the rate the
+            API sustains.
         :raises CommPeakValidationError: If any message or argument is invalid (nothing is sent).
         :raises CommPeakAuthError: If the API refuses the key; ``.report`` holds what was accepted
             before, every other message being ``NOT_SENT``.
         """
-        if max_attempts is not None:
-            warnings.warn(
-                "max_attempts is ignored since airflow-provider-commpeak 1.1.0: refused messages are "
-                "resent until accepted or rate_limit_timeout passes without progress",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+        for name, value in (("max_attempts", max_attempts), ("rate_limit_backoff", rate_limit_backoff)):
+            if value is not None:
+                warnings.warn(
+                    f"{name} is ignored since airflow-provider-commpeak 1.1.0: refused messages are resent, "
+                    "paced to the rate the API sustains, until accepted or rate_limit_timeout passes without "
+                    "progress",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
         _check_positive_int(batch_size, "batch_size", maximum=1000)
         _check_positive_int(max_concurrency, "max_concurrency", maximum=64)
         if report_path is not None:
