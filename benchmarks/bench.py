@@ -274,7 +274,12 @@ def worker_dry_run(path: str) -> dict[str, Any]:
 
     started = time.perf_counter()
     report = CommPeakHook().dry_run(path)
-    return {"wall": time.perf_counter() - started, "rss": peak_rss_mb(), "messages": report.messages, "segments": report.segments}
+    return {
+        "wall": time.perf_counter() - started,
+        "rss": peak_rss_mb(),
+        "messages": report.messages,
+        "segments": report.segments,
+    }
 
 
 def worker_phones(n: int) -> dict[str, Any]:
@@ -597,7 +602,15 @@ def dry_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
                 out.write(json.dumps(message) + "\n")
         result = run_worker("dry-run", str(path))
         path.unlink()
-        rows.append({"N": n, "wall_s": f"{result['wall']:.1f}", "peak_rss_mb": f"{result['rss']:.0f}", "_rss": result["rss"], "segments": result["segments"]})
+        rows.append(
+            {
+                "N": n,
+                "wall_s": f"{result['wall']:.1f}",
+                "peak_rss_mb": f"{result['rss']:.0f}",
+                "_rss": result["rss"],
+                "segments": result["segments"],
+            }
+        )
     for row in rows:
         row["rss_vs_smallest"] = f"{row['_rss'] / rows[0]['_rss']:.2f}x"
     return rows
@@ -855,9 +868,18 @@ def main() -> int:
         print(
             table(
                 [
-                    {"numbers": "clean international digits (4477009xxxxx), cached fast path", "seconds_per_1M": f"{result['clean'] * per_million:.1f}"},
-                    {"numbers": "formatted (+44 7700 9xxxxx), cached fast path", "seconds_per_1M": f"{result['formatted'] * per_million:.1f}"},
-                    {"numbers": "formatted, a libphonenumber parse each (what the fast path saves)", "seconds_per_1M": f"{result['parse_each'] * per_million:.1f}"},
+                    {
+                        "numbers": "clean international digits (4477009xxxxx), cached fast path",
+                        "seconds_per_1M": f"{result['clean'] * per_million:.1f}",
+                    },
+                    {
+                        "numbers": "formatted (+44 7700 9xxxxx), cached fast path",
+                        "seconds_per_1M": f"{result['formatted'] * per_million:.1f}",
+                    },
+                    {
+                        "numbers": "formatted, a libphonenumber parse each (what the fast path saves)",
+                        "seconds_per_1M": f"{result['parse_each'] * per_million:.1f}",
+                    },
                 ],
                 ["numbers", "seconds_per_1M"],
             )

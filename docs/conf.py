@@ -7,11 +7,11 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
-from airflow_provider_commpeak import __version__  # noqa: E402
+from airflow_provider_commpeak import __version__
 
 project = "airflow-provider-commpeak"
 author = "airflow-provider-commpeak developers"
-copyright = "2026, airflow-provider-commpeak developers"  # noqa: A001 - Sphinx's name
+copyright = "2026, airflow-provider-commpeak developers"
 release = version = __version__
 
 extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.viewcode"]
@@ -29,8 +29,12 @@ nitpick_ignore_regex = [
     ("py:class", r"(Context|CommPeakHook|SendLedger|StagedMessages|DeliverySnapshot|DeliveryTracker|AlertEvent)"),
     ("py:class", r"(Any|Sequence|Iterable|Callable|Mapping|Iterator|AsyncIterator|TriggerEvent|NoneType)"),
     ("py:class", r"(SendReport|SendSummary|DryRunReport|RateController|SyncTransport|AsyncTransport)"),
-    ("py:class", r"(PokeReturnValue|AirflowException|BaseHook|BaseOperator|BaseSensorOperator|BaseTrigger|BaseNotifier)"),
-    ("py:class", r"(HTTPStatus|Answer|CommPeakConnectionConfig|requests\.Session|Session)"),
+    (
+        "py:class",
+        r"(PokeReturnValue|AirflowException|BaseHook|BaseOperator|BaseSensorOperator|BaseTrigger|BaseNotifier)",
+    ),
+    ("py:class", r"(HTTPStatus|Answer|requests\.Session|Session)"),
+    ("py:class", r"airflow_provider_commpeak\._(engine|input)\..*"),  # private modules
     ("py:class", r".*\.(Context|TriggerEvent|SendReport|SendSummary|DryRunReport)"),
     ("py:obj", r".*"),
     ("py:data", r".*"),

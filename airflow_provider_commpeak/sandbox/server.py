@@ -382,6 +382,7 @@ class CommPeakSandbox:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket; requests held by a fault are let go first."""
         self.state.wake.set()
         self._server.shutdown()
         self._server.server_close()
