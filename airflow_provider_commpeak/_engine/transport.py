@@ -80,6 +80,19 @@ def _should_retry(answer: Answer, *, retry_pushback: bool, retry_unknown: bool) 
     return retry_unknown and answer.outcome is Outcome.UNKNOWN
 
 
+def _retry_delay(
+    policy: RetryPolicy, attempt: int, answer: Answer, *, retry_pushback: bool, retry_unknown: bool
+) -> float | None:
+    """Seconds to wait before retry number ``attempt`` (logged), or ``None`` to return ``answer``."""
+    if attempt > policy.max_retries or not _should_retry(
+        answer, retry_pushback=retry_pushback, retry_unknown=retry_unknown
+    ):
+        return None
+    delay = policy.delay(attempt, answer.retry_after)
+    log.warning("CommPeak API: %s; retry %d/%d in %.2fs", answer.description, attempt, policy.max_retries, delay)
+    return delay
+
+
 class SyncTransport:
     """
     The hook's HTTP client: one pooled ``requests.Session``, one deadline per request, no redirects.
@@ -143,19 +156,12 @@ class SyncTransport:
         attempt = 0
         while True:
             answer = self._once(path, body)
-            if attempt >= self.policy.max_retries or not _should_retry(
-                answer, retry_pushback=retry_pushback, retry_unknown=retry_unknown
-            ):
-                return answer
             attempt += 1
-            delay = self.policy.delay(attempt, answer.retry_after)
-            log.warning(
-                "CommPeak API: %s; retry %d/%d in %.2fs",
-                answer.description,
-                attempt,
-                self.policy.max_retries,
-                delay,
+            delay = _retry_delay(
+                self.policy, attempt, answer, retry_pushback=retry_pushback, retry_unknown=retry_unknown
             )
+            if delay is None:
+                return answer
             if stop is not None and stop.wait(delay):
                 return answer
             if stop is None:
@@ -212,19 +218,12 @@ class AsyncTransport:
         attempt = 0
         while True:
             answer = await self._once(path, body)
-            if attempt >= self.policy.max_retries or not _should_retry(
-                answer, retry_pushback=retry_pushback, retry_unknown=retry_unknown
-            ):
-                return answer
             attempt += 1
-            delay = self.policy.delay(attempt, answer.retry_after)
-            log.warning(
-                "CommPeak API: %s; retry %d/%d in %.2fs",
-                answer.description,
-                attempt,
-                self.policy.max_retries,
-                delay,
+            delay = _retry_delay(
+                self.policy, attempt, answer, retry_pushback=retry_pushback, retry_unknown=retry_unknown
             )
+            if delay is None:
+                return answer
             await asyncio.sleep(delay)
 
     async def _once(self, path: str, body: bytes) -> Answer:
