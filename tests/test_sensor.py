@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
@@ -10,7 +11,7 @@ from airflow_provider_commpeak.exceptions import (
     CommPeakDeliveryError,
     CommPeakValidationError,
 )
-from airflow_provider_commpeak.sensors.commpeak import SmsStatusSensor, read_message_uuids
+from airflow_provider_commpeak.sensors.commpeak import DEFERRAL_TIMEOUT_GRACE, SmsStatusSensor, read_message_uuids
 from airflow_provider_commpeak.triggers.commpeak import SmsStatusTrigger
 from helpers import STATUS_URL
 from helpers.fakes import make_context
@@ -135,8 +136,9 @@ def test_deferrable_pokes_once_then_defers_with_only_the_pending_uuids(requests_
     assert sorted(kwargs["message_uuids"]) == ["u2", "u3"]
     assert kwargs["poll_interval"] == 7
     assert kwargs["allowed_failures"] == 1
-    assert kwargs["end_time"] is not None
-    assert info.value.timeout.total_seconds() == 600
+    assert kwargs["end_time"] == pytest.approx(time.time() + 600, abs=60)
+    # Airflow's deferral timeout is a backstop after the trigger's own deadline, whose event names the pending
+    assert info.value.timeout.total_seconds() == 600 + DEFERRAL_TIMEOUT_GRACE.total_seconds()
 
 
 def test_deferrable_with_a_report_file_passes_only_its_path(requests_mock, tmp_path):
@@ -190,6 +192,21 @@ def test_execute_complete_maps_failure_timeout_and_error(requests_mock):
         s.execute_complete(make_context(), event("timeout", {"delivered": 1, "sent": 2}, "Deadline passed"))
     with pytest.raises(CommPeakApiError, match="5 status polls"):
         s.execute_complete(make_context(), {"status": "error", "message": "5 status polls in a row failed"})
+
+
+def test_a_timeout_counts_every_message_not_only_those_deferred(requests_mock):
+    """The sensor deferred with u2 only (u1 was already delivered): the error still says 1 of 2."""
+    requests_mock.post(STATUS_URL, json=answer_with({"u1": "delivered", "u2": "sent"}))
+    s = sensor(message_uuids=["u1", "u2"])
+    with pytest.raises(AirflowSensorTimeout, match=r"^Deadline passed: 1 of 2 message\(s\) still pending"):
+        s.execute_complete(make_context(), event("timeout", {"sent": 1}, "Deadline passed", total=1))
+
+
+def test_a_timeout_says_what_the_trigger_knew_when_the_last_read_fails(requests_mock):
+    requests_mock.post(STATUS_URL, status_code=401)
+    s = sensor(message_uuids=["u1", "u2"])
+    with pytest.raises(AirflowSensorTimeout, match=r"1 of 1 message\(s\) still pending"):
+        s.execute_complete(make_context(), event("timeout", {"sent": 1}, "Deadline passed", total=1))
 
 
 def test_execute_complete_under_soft_fail_skips(requests_mock):

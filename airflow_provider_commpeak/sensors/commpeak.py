@@ -21,6 +21,7 @@ from airflow_provider_commpeak._engine.delivery import DEFAULT_FAILURE_STATUSES,
 from airflow_provider_commpeak.exceptions import (
     CommPeakApiError,
     CommPeakDeliveryError,
+    CommPeakError,
     CommPeakValidationError,
 )
 
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 
 #: Above this many messages the per-message statuses leave XCom (see ``status_report_path``).
 MAX_XCOM_RESULTS = 10_000
+#: Airflow's own deferral timeout fires this long after the trigger's deadline: a backstop for a
+#: trigger that stopped answering, late enough that the trigger's ``timeout`` event (which says how
+#: many messages are still pending) normally arrives first.
+DEFERRAL_TIMEOUT_GRACE = timedelta(seconds=60)
 
 
 def read_message_uuids(value: Any) -> list[str]:
@@ -321,7 +326,7 @@ class SmsStatusSensor(BaseSensorOperator):
                 **source,
             ),
             method_name="execute_complete",
-            timeout=timeout,
+            timeout=timeout + DEFERRAL_TIMEOUT_GRACE if timeout is not None else None,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -330,22 +335,42 @@ class SmsStatusSensor(BaseSensorOperator):
 
         status = event.get("status")
         if status in ("success", "failure"):
-            snapshot = DeliverySnapshot.from_event(event, success=self._success, failure=self._failure)
-            if snapshot.total <= self.max_xcom_results:  # few messages: read their statuses once, for XCom
-                tracker = self._get_tracker()
-                tracker.update(self.hook.get_statuses(tracker.pending, batch_size=self.status_batch_size))
-                snapshot = tracker.snapshot
+            snapshot = self._whole_snapshot(
+                DeliverySnapshot.from_event(event, success=self._success, failure=self._failure)
+            )
             if status == "failure" or snapshot.verdict(self._allowed(snapshot.total)).too_many_failures:
                 self._fail(snapshot)
             self._log_verdict(snapshot)
             return self._result(snapshot)
         text = event.get("message") or "The trigger gave up"
-        if event.get("total") is not None:
-            snapshot = DeliverySnapshot.from_event(event, success=self._success, failure=self._failure)
-            text = f"{text}. {snapshot.pending} of {snapshot.total} message(s) still pending ({snapshot.describe()})"
         if status == "timeout":
+            if event.get("total") is not None:
+                snapshot = DeliverySnapshot.from_event(event, success=self._success, failure=self._failure)
+                try:
+                    snapshot = self._whole_snapshot(snapshot)
+                except CommPeakError as exc:  # the deadline has passed: say what the trigger knew
+                    self.log.warning("Could not read the statuses once more: %s", exc)
+                text = (
+                    f"Deadline passed: {snapshot.pending} of {snapshot.total} message(s) still pending "
+                    f"({snapshot.describe()})"
+                )
             self.log.error("Delivery: %s", text)
             if self.soft_fail:
                 raise AirflowSkipException(text)
             raise AirflowSensorTimeout(text)
+        if event.get("total") is not None:
+            snapshot = DeliverySnapshot.from_event(event, success=self._success, failure=self._failure)
+            text = f"{text}. {snapshot.pending} of {snapshot.total} message(s) still pending ({snapshot.describe()})"
         raise CommPeakApiError(text)
+
+    def _whole_snapshot(self, event_snapshot: DeliverySnapshot) -> DeliverySnapshot:
+        """
+        The trigger's counts cover the messages pending when the sensor deferred. For up to
+        ``max_xcom_results`` messages, read every status once more: the result then covers all of them,
+        one by one (for XCom), including those already final before the deferral.
+        """
+        if event_snapshot.total > self.max_xcom_results:
+            return event_snapshot
+        tracker = self._get_tracker()
+        tracker.update(self.hook.get_statuses(tracker.pending, batch_size=self.status_batch_size))
+        return tracker.snapshot

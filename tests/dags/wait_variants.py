@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG
 
@@ -10,6 +13,15 @@ from airflow_provider_commpeak.operators.commpeak import SendSmsOperator
 from airflow_provider_commpeak.sensors.commpeak import SmsStatusSensor
 
 NUMBERS = {"delivered": ["972524265292", "972545330008"], "never_final": ["972524265292", "+1 555 000 0005"]}
+
+
+def record_failure(context: dict[str, Any]) -> None:
+    """Append the task's exception to the file named by COMMPEAK_TEST_FAILURES (the tests read it)."""
+    target = os.environ.get("COMMPEAK_TEST_FAILURES")
+    if target:
+        with Path(target).open("a") as out:
+            out.write(f"{type(context.get('exception')).__name__}: {context.get('exception')}\n")
+
 
 MODES = {"poke": {"mode": "poke"}, "reschedule": {"mode": "reschedule"}, "deferrable": {"deferrable": True}}
 
@@ -25,6 +37,7 @@ for outcome, numbers in NUMBERS.items():
                 message_uuids=send.output,
                 poke_interval=1,
                 timeout=4,
+                on_failure_callback=record_failure,
                 **{"deferrable": False, **mode_kwargs},
             )
         globals()[dag_id] = dag
