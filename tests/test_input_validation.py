@@ -172,8 +172,10 @@ def test_stats_count_segments_encodings_and_country_codes():
 
 
 def test_bloom_set_never_forgets_and_rarely_lies():
+    # Python's hash is salted per process, so the collisions differ between runs: the bounds are
+    # ~25x the expected counts (about 0.2 and 2 for this size), never met by chance in practice.
     bloom = BloomSet(10_000)
-    assert sum(bloom.add(f"id-{i}") for i in range(10_000)) < 50
+    assert sum(bloom.add(f"id-{i}") for i in range(10_000)) < 10
     assert all(bloom.add(f"id-{i}") for i in range(10_000))
     false_positives = sum(bloom.add(f"other-{i}") for i in range(10_000))
     assert false_positives < 50

@@ -79,14 +79,15 @@ class BloomSet:
     """
     A Bloom filter: ``add`` answers whether the key was *maybe* added before (never a false "no").
 
-    Sized for ``expected`` keys at a false-positive rate well under one in a thousand, at most
-    16 MiB.
+    Sized for ``expected`` keys (32 to 64 bits each, 4 hashes) at a false-positive rate under one in
+    two thousand, at most 16 MiB (a hit is only a candidate: the caller checks it exactly). Keys are
+    hashed with Python's ``hash``, salted per process, so which keys collide differs between runs.
     """
 
-    HASHES = 3
+    HASHES = 4
 
     def __init__(self, expected: int | None) -> None:
-        bits = 1 << 27 if expected is None else min(1 << 27, max(1 << 16, _next_power_of_two(expected * 24)))
+        bits = 1 << 27 if expected is None else min(1 << 27, max(1 << 16, _next_power_of_two(expected * 32)))
         self._mask = bits - 1
         self._bits = bytearray(bits // 8)
 
