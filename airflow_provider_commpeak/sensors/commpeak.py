@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.common.compat.sdk import (
     AirflowSensorTimeout,
@@ -261,15 +261,19 @@ class SmsStatusSensor(BaseSensorOperator):
             self._allowed(snapshot.total),
         )
 
-    def _fail(self, snapshot: DeliverySnapshot) -> None:
+    def _fail(self, snapshot: DeliverySnapshot) -> NoReturn:
         message = (
             f"{snapshot.failed} of {snapshot.total} message(s) failed delivery, more than the "
             f"{self._allowed(snapshot.total)} allowed ({snapshot.describe()})"
         )
-        self.log.error("Delivery: %s", message)
+        self._give_up(CommPeakDeliveryError(message, statuses=dict(snapshot.statuses or {})))
+
+    def _give_up(self, error: Exception) -> NoReturn:
+        """Log ``error`` and raise it, or skip the task with its text under ``soft_fail``."""
+        self.log.error("Delivery: %s", error)
         if self.soft_fail:
-            raise AirflowSkipException(message)
-        raise CommPeakDeliveryError(message, statuses=dict(snapshot.statuses or {}))
+            raise AirflowSkipException(str(error))
+        raise error
 
     def _result(self, snapshot: DeliverySnapshot) -> dict[str, Any]:
         """The XCom value: statuses one by one when few, else counts (and a status report file)."""
@@ -354,10 +358,7 @@ class SmsStatusSensor(BaseSensorOperator):
                     f"Deadline passed: {snapshot.pending} of {snapshot.total} message(s) still pending "
                     f"({snapshot.describe()})"
                 )
-            self.log.error("Delivery: %s", text)
-            if self.soft_fail:
-                raise AirflowSkipException(text)
-            raise AirflowSensorTimeout(text)
+            self._give_up(AirflowSensorTimeout(text))
         if event.get("total") is not None:
             snapshot = DeliverySnapshot.from_event(event, success=self._success, failure=self._failure)
             text = f"{text}. {snapshot.pending} of {snapshot.total} message(s) still pending ({snapshot.describe()})"
