@@ -32,6 +32,12 @@ BAD_INPUTS = {
     "empty sender": ([message(0, sender="")], "message 0: sender is missing"),
     "unknown key": ([message(0, priority="high")], "message 0: unknown field(s) 'priority'"),
     "an id too long": ([message(0, internal_id="x" * 129)], "longer than 128"),
+    "an emoji cut in half in the text (the 1,000th message)": (
+        [message(i) for i in range(999)] + [message(999, message_content="Hi \ud83d")],
+        "message 999: message_content holds a character that cannot be sent at position 3",
+    ),
+    "a lone surrogate in the sender": ([message(0, sender="S\udc00")], "message 0: sender holds a character"),
+    "a lone surrogate in the id": ([message(0, internal_id="a\ud800")], "message 0: internal_id holds a character"),
     "duplicates among 10,000": (
         TEN_THOUSAND_WITH_DUPLICATES,
         "message 9998: internal_id 'm17' duplicates message 17",
@@ -65,5 +71,21 @@ def test_duplicates_report_every_position(no_request):
     assert info.value.problems == [
         "message 9998: internal_id 'm17' duplicates message 17",
         "message 9999: internal_id 'm9997' duplicates message 9997",
+    ]
+    assert no_request.call_count == 0
+
+
+def test_a_lone_surrogate_in_a_json_lines_file_names_its_line(no_request, tmp_path):
+    path = tmp_path / "audience.jsonl"
+    path.write_text(
+        '{"recipient_phone": "972524265292", "message_content": "ok", "sender": "S"}\n'
+        '{"recipient_phone": "972545330008", "message_content": "cut \\ud83d", "sender": "S"}\n'
+    )
+    op = SendSmsOperator(task_id="send", messages_path=str(path), report_path=str(tmp_path / "r.csv"))
+    with pytest.raises(CommPeakValidationError) as info:
+        op.execute(make_context())
+    assert info.value.problems == [
+        "line 2: message_content holds a character that cannot be sent at position 4 (a lone UTF-16 "
+        "surrogate: an emoji or other character cut in half upstream?)"
     ]
     assert no_request.call_count == 0

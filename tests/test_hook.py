@@ -234,7 +234,8 @@ def test_odd_entries(hook, requests_mock):
     }
 
 
-def test_answers_for_unknown_internal_ids_are_ignored(hook, requests_mock):
+def test_an_entry_naming_no_message_makes_the_unnamed_ones_unconfirmed(hook, requests_mock):
+    """A uuid under an id we did not send means the API took *something*: nothing is resent blindly."""
     requests_mock.post(
         SEND_URL,
         [
@@ -243,8 +244,58 @@ def test_answers_for_unknown_internal_ids_are_ignored(hook, requests_mock):
         ],
     )
     report = hook.send_messages([message(0), message(1)])
-    assert report.results["m0"] == {"message_uuid": "u0", "error": None}
-    assert report.results["m1"]["error"] is None
+    assert requests_mock.call_count == 1
+    assert report.results == {
+        "m0": {"message_uuid": "u0", "error": None},
+        "m1": {"message_uuid": None, "error": "UNCONFIRMED"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("ids", "echo"),
+    [
+        (["007", "008", "009"], lambda m: int(m["internal_id"])),  # "007" echoed as the number 7
+        (["a1 ", "b2 ", "c3 "], lambda m: m["internal_id"].strip()),  # trimmed
+        (["a1", "b2", "c3"], lambda m: m["internal_id"].upper()),  # re-cased
+        (["a1", "b2", "c3"], lambda m: None),  # left out (entries in order)
+    ],
+    ids=["retyped", "trimmed", "recased", "missing"],
+)
+def test_an_echo_that_differs_from_what_was_sent_never_resends(hook, requests_mock, ids, echo):
+    """The first outside probe's worst case: each message accepted 62+ times. Now: once, UNCONFIRMED."""
+
+    def answer(request, context):
+        entries = [{"message_uuid": f"u{i}", "error": None} for i, _ in enumerate(request.json()["messages"])]
+        for entry, sent in zip(entries, request.json()["messages"], strict=True):
+            if echo(sent) is not None:
+                entry["internal_id"] = echo(sent)
+        return {"status": True, "task_id": "t", "messages": entries}
+
+    messages = [message(i) | {"internal_id": internal_id} for i, internal_id in enumerate(ids)]
+    requests_mock.post(SEND_URL, json=answer)
+    report = hook.send_messages(messages)
+    assert requests_mock.call_count == 1
+    assert report.errors_by_kind() == {"UNCONFIRMED": 3}
+
+
+def test_a_refusal_under_an_unknown_id_still_lets_the_missing_message_go_again(hook, requests_mock):
+    """An entry that surely stands for nothing accepted (an error, no uuid) does not block a resend."""
+    requests_mock.post(
+        SEND_URL,
+        [{"json": send_answer(("m0", "u0", None), ("M1", None, "RATE_LIMIT"))}, {"json": accepted_answer}],
+    )
+    report = hook.send_messages([message(0), message(1)])
+    assert requests_mock.call_count == 2
+    assert report.accepted == 2
+
+
+@pytest.mark.parametrize("error", ["RATE_LIMIT", "rate_limit", " Rate_Limit "])
+def test_rate_limit_is_a_refusal_even_beside_a_uuid_and_in_any_case(hook, requests_mock, error):
+    requests_mock.post(SEND_URL, [{"json": send_answer(("m0", "u-refused", error))}, {"json": accepted_answer}])
+    report = hook.send_messages([message(0)])
+    assert requests_mock.call_count == 2
+    assert report.results["m0"]["error"] is None
+    assert report.results["m0"]["message_uuid"] != "u-refused"
 
 
 @pytest.mark.parametrize("body", ["<html>ok</html>", json.dumps({"status": True}), json.dumps([1, 2])])
@@ -531,3 +582,37 @@ def test_close_releases_the_session(hook, requests_mock):
     first = hook.get_conn()
     hook.close()
     assert hook.get_conn() is not first
+
+
+# -- answers of hostile size and depth ---------------------------------------------------------------
+
+
+def test_a_body_nested_too_deep_costs_only_its_own_batch(hook, requests_mock):
+    deep = "[" * 200_000 + "]" * 200_000
+    answers = [{"json": accepted_answer}] * 2 + [{"text": deep}] + [{"json": accepted_answer}] * 7
+    requests_mock.post(SEND_URL, answers)
+    report = hook.send_messages([message(i) for i in range(10)], batch_size=1, max_concurrency=1)
+    assert requests_mock.call_count == 10
+    assert report.errors_by_kind() == {"UNCONFIRMED": 1}
+    assert report.accepted == 9
+
+
+def test_a_status_body_nested_too_deep_is_an_api_error(hook, requests_mock):
+    requests_mock.post(STATUS_URL, text="{\"a\":" * 100_000 + "1" + "}" * 100_000)
+    with pytest.raises(CommPeakApiError, match="nested too deep"):
+        hook.get_statuses(["u1"])
+
+
+def test_a_status_answer_over_the_bound_is_an_api_error(hook, requests_mock):
+    from airflow_provider_commpeak._engine.classify import MAX_ANSWER_BYTES
+
+    requests_mock.post(STATUS_URL, content=b" " * (MAX_ANSWER_BYTES + 1))
+    with pytest.raises(CommPeakApiError, match="dropped unread"):
+        hook.get_statuses(["u1"])
+
+
+def test_an_unfamiliar_status_is_warned_about_once(hook, requests_mock, logs):
+    requests_mock.post(STATUS_URL, json={"messages": [{"uuid": "u1", "status": "expired"}]})
+    assert hook.get_statuses(["u1"]) == {"u1": "expired"}
+    hook.get_statuses(["u1"])
+    assert logs.count("not known to use, 'expired'") == 1

@@ -27,9 +27,9 @@ from airflow_provider_commpeak._input.segments import count_segments
         (972524265292, None, "972524265292"),
         ("052-426-5292", "IL", "972524265292"),
         ("0524265292", "IL", "972524265292"),
-        ("07700 900123", "GB", "447700900123"),
+        ("07400 123456", "GB", "447400123456"),
         ("2125551234", "US", "12125551234"),  # not possible as +212..., so national
-        ("972524265292", "IL", "972524265292"),  # international form wins when possible
+        ("972524265292", "IL", "972524265292"),  # not valid as an IL national number: international
         ("011 972 52 426 5292", "US", "972524265292"),  # the US international prefix
         ("+61 0412 345 678", None, "61412345678"),  # a trunk 0 after the country code is dropped
     ],

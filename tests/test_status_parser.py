@@ -50,6 +50,12 @@ EXPECTED = {"u1": "delivered", "u2": "sent_failed", "u3": "unknown"}
             },
             id="with-status-flag",
         ),
+        pytest.param(
+            {"status": True, "messages": {"u1": "delivered", "u2": {"status": "sent_failed"}}},
+            id="mapping-under-messages",
+        ),
+        pytest.param({"data": {"U1": "delivered", "u2": "sent_failed"}}, id="mapping-under-data-recased"),
+        pytest.param({"messages": [{"uuid": "U1", "status": "delivered"}, {"uuid": " u2 ", "status": "sent_failed"}]}, id="recased-entries"),
     ],
 )
 def test_each_documented_shape(body):
@@ -116,3 +122,17 @@ def test_error_text_of_a_huge_body_stays_short():
     with pytest.raises(CommPeakApiError) as info:
         parse_statuses("x" * 5000, UUIDS)
     assert len(str(info.value)) < 200
+
+
+def test_uuids_compare_ignoring_case_and_keep_the_case_asked():
+    upper = "0562F2AA-0000-4000-8000-00000000000A"
+    assert parse_statuses({"messages": [{"message_uuid": upper.lower(), "status": "delivered"}]}, [upper]) == {
+        upper: "delivered"
+    }
+    assert parse_statuses({upper.lower(): "delivered"}, [upper]) == {upper: "delivered"}
+
+
+def test_a_status_outside_the_known_set_is_read_and_flagged():
+    read = read_statuses({"messages": [{"uuid": "u1", "status": "EXPIRED"}, {"uuid": "u2", "status": "sent"}]}, UUIDS)
+    assert read.statuses == {"u1": "expired", "u2": "sent"}
+    assert read.unfamiliar == {"expired"}

@@ -132,3 +132,71 @@ def test_the_async_transport_shares_the_classifier_and_the_deadline():
         sb.inject("redirect")
         assert asyncio.run(ask(sb.url, 5)).outcome is Outcome.REFUSED
     assert asyncio.run(ask(f"http://127.0.0.1:{free_port()}", 5)).code == "CONNECTION_ERROR"
+
+
+class HugeAnswerServer:
+    """Answers every request 200 with ``size`` bytes of JSON-looking data, with or without a length."""
+
+    def __init__(self, size: int, *, declare_length: bool) -> None:
+        self.size, self.declare_length = size, declare_length
+        self.sent = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                length = f"Content-Length: {self.size}\r\n" if self.declare_length else ""
+                conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}Connection: close\r\n\r\n".encode())
+                chunk = b"[" * 65536
+                try:
+                    while self.sent < self.size:
+                        conn.sendall(chunk)
+                        self.sent += len(chunk)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("declare_length", [True, False])
+def test_an_answer_over_the_bound_is_dropped_unread_as_unknown(declare_length):
+    from airflow_provider_commpeak._engine.classify import MAX_ANSWER_BYTES
+
+    server = HugeAnswerServer(8 * MAX_ANSWER_BYTES, declare_length=declare_length)
+    try:
+        answer = transport(server.url, timeout=30).request("/simple_send/", BODY, retry_pushback=False, retry_unknown=False)
+        assert (answer.outcome, answer.code) == (Outcome.UNKNOWN, "ANSWER_TOO_LARGE")
+        assert server.sent < 4 * MAX_ANSWER_BYTES, "the client read on past its bound"
+    finally:
+        server.close()
+
+
+def test_the_async_transport_drops_an_answer_over_the_bound():
+    import asyncio
+
+    from airflow_provider_commpeak._engine.classify import MAX_ANSWER_BYTES
+    from airflow_provider_commpeak._engine.transport import AsyncTransport
+
+    async def ask(url: str):
+        client = AsyncTransport(
+            CommPeakConnectionConfig(conn_id="c", base_url=url, api_key="k", timeout=30), RetryPolicy(max_retries=0)
+        )
+        try:
+            return await client.request("/messages_status/", {"message_uuids": ["u"]})
+        finally:
+            await client.aclose()
+
+    server = HugeAnswerServer(8 * MAX_ANSWER_BYTES, declare_length=False)
+    try:
+        assert asyncio.run(ask(server.url)).code == "ANSWER_TOO_LARGE"
+        assert server.sent < 4 * MAX_ANSWER_BYTES
+    finally:
+        server.close()

@@ -81,6 +81,9 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 _TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,59}$")
 _CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$")
 _HOST = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,100}$")
+#: The largest answer read (a status answer for a chunk of uuids is about 1 MB): past it the answer
+#: is dropped unread and the request's outcome is unknown.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 #: The longest Retry-After honoured (a longer one is capped: the give-up rule decides instead).
 MAX_RETRY_AFTER = 300.0
 
@@ -185,6 +188,13 @@ def classify_response(status: int, headers: Mapping[str, str], content: bytes, *
     if 200 <= status < 300:
         try:
             body = json.loads(content.decode("utf-8-sig"))
+        except RecursionError:
+            return Answer(
+                Outcome.UNKNOWN,
+                "NOT_JSON",
+                f"HTTP {status} from {path} with a JSON body of {len(content):,} bytes nested too deep to read",
+                status_code=status,
+            )
         except (UnicodeDecodeError, ValueError):
             return Answer(
                 Outcome.UNKNOWN,
@@ -229,10 +239,20 @@ def classify_response(status: int, headers: Mapping[str, str], content: bytes, *
             status_code=status,
         )
     detail = None
-    with contextlib.suppress(UnicodeDecodeError, ValueError):
+    with contextlib.suppress(UnicodeDecodeError, ValueError, RecursionError):
         detail = safe_detail(json.loads(content.decode("utf-8-sig")))
     where = f": {detail}" if detail else f" with {describe_body(content, headers.get('Content-Type'))}"
     return Answer(Outcome.REFUSED, code, f"HTTP {status} from {path}{where}", status_code=status, detail=detail)
+
+
+def classify_too_large(status: int, *, path: str) -> Answer:
+    """An answer larger than :data:`MAX_ANSWER_BYTES`, dropped unread: its outcome is unknown."""
+    return Answer(
+        Outcome.UNKNOWN,
+        "ANSWER_TOO_LARGE",
+        f"HTTP {status} from {path} with a body over {MAX_ANSWER_BYTES:,} bytes, dropped unread",
+        status_code=status,
+    )
 
 
 def classify_failure(failure: Failure, *, bytes_sent: bool | None, path: str) -> Answer:

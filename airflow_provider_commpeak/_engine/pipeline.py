@@ -22,7 +22,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_commpeak._engine.classify import Answer, Outcome, describe_shape, safe_code, safe_token
+from airflow_provider_commpeak._engine.classify import (
+    Answer,
+    Failure,
+    Outcome,
+    classify_failure,
+    describe_shape,
+    safe_code,
+    safe_token,
+)
 from airflow_provider_commpeak._engine.connection import SEND_PATH
 from airflow_provider_commpeak._engine.ledger import SendLedger
 from airflow_provider_commpeak._engine.progress import SendProgress
@@ -40,7 +48,7 @@ from airflow_provider_commpeak._engine.report import (
     describe_counts,
 )
 from airflow_provider_commpeak._engine.retry import RetryPolicy
-from airflow_provider_commpeak._engine.transport import SyncTransport
+from airflow_provider_commpeak._engine.transport import SyncTransport, encode_body
 from airflow_provider_commpeak._input.staging import Message
 
 #: Requests in a row whose outcome is unknown (timeouts, 5xx) after which the send stops: an API
@@ -251,16 +259,42 @@ class SendPipeline:
         return True
 
     def _send(self, batch: list[Pending]) -> None:
-        number = self._ledger.begin([p.message.internal_id for p in batch])
+        try:  # everything that can fail before a byte leaves fails before the ledger marks the batch
+            body = encode_body({"messages": [p.message.payload() for p in batch]})
+        except (ValueError, UnicodeError) as exc:
+            body, number = None, None
+            self._log.error("A batch of %d could not be encoded (%s): NOT_SENT", len(batch), type(exc).__name__)
+        else:
+            number = self._ledger.begin([p.message.internal_id for p in batch])
         sent_at = self._clock()
-        answer = self._transport.request(
+        answer = (
+            classify_failure(Failure.INVALID_REQUEST, bytes_sent=False, path=SEND_PATH)
+            if body is None
+            else self._send_body(body)
+        )
+        settled, pushed_back, task_id = self._judge(batch, answer)
+        self._record(batch, answer, number, sent_at, settled, pushed_back, task_id)
+
+    def _send_body(self, body: bytes) -> Answer:
+        return self._transport.request(
             SEND_PATH,
-            {"messages": [p.message.payload() for p in batch]},
+            body,
             retry_pushback=False,
             retry_unknown=False,
             stop=self._stop,
         )
-        settled, pushed_back, task_id = self._judge(batch, answer)
+
+    def _record(
+        self,
+        batch: list[Pending],
+        answer: Answer,
+        number: int | None,
+        sent_at: float,
+        settled: list[tuple[int, MessageResult]],
+        pushed_back: list[Pending],
+        task_id: str | None,
+    ) -> None:
+        """Record a batch's answer: ledger, sink, queue, controller, in that order."""
         self._ledger.finish(number, [result for _, result in settled])
         with self._lock:
             self._result.requests += 1
@@ -341,23 +375,31 @@ class SendPipeline:
             return [(p.seq, MessageResult(p.message.internal_id, None, UNCONFIRMED)) for p in batch], [], None
         self._consecutive_unknown = 0
         task_id = safe_token(body.get("task_id"))
-        by_id: dict[str, Mapping[str, Any]] = {}
-        for entry in entries:
-            if isinstance(entry, Mapping) and isinstance(entry.get("internal_id"), (str, int)):
-                by_id.setdefault(str(entry["internal_id"]), entry)
+        by_id, unmatched_claims = match_entries([p.message.internal_id for p in batch], entries)
         settled: list[tuple[int, MessageResult]] = []
         pushed_back: list[Pending] = []
         for pending in batch:
             internal_id = pending.message.internal_id
             entry = by_id.get(internal_id)
             if entry is None:
-                pushed_back.append(pending._replace(error=NOT_ACCEPTED))
+                if unmatched_claims:  # the API took something we cannot place: never resend blindly
+                    settled.append((pending.seq, MessageResult(internal_id, None, UNCONFIRMED)))
+                else:
+                    pushed_back.append(pending._replace(error=NOT_ACCEPTED))
                 continue
             result = judge_entry(internal_id, entry)
             if result is None:
                 pushed_back.append(pending._replace(error=RATE_LIMIT))
             else:
                 settled.append((pending.seq, result))
+        if unmatched_claims and len(by_id) < len(batch):
+            self._log.error(
+                "An answer held %d entr(ies) naming no message of its batch (an internal_id echoed "
+                "differently, or none): the %d message(s) of the batch it did not name are UNCONFIRMED "
+                "(they may have been accepted) and are not sent again",
+                unmatched_claims,
+                len(batch) - len(by_id),
+            )
         return settled, pushed_back, task_id
 
     def _note_unknown(self, answer: Answer | None, size: int, what: str | None = None) -> None:
@@ -389,24 +431,69 @@ class SendPipeline:
             self._changed.notify_all()
 
 
+def _has_uuid(entry: Mapping[str, Any]) -> bool:
+    raw = entry.get("message_uuid")
+    return raw is not None and raw is not False and raw != "" and raw != 0
+
+
+def is_rate_limit(error: object) -> bool:
+    """Whether a per-message error is CommPeak's ``RATE_LIMIT`` (compared ignoring case and spaces)."""
+    return isinstance(error, str) and error.strip().upper() == RATE_LIMIT
+
+
+def _refused(entry: object) -> bool:
+    """An entry that surely stands for no accepted message: an error and no uuid, or ``RATE_LIMIT``."""
+    if not isinstance(entry, Mapping):
+        return False
+    error = entry.get("error")
+    return bool(error) and (is_rate_limit(error) or not _has_uuid(entry))
+
+
+def match_entries(
+    internal_ids: list[str], entries: list[Any]
+) -> tuple[dict[str, Mapping[str, Any]], int]:
+    """
+    Match a ``simple_send`` answer's entries to the batch's messages by their exact ``internal_id``.
+
+    Of two entries for one message the one that looks accepted wins. Returns the matched entries by
+    id and how many other entries *may* stand for an accepted message (a uuid, or no error, under an
+    ``internal_id`` that names no message of the batch: re-typed, trimmed, re-cased or missing).
+    While there is one, no unnamed message of the batch can be called "left out".
+    """
+    wanted = set(internal_ids)
+    by_id: dict[str, Mapping[str, Any]] = {}
+    claims = 0
+    for entry in entries:
+        raw = entry.get("internal_id") if isinstance(entry, Mapping) else None
+        key = str(raw) if isinstance(raw, (str, int)) and not isinstance(raw, bool) else None
+        if key is None or key not in wanted:
+            claims += not _refused(entry)
+            continue
+        current = by_id.get(key)
+        if current is None or (_refused(current) and not _refused(entry)):
+            by_id[key] = entry
+    return by_id, claims
+
+
 def judge_entry(internal_id: str, entry: Mapping[str, Any]) -> MessageResult | None:
     """
     One entry of a ``simple_send`` answer: its result, or ``None`` when it was refused for ``RATE_LIMIT``.
 
-    An entry with a ``message_uuid`` is accepted whatever falsy ``error`` rides with it (``null``,
-    ``""``, ``false``, ``0``); one with a uuid *and* an error keeps both (never sent again: the API
-    knows it). Without a uuid: ``RATE_LIMIT`` is sent again, another error is final, and no error at
-    all is ``UNCONFIRMED`` (the API said nothing either way).
+    ``RATE_LIMIT`` (in any case) is a refusal even beside a uuid: the message is sent again. An
+    entry with a ``message_uuid`` is accepted whatever falsy ``error`` rides with it (``null``,
+    ``""``, ``false``, ``0``); one with a uuid *and* another error keeps both (never sent again: the
+    API knows it). Without a uuid: another error is final, and no error at all is ``UNCONFIRMED``
+    (the API said nothing either way).
     """
     raw_uuid, error = entry.get("message_uuid"), entry.get("error")
-    present = raw_uuid is not None and raw_uuid is not False and raw_uuid != "" and raw_uuid != 0
+    if is_rate_limit(error):
+        return None
+    present = _has_uuid(entry)
     message_uuid = safe_token(raw_uuid) if present else None
     if present and message_uuid is None:
         return MessageResult(internal_id, None, UNCONFIRMED)  # a uuid of a shape we cannot keep
     if message_uuid is not None:
         return MessageResult(internal_id, message_uuid, safe_code(error) if error else None)
-    if error == RATE_LIMIT:
-        return None
     if not error:
         return MessageResult(internal_id, None, UNCONFIRMED)
     return MessageResult(internal_id, None, safe_code(error))

@@ -38,24 +38,42 @@ def _status(value: Any) -> str | None:
     return text if _STATUS.match(text) else None
 
 
+#: The statuses CommPeak shows for stream messages; any other is logged once and stays pending.
+KNOWN_STATUSES = frozenset({"sent", "delivered", "sent_failed", "undelivered", "no_routes", "rejected", UNKNOWN})
+
+
 class StatusAnswer:
     """
     The statuses an answer names, and how many of its entries could not be read.
 
+    uuids compare case-insensitively (RFC 4122): an answer naming ``0562F2AA-...`` answers a question
+    about ``0562f2aa-...``; ``statuses`` is keyed by the uuid as it was asked.
+
+    :param asked: The uuids asked about.
     :param statuses: ``{uuid: status}`` for each entry read.
     :param unreadable: Entries skipped (no id, or a status that is not a word).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, asked: Iterable[str] = ()) -> None:
+        self.asked = {uuid.lower(): uuid for uuid in asked}
         self.statuses: dict[str, str] = {}
         self.unreadable = 0
+
+    def names(self, uuid: object) -> bool:
+        return isinstance(uuid, str) and uuid.strip().lower() in self.asked
 
     def add(self, uuid: Any, status: Any) -> None:
         readable = _status(status)
         if not isinstance(uuid, str) or readable is None:
             self.unreadable += 1
             return
-        self.statuses[uuid] = readable
+        key = uuid.strip().lower()
+        self.statuses[self.asked.get(key, uuid)] = readable
+
+    @property
+    def unfamiliar(self) -> set[str]:
+        """Statuses read that CommPeak is not known to use (they leave their messages pending)."""
+        return set(self.statuses.values()) - KNOWN_STATUSES
 
 
 def _from_entries(entries: list[Any], answer: StatusAnswer) -> bool:
@@ -69,18 +87,18 @@ def _from_entries(entries: list[Any], answer: StatusAnswer) -> bool:
     return readable > 0 or not entries
 
 
-def _from_mapping(body: Mapping[str, Any], asked: set[str], answer: StatusAnswer) -> bool:
+def _from_mapping(body: Mapping[str, Any], answer: StatusAnswer) -> bool:
     """
     Read ``{uuid: "status"}`` or ``{uuid: {"status": ...}}``; ``False`` if not of that form.
 
     A non-empty mapping naming none of the asked uuids is not of that form: it is some other object,
     such as ``{"detail": "..."}``, which would otherwise leave every message pending.
     """
-    if body and asked.isdisjoint(str(key) for key in body):
+    if body and not any(answer.names(key) for key in body):
         return False
     for uuid, value in body.items():
-        if str(uuid) in asked:
-            answer.add(str(uuid), _first(value, STATUS_KEYS) if isinstance(value, Mapping) else value)
+        if answer.names(uuid):
+            answer.add(uuid, _first(value, STATUS_KEYS) if isinstance(value, Mapping) else value)
     return True
 
 
@@ -91,17 +109,19 @@ def read_statuses(body: Any, message_uuids: Iterable[str]) -> StatusAnswer:
     Accepted shapes: ``{"messages": [...]}`` (or the list under ``data``/``results``), a bare list,
     each entry naming its id under ``message_uuid``/``uuid``/``id`` and its status under
     ``status``/``message_status``/``delivery_status``; or a mapping ``{uuid: "status"}`` or
-    ``{uuid: {"status": ...}}``.
+    ``{uuid: {"status": ...}}``, bare or under ``messages``/``data``/``results``.
 
     :raises CommPeakApiError: When the body has none of these shapes; the text names the shape it got.
     """
-    asked = set(message_uuids)
-    answer = StatusAnswer()
+    answer = StatusAnswer(message_uuids)
     if isinstance(body, list):
         known = _from_entries(body, answer)
     elif isinstance(body, Mapping):
-        lists = [body[key] for key in LIST_KEYS if isinstance(body.get(key), list)]
-        known = _from_entries(lists[0], answer) if lists else _from_mapping(body, asked, answer)
+        inner = [body[key] for key in LIST_KEYS if isinstance(body.get(key), (list, Mapping))]
+        if inner and isinstance(inner[0], list):
+            known = _from_entries(inner[0], answer)
+        else:
+            known = (bool(inner) and _from_mapping(inner[0], answer)) or _from_mapping(body, answer)
     else:
         known = False
     if not known:

@@ -17,11 +17,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_commpeak._engine.classify import (
+    MAX_ANSWER_BYTES,
     Answer,
     Failure,
     Outcome,
     classify_failure,
     classify_response,
+    classify_too_large,
 )
 from airflow_provider_commpeak._engine.connection import CommPeakConnectionConfig
 from airflow_provider_commpeak._engine.retry import RetryPolicy
@@ -72,6 +74,18 @@ def httpx_failure(exc: BaseException) -> Failure:
     if isinstance(exc, httpx.TimeoutException):
         return Failure.TIMEOUT
     return Failure.BROKEN
+
+
+def _declared_too_large(headers: Any) -> bool:
+    try:
+        return int(headers.get("Content-Length") or 0) > MAX_ANSWER_BYTES
+    except ValueError:
+        return False
+
+
+def encode_body(payload: dict[str, Any]) -> bytes:
+    """A request's JSON body as it goes on the wire (raises ``ValueError`` for what UTF-8 cannot carry)."""
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
 
 
 def _should_retry(answer: Answer, *, retry_pushback: bool, retry_unknown: bool) -> bool:
@@ -137,7 +151,7 @@ class SyncTransport:
     def request(
         self,
         path: str,
-        payload: dict[str, Any],
+        payload: dict[str, Any] | bytes,
         *,
         retry_pushback: bool,
         retry_unknown: bool,
@@ -150,9 +164,10 @@ class SyncTransport:
         unknown outcomes (timeouts, 5xx) only when ``retry_unknown`` (a status read, which is safe
         to repeat; never a send).
 
+        :param payload: The JSON body, or its bytes from :func:`encode_body`.
         :param stop: When set, stop waiting between retries and return the last answer.
         """
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        body = payload if isinstance(payload, bytes) else encode_body(payload)
         attempt = 0
         while True:
             answer = self._once(path, body)
@@ -179,11 +194,29 @@ class SyncTransport:
                     data=body,
                     timeout=(self.config.connect_timeout, self.config.timeout),
                     allow_redirects=False,
+                    stream=True,
                 )
+                with response:
+                    content = self._read_bounded(response)
             except (requests.RequestException, ValueError, UnicodeError) as exc:
                 failure = Failure.DEADLINE if trace.expired else requests_failure(exc)
                 return classify_failure(failure, bytes_sent=trace.bytes_sent, path=path)
-        return classify_response(response.status_code, response.headers, response.content, path=path)
+        if content is None:
+            return classify_too_large(response.status_code, path=path)
+        return classify_response(response.status_code, response.headers, content, path=path)
+
+    @staticmethod
+    def _read_bounded(response: requests.Response) -> bytes | None:
+        """The body, or ``None`` (unread past the bound) when it is larger than :data:`MAX_ANSWER_BYTES`."""
+        if _declared_too_large(response.headers):
+            return None
+        chunks, size = [], 0
+        for chunk in response.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 class AsyncTransport:
@@ -214,7 +247,7 @@ class AsyncTransport:
         self, path: str, payload: dict[str, Any], *, retry_pushback: bool = True, retry_unknown: bool = True
     ) -> Answer:
         """As :meth:`SyncTransport.request`, awaiting instead of blocking."""
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        body = encode_body(payload)
         attempt = 0
         while True:
             answer = await self._once(path, body)
@@ -232,9 +265,24 @@ class AsyncTransport:
         client = self._get_client()
         try:
             async with asyncio.timeout(self.config.timeout):
-                response = await client.post(self.config.url(path), content=body)
+                async with client.stream("POST", self.config.url(path), content=body) as response:
+                    content = await self._read_bounded(response)
         except TimeoutError:
             return classify_failure(Failure.DEADLINE, bytes_sent=None, path=path)
         except (httpx.HTTPError, ValueError, UnicodeError) as exc:
             return classify_failure(httpx_failure(exc), bytes_sent=None, path=path)
-        return classify_response(response.status_code, response.headers, response.content, path=path)
+        if content is None:
+            return classify_too_large(response.status_code, path=path)
+        return classify_response(response.status_code, response.headers, content, path=path)
+
+    @staticmethod
+    async def _read_bounded(response: httpx.Response) -> bytes | None:
+        if _declared_too_large(response.headers):
+            return None
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes(65536):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)

@@ -96,18 +96,44 @@ def _check_international(digits: str) -> str:
     return digits
 
 
-def _check_national(digits: str, region: str) -> str:
-    """Turn a national number of ``region`` into international digits, or raise."""
+def _valid_reading(text: str, region: str | None) -> tuple[str | None, int]:
+    """
+    libphonenumber's reading of ``text`` (``region``'s national form, or ``+text`` when ``None``).
+
+    Returns the number in international digits if it is *valid* (not merely of a possible length),
+    else ``None`` with the reason it is not possible (0 when possible but not valid).
+    """
     import phonenumbers
 
     try:
-        number = phonenumbers.parse(digits, region)
+        number = phonenumbers.parse(text if region else f"+{text}", region)
     except phonenumbers.NumberParseException:
-        raise PhoneProblem(f"is not a phone number of region {region}") from None
-    reason = int(phonenumbers.is_possible_number_with_reason(number))
-    if reason:
-        raise PhoneProblem(f"{_REASONS[reason]} (region {region})")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+        return None, 1
+    if phonenumbers.is_valid_number(number):
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:], 0
+    return None, int(phonenumbers.is_possible_number_with_reason(number))
+
+
+def _check_with_region(digits: str, region: str) -> str:
+    """
+    A number written without an international prefix, read with ``default_region``.
+
+    Its national reading wins when valid; otherwise its international reading must be valid. A
+    number valid both ways, as two different numbers, is refused: guessing would text a stranger.
+    """
+    national, national_reason = _valid_reading(digits, region)
+    international = _valid_reading(digits, None)[0] if MIN_DIGITS <= len(digits) <= MAX_DIGITS else None
+    if national and international and national != international:
+        raise PhoneProblem(
+            f"is ambiguous: valid as a national number of region {region} (+{country_calling_code(national)}) "
+            f"and as an international number (+{country_calling_code(international)}); write it with + "
+            "or 00 and its country code"
+        )
+    if national or international:
+        return national or international  # type: ignore[return-value]
+    if national_reason:
+        raise PhoneProblem(f"{_REASONS[national_reason]} (region {region})")
+    raise PhoneProblem(f"is not a valid number of region {region}, nor a valid international number")
 
 
 def check_region(region: object) -> str | None:
@@ -127,21 +153,18 @@ def normalize_phone(raw: object, default_region: str | None = None) -> str:
 
     Accepts ``+972 (52) 426-5292``, ``00972...``, ``+00972...``, digits with spaces, dashes, dots,
     slashes and brackets, and a non-negative ``int``. A number with a leading ``0`` is national:
-    ``default_region`` (e.g. ``"IL"``) says whose; without it such a number is refused. A number
-    without ``+`` that is possible in international form is taken as international; otherwise,
-    with ``default_region``, as national.
+    ``default_region`` (e.g. ``"IL"``) says whose; without it such a number is refused and a number
+    without ``+`` or ``00`` is read as international. With ``default_region``, a number written
+    without an international prefix is read as a national number of that region first: that
+    reading wins when libphonenumber finds it valid; otherwise the international reading must be
+    valid; a number valid both ways (as two different numbers) is refused as ambiguous.
 
     :param raw: The number as the user gave it.
     :param default_region: The region of national numbers (ISO 3166 two-letter code), already
         checked by :func:`check_region`.
     """
-    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and raw[:1] != "0":  # clean: fast
-        try:
-            return _check_international(raw)
-        except PhoneProblem:
-            if default_region is None:
-                raise
-            return _check_national(raw, default_region)
+    if default_region is None and isinstance(raw, str) and raw.isascii() and raw.isdigit() and raw[:1] != "0":
+        return _check_international(raw)  # clean international digits: the fast path
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
         raise PhoneProblem(f"must be a string or an int, got {type(raw).__name__}")
     if isinstance(raw, int) and raw < 0:
@@ -158,19 +181,16 @@ def normalize_phone(raw: object, default_region: str | None = None) -> str:
         raise PhoneProblem("holds characters other than digits, +, spaces, dashes, dots and brackets")
     if international:
         return _check_international(text)
+    if default_region is not None:
+        if len(text) > 17:
+            raise PhoneProblem(f"has {len(text)} digits; a phone number has at most {MAX_DIGITS}")
+        return _check_with_region(text, default_region)
     if text.startswith("0"):
-        if default_region is None:
-            raise PhoneProblem(
-                "looks national (it starts with 0): write it in international form (+972...) or set "
-                "default_region (e.g. 'IL')"
-            )
-        return _check_national(text, default_region)
-    try:
-        return _check_international(text)
-    except PhoneProblem:
-        if default_region is None:
-            raise
-        return _check_national(text, default_region)
+        raise PhoneProblem(
+            "looks national (it starts with 0): write it in international form (+972...) or set "
+            "default_region (e.g. 'IL')"
+        )
+    return _check_international(text)
 
 
 _DIGIT_RUN = re.compile(r"\d{7,}")

@@ -35,6 +35,18 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
+def _unsendable(text: str) -> str | None:
+    """Why a text cannot go on the wire (UTF-8), or ``None``: a lone surrogate is an emoji cut in half."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"holds a character that cannot be sent at position {exc.start} (a lone UTF-16 surrogate: "
+            "an emoji or other character cut in half upstream?)"
+        )
+    return None
+
+
 def _field_name(key: object) -> str:
     return repr(key) if isinstance(key, str) and _IDENTIFIER.match(key) else "an unnamed field"
 
@@ -80,10 +92,14 @@ def check_record(
     content = message.get("message_content")
     if not isinstance(content, str) or not content.strip():
         found.append("message_content is missing, empty or not a string")
+    elif (why := _unsendable(content)) is not None:
+        found.append(f"message_content {why}")
 
     sender = message.get("sender") or default_sender
     if not isinstance(sender, str) or not sender.strip():
         found.append("sender is missing (set it on the message or pass a default sender)")
+    elif (why := _unsendable(sender)) is not None:
+        found.append(f"sender {why}")
 
     internal_id = message.get("internal_id")
     if internal_id is not None and internal_id != "":
@@ -93,6 +109,8 @@ def check_record(
             internal_id = str(internal_id)
             if len(internal_id) > MAX_INTERNAL_ID_LENGTH:
                 found.append(f"internal_id is longer than {MAX_INTERNAL_ID_LENGTH} characters")
+            elif (why := _unsendable(internal_id)) is not None:
+                found.append(f"internal_id {why}")
             elif reserved_id_prefix and internal_id.startswith(reserved_id_prefix):
                 found.append(
                     f"internal_id {show_id(internal_id)} starts with {reserved_id_prefix!r}, the prefix of "

@@ -99,6 +99,7 @@ class CommPeakHook(BaseHook):
             raise CommPeakValidationError([str(exc)], what="arguments") from None
         self.rate_limit_timeout = _check_seconds(rate_limit_timeout, "rate_limit_timeout", minimum=1)
         self._async_transport: AsyncTransport | None = None
+        self._warned_statuses: set[str] = set()
         #: The clock and the wait of the send pipeline (tests put a fake clock here).
         self._clock: Callable[[], float] = time.monotonic
         self._sleep: Callable[[float], bool] | None = None
@@ -421,6 +422,13 @@ class CommPeakHook(BaseHook):
                 "%d entr(ies) of a messages_status answer could not be read; their messages stay '%s'",
                 read.unreadable,
                 UNKNOWN,
+            )
+        for status in sorted(read.unfamiliar - self._warned_statuses):
+            self._warned_statuses.add(status)
+            self.log.warning(
+                "CommPeak answered a status it is not known to use, %r: such messages count as neither "
+                "delivered nor failed (list it in success_statuses or failure_statuses to end the wait)",
+                status,
             )
         return {uuid: read.statuses.get(uuid, UNKNOWN) for uuid in chunk}
 
