@@ -195,3 +195,41 @@ def test_deadline_alert_kwargs_are_json_and_the_notifier_is_awaitable():
 
     callback = AsyncCallback(CommPeakSmsNotifier, kwargs={"recipients": ["972524265292"], "sender": "ALERTS"})
     assert json.loads(json.dumps(callback.serialize()))["path"].endswith("CommPeakSmsNotifier")
+
+
+def test_an_alert_the_api_refused_neither_starts_min_interval_nor_counts_as_sent(airflow_db, commpeak_conn, requests_mock, monkeypatch):
+    from airflow_provider_commpeak.exceptions import CommPeakSendError
+    from helpers import send_answer
+
+    clock = [2_000_000.0]
+    monkeypatch.setattr(notifications.time, "time", lambda: clock[0])
+
+    def refuse(request, context):
+        return send_answer(*[(m["internal_id"], None, "NO_ROUTES") for m in request.json()["messages"]])
+
+    requests_mock.post(SEND_URL, [{"json": refuse}, {"json": accepted_answer}, {"json": accepted_answer}])
+    quiet = notifier(recipients=["972524265292"], min_interval=600)
+    with pytest.raises(CommPeakSendError):
+        quiet.notify(task_context(run_id="run-1"))
+    quiet.notify(task_context(run_id="run-1"))  # the same event again: the refused alert was not "sent"
+    clock[0] += 10
+    quiet.notify(task_context(run_id="run-2"))  # now min_interval runs from the accepted one
+    assert requests_mock.call_count == 2
+
+
+def test_min_interval_is_claimed_before_the_send_so_a_racing_callback_is_suppressed(airflow_db, api, monkeypatch):
+    """Two mapped tasks failing 1.5 s apart: the second reads the claim the first wrote before sending."""
+    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+
+    seen: list[int] = []
+    original_send = CommPeakHook.send_messages
+
+    def send_while_another_callback_runs(self, *args, **kwargs):
+        other = notifier(recipients=["972524265292"], min_interval=600)
+        seen.append(len(other._recipients(read_event(task_context(map_index=2)), ["972524265292"])))
+        return original_send(self, *args, **kwargs)
+
+    monkeypatch.setattr(CommPeakHook, "send_messages", send_while_another_callback_runs)
+    notifier(recipients=["972524265292"], min_interval=600).notify(task_context(map_index=1))
+    assert seen == [0]
+    assert api.call_count == 1

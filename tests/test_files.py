@@ -126,6 +126,12 @@ def test_an_overlong_line_is_refused(no_request, tmp_path):
     assert problems(no_request, path) == ["line 1 is longer than 1024 KiB"]
 
 
+def test_a_jsonl_line_nested_too_deep_is_a_problem_with_its_line(no_request, tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps(message(0)) + "\n" + "[" * 200_000 + "]" * 200_000 + "\n")
+    assert problems(no_request, path) == ["line 2 is JSON nested too deep to read"]
+
+
 def test_jsonl_lines_that_are_not_objects(no_request, tmp_path):
     path = write_jsonl(tmp_path / "a.jsonl", [message(0), "not json", "[1, 2]", message(3)])
     assert problems(no_request, path) == ["line 2 is not valid JSON", "line 3 is not a JSON object"]

@@ -94,6 +94,15 @@ def test_invalid_json_is_422(sb):
     assert answer.status_code == 422
 
 
+@pytest.mark.parametrize("path", ["/simple_send/", "/messages_status/"])
+def test_a_body_nested_too_deep_is_answered_400_not_dropped(sb, path):
+    answer = requests.post(
+        f"{sb.url}{path}", data=b"[" * 200_000 + b"]" * 200_000, headers={"Authorization": sb.api_key}, timeout=5
+    )
+    assert (answer.status_code, answer.json()) == (400, {"detail": "Request body nested too deep"})
+    assert sb.accepted == []
+
+
 def test_rate_limit_truncates_the_batch_like_commpeaks_example():
     with CommPeakSandbox(rate_limit=1) as sb:
         body = post(sb, "/simple_send/", POSTMAN_BODY).json()

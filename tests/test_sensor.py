@@ -314,3 +314,66 @@ def test_reads_accepted_uuids_from_a_report_file(tmp_path, suffix):
     sink.close()
     assert read_message_uuids(str(path)) == ["u0", "u2"]
     assert read_message_uuids({"report_path": str(path), "accepted": 2}) == ["u0", "u2"]
+
+
+# -- what the second outside probe found ---------------------------------------------------------
+
+
+def test_a_deferred_wait_above_max_xcom_results_keeps_the_failures_its_first_poke_saw(requests_mock):
+    """2 of 10 failed, allowed_failures=1: the first poke saw one failure, the trigger the other."""
+    uuids = [f"u{i}" for i in range(10)]
+    requests_mock.post(STATUS_URL, json=answer_with({"u0": "rejected", **{u: "delivered" for u in uuids[2:]}}))
+    s = sensor(message_uuids=uuids, deferrable=True, timeout=60, allowed_failures=1, max_xcom_results=5)
+    with pytest.raises(TaskDeferred) as info:
+        s.execute(make_context())
+    _, kwargs = info.value.trigger.serialize()
+    assert kwargs["message_uuids"] == ["u1"]
+    assert kwargs["settled_counts"] == {"rejected": 1, "delivered": 8}
+    trigger = SmsStatusTrigger(**json.loads(json.dumps(kwargs)))
+    tracker = asyncio_run(trigger._tracker())
+    tracker.update({"u1": "undelivered"})
+    assert (tracker.total, tracker.snapshot.failed) == (10, 2)
+    ended = event("failure", {"rejected": 1, "undelivered": 1, "delivered": 8}, total=10)
+    with pytest.raises(CommPeakDeliveryError, match="2 of 10"):
+        sensor(message_uuids=uuids, allowed_failures=1, max_xcom_results=5).execute_complete(make_context(), ended)
+
+
+def asyncio_run(coroutine):
+    import asyncio
+
+    return asyncio.run(coroutine)
+
+
+def test_a_wait_the_trigger_saw_delivered_succeeds_though_the_last_read_fails(requests_mock):
+    requests_mock.post(STATUS_URL, status_code=503)
+    result = sensor().execute_complete(make_context(), event("success", {"delivered": 3}))
+    assert (result["succeeded"], result["failed"], result["pending"]) == (3, 0, 0)
+
+
+@pytest.mark.parametrize("existing", ["send_report", "audience", "unrelated"])
+def test_status_report_path_never_overwrites_a_file_that_is_not_a_status_report(requests_mock, tmp_path, existing):
+    report = write_report(tmp_path / "report.jsonl", 5)
+    target = {
+        "send_report": report,
+        "audience": tmp_path / "audience.csv",
+        "unrelated": tmp_path / "notes.txt",
+    }[existing]
+    if existing != "send_report":
+        target.write_text("recipient_phone,message_content\n972524265292,hi\n")
+    before = target.read_text()
+    requests_mock.post(STATUS_URL, json={"messages": []})
+    s = sensor(message_uuids=str(report), status_report_path=str(target), max_xcom_results=1)
+    with pytest.raises(CommPeakValidationError, match="status_report_path"):
+        s.execute(make_context())
+    assert target.read_text() == before
+    assert requests_mock.call_count == 0
+
+
+def test_a_status_report_is_overwritten_by_the_next_run(requests_mock, tmp_path):
+    report = write_report(tmp_path / "report.jsonl", 3)
+    target = tmp_path / "statuses.csv"
+    target.write_text("message_uuid,status\nold,sent\n")
+    requests_mock.post(STATUS_URL, json=lambda r, c: {"messages": [{"uuid": u, "status": "delivered"} for u in r.json()["message_uuids"]]})
+    result = sensor(message_uuids=str(report), status_report_path=str(target), max_xcom_results=1).poke(make_context())
+    assert result.xcom_value["succeeded"] == 3
+    assert len(target.read_text().splitlines()) == 4

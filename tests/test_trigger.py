@@ -176,3 +176,21 @@ def test_a_missing_connection_is_an_error_at_once(monkeypatch):
     event = first_event(trigger(["u"], commpeak_conn_id="no_such_conn"))
     assert event["status"] == "error"
     assert "no_such_conn" in event["message"]
+
+
+def test_one_slow_poll_never_outlives_the_deadline(commpeak_sandbox, delays):
+    """A poll retrying inside the hook (backoff, 30 s timeouts) used to run minutes past end_time."""
+    uuids = send(commpeak_sandbox, [NEVER_FINAL])
+    commpeak_sandbox.inject("hang", seconds=60)
+    started = time.monotonic()
+    event = first_event(trigger(uuids, end_time=time.time() + 1.5), timeout=40)
+    assert event["status"] == "timeout"
+    assert "1 message(s) pending" in event["message"]
+    assert time.monotonic() - started < 30
+
+
+def test_a_report_that_cannot_be_read_is_not_said_to_have_sent_nothing(commpeak_sandbox, tmp_path):
+    event = first_event(trigger(None, report_path=str(tmp_path / "missing.csv")))
+    assert event["status"] == "error"
+    assert "nothing was sent" not in event["message"]
+    assert "cannot be read" in event["message"]

@@ -8,6 +8,7 @@ Neither holds a phone number or a message text: ``internal_id``, ``message_uuid`
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -223,9 +224,11 @@ class FileSink:
     """Writes each message's result to a CSV or JSON Lines report as it settles, and counts them."""
 
     def __init__(self, path: Any, *, messages: int) -> None:
-        from airflow_provider_commpeak._input.records import detect_format, open_path
+        from airflow_provider_commpeak._input.records import detect_format, is_local, open_path
 
-        self.summary = SendSummary(report_path=str(path), messages=messages)
+        # absolute: a sensor on another worker, or the triggerer, reads it from another directory
+        where = os.path.abspath(os.fspath(path)) if is_local(path) else str(path)
+        self.summary = SendSummary(report_path=where, messages=messages)
         self.format = detect_format(path)
         self._task_ids: set[str] = set()
         self._handle = open_path(path, "w")
@@ -254,8 +257,9 @@ class FileSink:
         self._handle.close()
 
 
-def is_report_file(path: Any) -> bool:
-    """Whether ``path`` holds a CommPeak report (its first line names the report's columns)."""
+def is_report_file(path: Any, columns: tuple[str, ...] | None = None) -> bool:
+    """Whether ``path`` holds a CommPeak report (its first line names the report's columns), or is empty."""
+    columns = columns or REPORT_COLUMNS
     from airflow_provider_commpeak._input.records import open_path
 
     try:
@@ -263,11 +267,11 @@ def is_report_file(path: Any) -> bool:
             first = handle.readline(4096).decode("utf-8-sig", "replace").strip()
     except OSError:
         return False
-    if first == ",".join(REPORT_COLUMNS) or not first:
+    if first == ",".join(columns) or not first:
         return True
     try:
-        return set(json.loads(first)) == set(REPORT_COLUMNS)
-    except (ValueError, TypeError):
+        return set(json.loads(first)) == set(columns)
+    except (ValueError, TypeError, RecursionError):
         return False
 
 

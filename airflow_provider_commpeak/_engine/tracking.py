@@ -157,6 +157,15 @@ class DeliveryTracker:
     def total(self) -> int:
         return self.snapshot.total
 
+    def add_settled(self, counts: Mapping[str, int], failed_uuids: Iterable[str] = ()) -> None:
+        """Count messages found final before this tracker took over (a sensor's poke before deferring)."""
+        snap = self.snapshot
+        for status, n in counts.items():
+            snap.final_counts[str(status)] += int(n)
+            snap.total += int(n)
+        room = MAX_FAILED_UUIDS - len(snap.failed_uuids)
+        snap.failed_uuids.extend(list(failed_uuids)[: max(room, 0)])
+
     def update(self, answer: Mapping[str, str]) -> None:
         """Take one poll's answer: messages now final leave the pending set."""
         snap = self.snapshot

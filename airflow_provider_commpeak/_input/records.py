@@ -202,6 +202,8 @@ def _jsonl_records(lines: Iterable[_Line]) -> Iterator[Record]:
         else:
             try:
                 value = json.loads(line)
+            except RecursionError:
+                yield Record(position, number, problem=f"line {number} is JSON nested too deep to read")
             except ValueError:
                 yield Record(position, number, problem=f"line {number} is not valid JSON")
             else:

@@ -129,16 +129,14 @@ class CommPeakSmsNotifier(BaseNotifier):
             return default_text(event, self.max_segments)
         return trim_to_segments(str(self.message_content), self.max_segments)
 
-    def _recipients(self, event: AlertEvent) -> list[Any]:
-        """The recipients not alerted for this DAG/task within ``min_interval``."""
-        from airflow_provider_commpeak._input.validation import expand_recipients
-
-        recipients = [m["recipient_phone"] for m in expand_recipients(self.recipients, "")]
+    def _recipients(self, event: AlertEvent, recipients: list[Any]) -> list[Any]:
+        """The recipients not alerted for this DAG/task within ``min_interval``; each kept one is claimed."""
         if self.min_interval is None:
             return recipients
         now, kept = time.time(), []
         for recipient in recipients:
-            last = _last_alert(_interval_key(event, recipient))
+            key = _interval_key(event, recipient)
+            last = _last_alert(key)
             if last is not None and now - last < self.min_interval:
                 self.log.info(
                     "SMS alert for %s suppressed for one recipient: the last went out %.0f s ago (min_interval=%s)",
@@ -147,37 +145,62 @@ class CommPeakSmsNotifier(BaseNotifier):
                     self.min_interval,
                 )
             else:
+                _remember_alert(key, now)  # claimed before sending: a callback racing this one is suppressed
                 kept.append(recipient)
         return kept
+
+    def _release(self, event: AlertEvent, recipients: list[Any]) -> None:
+        """Give back the ``min_interval`` claims of alerts that were not accepted (they never went out)."""
+        if self.min_interval is not None:
+            for recipient in recipients:
+                _remember_alert(_interval_key(event, recipient), 0.0)
 
     def _send(self, context: Context) -> SendReport | None:
         """One message per recipient through the hook's send pipeline; ``None`` if there was nothing to send."""
         from airflow_provider_commpeak._engine.alerts import read_event
+        from airflow_provider_commpeak._engine.report import UNCONFIRMED
+        from airflow_provider_commpeak._input.validation import expand_recipients
 
         event = read_event(context)
         text = self._text(event)
-        once = hashlib.sha256(f"{event.key}|{self.recipients!r}|{self.sender}|{text}".encode()).hexdigest()
-        if not _RECENT.first_time(once):
-            self.log.info("SMS alert for this event already sent by this process; not sending it again")
-            return None
+        everyone = [m["recipient_phone"] for m in expand_recipients(self.recipients, "")]
+        once = {
+            recipient: hashlib.sha256(f"{event.key}|{recipient!r}|{self.sender}|{text}".encode()).hexdigest()
+            for recipient in everyone
+        }
+        fresh = [recipient for recipient in everyone if _RECENT.first_time(once[recipient])]
+        if len(fresh) < len(everyone):
+            self.log.info(
+                "SMS alert for this event already sent by this process to %d recipient(s); not sending it again",
+                len(everyone) - len(fresh),
+            )
+        recipients: list[Any] = []
         try:
-            recipients = self._recipients(event)
+            recipients = self._recipients(event, fresh)
             if not recipients:
                 return None
-            report = self.hook.send_messages(
+            outcome = self.hook.send_messages(
                 [{"recipient_phone": number, "message_content": text} for number in recipients],
                 default_sender=self.sender,
                 default_region=self.default_region,
                 id_namespace=f"alert-{event.key}",
                 max_concurrency=1,
             )
-            assert isinstance(report, SendReport)  # no report_path: the report is in memory
+            assert isinstance(outcome, SendReport)  # no report_path: the report is in memory
+            report = outcome
         except BaseException:
-            _RECENT.forget(once)  # nothing was confirmed: a second call may try again
+            for recipient in fresh:  # nothing was confirmed: a second call may try again
+                _RECENT.forget(once[recipient])
+            self._release(event, recipients)
             raise
-        if self.min_interval is not None:
-            for number in recipients:
-                _remember_alert(_interval_key(event, number))
+        refused = [
+            recipient
+            for recipient, result in zip(recipients, report.results.values(), strict=False)
+            if result["error"] is not None and result["error"] != UNCONFIRMED
+        ]
+        for recipient in refused:  # not accepted: neither "already sent" nor counted for min_interval
+            _RECENT.forget(once[recipient])
+        self._release(event, refused)
         return report
 
     def _check(self, report: SendReport | None) -> None:
@@ -235,10 +258,10 @@ def _last_alert(key: str) -> float | None:
         return None
 
 
-def _remember_alert(key: str) -> None:
+def _remember_alert(key: str, when: float) -> None:
     from airflow_provider_commpeak._engine.lookup import set_variable
 
-    set_variable(key, str(time.time()), description="CommPeakSmsNotifier min_interval: when this alert last went out")
+    set_variable(key, str(when), description="CommPeakSmsNotifier min_interval: when this alert last went out")
 
 
 send_commpeak_sms_notification = CommPeakSmsNotifier

@@ -128,6 +128,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             raise BadRequest(400, "Request body shorter than its Content-Length")
         try:
             return True, json.loads(raw or b"null")
+        except RecursionError:
+            raise BadRequest(400, "Request body nested too deep") from None
         except ValueError:
             return False, None
 

@@ -11,7 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_commpeak._engine.retry import backoff_delay
 from airflow_provider_commpeak._engine.tracking import DeliveryTracker
-from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakError
+from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakError, CommPeakValidationError
 
 
 class SmsStatusTrigger(BaseTrigger):
@@ -39,6 +39,9 @@ class SmsStatusTrigger(BaseTrigger):
     :param report_path: A ``SendSmsOperator`` report file to read the accepted messages' uuids from.
     :param status_batch_size: At most this many uuids per request.
     :param max_consecutive_errors: Failed polls in a row that end the wait with ``error``.
+    :param settled_counts: Messages already final when the sensor deferred, by status: counted in
+        every verdict and event (they are not polled again).
+    :param settled_failed_uuids: Those of them that failed (at most 1,000).
     :param statuses: Deprecated (kwargs of triggers deferred by version 1.0): ``{uuid: status}``.
     """
 
@@ -55,6 +58,8 @@ class SmsStatusTrigger(BaseTrigger):
         report_path: str | None = None,
         status_batch_size: int = 500,
         max_consecutive_errors: int = 5,
+        settled_counts: dict[str, int] | None = None,
+        settled_failed_uuids: list[str] | None = None,
         statuses: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
@@ -73,6 +78,8 @@ class SmsStatusTrigger(BaseTrigger):
         self.report_path = report_path
         self.status_batch_size = status_batch_size
         self.max_consecutive_errors = max_consecutive_errors
+        self.settled_counts = dict(settled_counts or {})
+        self.settled_failed_uuids = list(settled_failed_uuids or [])
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the classpath and JSON-able kwargs (no secret: the key is read by connection id)."""
@@ -90,6 +97,9 @@ class SmsStatusTrigger(BaseTrigger):
             kwargs["report_path"] = self.report_path
         else:
             kwargs["message_uuids"] = self.message_uuids
+        if self.settled_counts:
+            kwargs["settled_counts"] = self.settled_counts
+            kwargs["settled_failed_uuids"] = self.settled_failed_uuids
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def _tracker(self) -> DeliveryTracker:
@@ -98,7 +108,9 @@ class SmsStatusTrigger(BaseTrigger):
             from airflow_provider_commpeak.sensors.commpeak import read_message_uuids
 
             uuids = await asyncio.to_thread(read_message_uuids, self.report_path)
-        return DeliveryTracker(uuids, success_statuses=self.success_statuses, failure_statuses=self.failure_statuses)
+        tracker = DeliveryTracker(uuids, success_statuses=self.success_statuses, failure_statuses=self.failure_statuses)
+        tracker.add_settled(self.settled_counts, self.settled_failed_uuids)
+        return tracker
 
     def _event(self, status: str, message: str, tracker: DeliveryTracker | None) -> TriggerEvent:
         return TriggerEvent({"status": status, "message": message, **(tracker.snapshot.summary() if tracker else {})})
@@ -113,10 +125,20 @@ class SmsStatusTrigger(BaseTrigger):
             tracker = await self._tracker()
             while True:
                 wait = self.poll_interval
+                remaining = None if self.end_time is None else max(self.end_time - time.time(), 0.0)
                 try:
-                    answer = await hook.aget_statuses(tracker.pending, batch_size=self.status_batch_size)
+                    async with asyncio.timeout(remaining) as poll:
+                        answer = await hook.aget_statuses(tracker.pending, batch_size=self.status_batch_size)
                     tracker.update(answer)
                     errors = 0
+                except TimeoutError:
+                    if not poll.expired():
+                        raise
+                    pending = tracker.snapshot.pending
+                    yield self._event(
+                        "timeout", f"Deadline passed during a status poll with {pending} message(s) pending", tracker
+                    )
+                    return
                 except CommPeakAuthError as exc:
                     yield self._event("error", str(exc), tracker)
                     return
@@ -148,6 +170,7 @@ class SmsStatusTrigger(BaseTrigger):
                     wait = min(wait, max(self.end_time - now, 0.0))
                 await asyncio.sleep(wait)
         except Exception as exc:  # e.g. the connection or the report file is missing: waiting will not help
-            yield self._event("error", f"Cannot ask for statuses ({type(exc).__name__}: {exc})", tracker)
+            what = "; ".join(exc.problems) if isinstance(exc, CommPeakValidationError) else f"{type(exc).__name__}: {exc}"
+            yield self._event("error", f"Cannot ask for statuses ({what})", tracker)
         finally:
             await hook.aclose()
