@@ -10,12 +10,13 @@ PYTEST_ARGS ?=
 # The extras installed with the provider (the Airflow 2.11 venv needs only what its tests use).
 EXTRAS ?= test,bench,lint,docs,dist
 
-.PHONY: help venv test test-airflow2 demo bench sandbox lint docs dist wheel-check e2e-celery clean
+.PHONY: help venv test test-airflow2 fuzz demo bench sandbox lint docs dist wheel-check e2e-celery clean
 
 help:
 	@echo "make demo           run example DAG send_and_wait against the sandbox in a real Airflow"
 	@echo "make test           the whole test suite on the newest Airflow (creates $(VENV))"
 	@echo "make test-airflow2  the same suite on Airflow 2.11 (creates .venv-airflow2)"
+	@echo "make fuzz           the property-based tests with 10x the examples, freshly drawn"
 	@echo "make lint           ruff (lint and format) and mypy, pinned in pyproject.toml"
 	@echo "make docs           the Sphinx site in docs/_build/html (warnings are errors)"
 	@echo "make dist           sdist and wheel in dist/, checked with twine"
@@ -37,6 +38,10 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	AIRFLOW_HOME=$(CURDIR)/.airflow-test-$(notdir $(VENV)) $(PY) -m pytest $(PYTEST_ARGS)
+
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz AIRFLOW_HOME=$(CURDIR)/.airflow-test-$(notdir $(VENV)) $(PY) -m pytest -q \
+		tests/test_engine_properties.py tests/test_phones_differential.py $(PYTEST_ARGS)
 
 test-airflow2:
 	$(MAKE) test VENV=.venv-airflow2 AIRFLOW_VERSION=2.11.2 EXTRAS=test,bench
