@@ -34,6 +34,29 @@ CONN_FIELDS: dict[str, Any] = {
 }
 
 
+#: The provider's config options (``airflow config list`` shows them; ``AIRFLOW__COMMPEAK__<OPTION>``).
+CONFIG: dict[str, Any] = {
+    "commpeak": {
+        "description": "Settings of the CommPeak SMS provider.",
+        "options": {
+            "ledger_path": {
+                "description": (
+                    "A folder (local path, file://, s3://, gs://... any ObjectStoragePath) where SendSmsOperator "
+                    "keeps its send ledger, one subfolder per task instance, so that a retry or a Clear of a send "
+                    "task never resends a message an earlier try got accepted. Needed on Airflow 2.11 to 3.2; on "
+                    "3.3 and newer it replaces task_state_store (and outlives a Clear and any retention). Shared "
+                    "storage when tasks may retry on another worker. The operator's ledger_path overrides it."
+                ),
+                "version_added": "1.2.0",
+                "type": "string",
+                "example": "s3://my-bucket/commpeak-ledger",
+                "default": "",
+            }
+        },
+    }
+}
+
+
 def _modules(kind: str) -> list[dict[str, Any]]:
     return [
         {
@@ -64,6 +87,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": _modules("operators"),
         "sensors": _modules("sensors"),
         "triggers": _modules("triggers"),
+        "config": CONFIG,
         "notifications": ["airflow_provider_commpeak.notifications.commpeak.CommPeakSmsNotifier"],
         "connection-types": [
             {

@@ -8,11 +8,19 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections import Counter
 
 import pytest
 
-from airflow_provider_commpeak._engine.ledger import INDEX_KEY, SendLedger
+from airflow_provider_commpeak._engine.ledger import BATCH_KEY, INDEX_KEY, LedgerCorrupt, SendLedger
+from airflow_provider_commpeak._engine.ledger_stores import (
+    LEDGER_RETENTION,
+    ObjectStorageLedgerStore,
+    TaskStateLedgerStore,
+    store_for,
+)
 from airflow_provider_commpeak._engine.report import UNCONFIRMED, MessageResult
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
@@ -22,12 +30,25 @@ from helpers.fakes import FakeStateStore, FileStateStore
 MESSAGES = [message(i) for i in range(2000)]
 
 
+def results(ledger: SendLedger) -> dict[str, MessageResult]:
+    return {internal_id: earlier.result for internal_id, earlier in ledger.settled().items()}
+
+
+def begin(ledger: SendLedger, ids: list[str]) -> list[int] | None:
+    return ledger.begin((i, f"fp-{i}") for i in ids)
+
+
+def finish(ledger: SendLedger, numbers, settled: list[MessageResult]) -> None:
+    ledger.finish(numbers, [(r, f"fp-{r.internal_id}") for r in settled])
+
+
 def test_settled_holds_accepted_unconfirmed_and_uuid_refusals_not_pushed_back_ones():
     store = FakeStateStore()
     ledger = SendLedger(store)
-    number = ledger.begin(["a", "b", "c", "d", "e"])
-    ledger.finish(
-        number,
+    numbers = begin(ledger, ["a", "b", "c", "d", "e"])
+    finish(
+        ledger,
+        numbers,
         [
             MessageResult("a", "u-a", None),
             MessageResult("b", None, UNCONFIRMED),
@@ -35,19 +56,35 @@ def test_settled_holds_accepted_unconfirmed_and_uuid_refusals_not_pushed_back_on
             MessageResult("d", None, "INVALID_RECIPIENT"),
         ],
     )
-    settled = SendLedger(store).settled()
-    assert settled == {
+    assert results(SendLedger(store)) == {
         "a": MessageResult("a", "u-a", None),
         "b": MessageResult("b", None, UNCONFIRMED),
         "c": MessageResult("c", "u-c", "ODD"),
     }
     assert set(SendLedger(store, resend_unconfirmed=True).settled()) == {"a", "c"}
+    assert SendLedger(store).settled()["a"].fingerprint == "fp-a"
+
+
+def test_records_are_by_name_with_a_version_key():
+    store = FakeStateStore()
+    ledger = SendLedger(store)
+    numbers = begin(ledger, ["a"])
+    assert store.data[BATCH_KEY.format(numbers[0])] == {"v": 2, "state": "sending", "ids": ["a"], "fps": ["fp-a"]}
+    finish(ledger, numbers, [MessageResult("a", "u-a", None)])
+    assert store.data[BATCH_KEY.format(numbers[0])] == {
+        "v": 2,
+        "state": "settled",
+        "ids": ["a"],
+        "uuids": ["u-a"],
+        "errors": [None],
+        "fps": ["fp-a"],
+    }
 
 
 def test_a_batch_written_ahead_but_never_answered_is_unconfirmed_on_retry():
     store = FakeStateStore()
-    SendLedger(store).begin(["x", "y"])  # the try died before the answer was recorded
-    assert SendLedger(store).settled() == {
+    begin(SendLedger(store), ["x", "y"])  # the try died before the answer was recorded
+    assert results(SendLedger(store)) == {
         "x": MessageResult("x", None, UNCONFIRMED),
         "y": MessageResult("y", None, UNCONFIRMED),
     }
@@ -55,14 +92,13 @@ def test_a_batch_written_ahead_but_never_answered_is_unconfirmed_on_retry():
 
 def test_a_later_acceptance_wins_over_an_earlier_unconfirmed():
     store = FakeStateStore()
-    first = SendLedger(store)
-    first.begin(["x"])
+    begin(SendLedger(store), ["x"])
     second = SendLedger(store, resend_unconfirmed=True)
-    second.finish(second.begin(["x"]), [MessageResult("x", "u-x", None)])
-    assert SendLedger(store).settled()["x"] == MessageResult("x", "u-x", None)
+    finish(second, begin(second, ["x"]), [MessageResult("x", "u-x", None)])
+    assert results(SendLedger(store))["x"] == MessageResult("x", "u-x", None)
 
 
-def test_the_index_is_written_once_per_64_batches():
+def test_the_index_is_written_once_per_64_records():
     store = FakeStateStore()
     writes = Counter()
     original = store.set
@@ -74,27 +110,157 @@ def test_the_index_is_written_once_per_64_batches():
     store.set = counting
     ledger = SendLedger(store)
     for _ in range(100):
-        ledger.finish(ledger.begin(["i"]), [])
+        finish(ledger, begin(ledger, ["i"]), [])
     assert writes[True] == 2
     assert store.get(INDEX_KEY) == 128
     assert writes[False] == 200
 
 
-def test_records_written_by_version_1_are_read():
+@pytest.mark.parametrize("batch_size", [1000])
+def test_no_stored_value_is_above_32_kb_at_any_batch_size(batch_size):
+    store = FakeStateStore()
+    ledger = SendLedger(store)
+    ids = [f"af-{'a' * 16}-{i:024x}" for i in range(batch_size)] + ["x" * 128 for _ in range(0)]
+    numbers = begin(ledger, ids)
+    sizes = [len(json.dumps(v)) for v in store.data.values()]
+    finish(ledger, numbers, [MessageResult(i, f"{n:08x}-0000-4000-8000-{n:012x}", None) for n, i in enumerate(ids)])
+    sizes += [len(json.dumps(v)) for v in store.data.values()]
+    assert max(sizes) <= 32_000
+    assert set(results(SendLedger(store))) == set(ids)
+
+
+def test_long_ids_are_split_over_more_records_and_all_read_back():
+    store = FakeStateStore()
+    ledger = SendLedger(store)
+    ids = [f"{n:04d}" + "x" * 124 for n in range(1000)]
+    finish(ledger, begin(ledger, ids), [MessageResult(i, f"uuid-{n}" * 5, None) for n, i in enumerate(ids)])
+    assert max(len(json.dumps(v)) for v in store.data.values()) <= 32_000
+    assert len(store.data) > 5
+    assert {i for i, r in results(SendLedger(store)).items() if r.accepted} == set(ids)
+
+
+def test_records_written_by_version_1_0_are_read():
     store = FakeStateStore()
     store.set(INDEX_KEY, 1)
     store.set("commpeak_send.batch.0", {"task_ids": ["t"], "accepted": {"a": "u-a"}, "unconfirmed": ["b"]})
-    assert SendLedger(store).settled() == {
+    assert results(SendLedger(store)) == {
         "a": MessageResult("a", "u-a", None),
         "b": MessageResult("b", None, UNCONFIRMED),
     }
 
 
+def test_records_written_by_version_1_1_are_read():
+    """A fixture as 1.1.0 wrote it: positional rows; a RATE_LIMIT with a uuid is sent again now."""
+    store = FakeStateStore()
+    store.set(INDEX_KEY, 64)
+    store.set("commpeak_send.batch.0", {"settled": [["a", "u-a", None], ["b", None, "UNCONFIRMED"], ["c", "u-c", "RATE_LIMIT"]]})
+    store.set("commpeak_send.batch.1", {"sending": ["d"]})
+    assert results(SendLedger(store)) == {
+        "a": MessageResult("a", "u-a", None),
+        "b": MessageResult("b", None, UNCONFIRMED),
+        "d": MessageResult("d", None, UNCONFIRMED),
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "what"),
+    [
+        (INDEX_KEY, "many", "expected a count"),
+        ("commpeak_send.batch.0", ["a"], "expected an object"),
+        ("commpeak_send.batch.0", {"v": 2, "state": "settled", "ids": ["a", "b"], "uuids": ["u"]}, "zip"),
+        ("commpeak_send.batch.0", {"settled": [["a", "u"]]}, "not enough values"),
+        ("commpeak_send.batch.0", {"v": 3, "state": "x"}, "newer than this provider reads"),
+    ],
+)
+def test_a_corrupt_record_is_reported_with_where_and_how_to_clear_it(key, value, what):
+    store = FakeStateStore()
+    store.set(INDEX_KEY, 64)
+    store.set(key, value)
+    with pytest.raises(LedgerCorrupt) as info:
+        SendLedger(store).settled()
+    text = str(info.value)
+    assert repr(key) in text
+    assert what in text
+    assert "task_state_store" in text
+    assert "clear the task instance's task state" in text
+
+
 def test_no_store_records_nothing():
     ledger = SendLedger(None)
     assert not ledger.durable
-    assert ledger.begin(["a"]) is None
+    assert begin(ledger, ["a"]) is None
     assert ledger.settled() == {}
+
+
+class OneAtATimeStore(FakeStateStore):
+    """Like ``dag.test()``'s in-process supervisor: two calls at once break it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = threading.Lock()
+        self.calls = 0
+
+    def _one(self) -> None:
+        if not self.busy.acquire(blocking=False):
+            raise ImportError("cannot import name 'SUPERVISOR_COMMS'")  # what Airflow 3.3.2 raises
+        try:
+            self.calls += 1
+            time.sleep(0.001)
+        finally:
+            self.busy.release()
+
+    def get(self, key, default=None):
+        self._one()
+        return super().get(key, default)
+
+    def set(self, key, value, *, retention=None):
+        self._one()
+        self.retention = retention
+        super().set(key, value)
+
+
+def test_every_store_call_is_serialized_and_written_with_a_retention():
+    store = OneAtATimeStore()
+    ledger = SendLedger(store)
+
+    def work(n: int) -> None:
+        for i in range(25):
+            finish(ledger, begin(ledger, [f"{n}-{i}"]), [MessageResult(f"{n}-{i}", f"u{n}-{i}", None)])
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results(SendLedger(store))) == 200
+    assert store.retention == LEDGER_RETENTION
+
+
+@pytest.mark.parametrize("base", ["plain", "file_url"])
+def test_the_object_storage_store_keys_by_task_instance_and_writes_atomically(tmp_path, base):
+    root = str(tmp_path) if base == "plain" else f"file://{tmp_path}"
+    where = {"dag_id": "d", "run_id": "manual__2026-12-01T00:00:00+00:00", "task_id": "send", "map_index": 3}
+    ledger = SendLedger(ObjectStorageLedgerStore(root, **where))
+    finish(ledger, begin(ledger, ["a", "b"]), [MessageResult("a", "u-a", None)])
+    folder = tmp_path / "d" / "manual__2026-12-01T00%3A00%3A00%2B00%3A00" / "send" / "3"
+    assert sorted(p.name for p in folder.iterdir()) == ["commpeak_send.batch.0.json", "commpeak_send.batches.json"]
+    assert results(SendLedger(ObjectStorageLedgerStore(root, **where))) == {"a": MessageResult("a", "u-a", None)}
+    assert results(SendLedger(ObjectStorageLedgerStore(root, **{**where, "map_index": 4}))) == {}
+    (folder / "commpeak_send.batch.0.json").write_text('{"v": 2, "state": "sett')  # torn by hand
+    with pytest.raises(LedgerCorrupt, match=f"delete the folder {folder}"):
+        SendLedger(ObjectStorageLedgerStore(root, **where)).settled()
+
+
+def test_the_ledger_path_option_is_read_from_the_provider_config(tmp_path, monkeypatch):
+    from helpers.fakes import make_context
+
+    monkeypatch.setenv("AIRFLOW__COMMPEAK__LEDGER_PATH", str(tmp_path / "from-config"))
+    context = make_context(store=FakeStateStore())
+    assert store_for(context).where.startswith(str(tmp_path / "from-config"))
+    assert store_for(context, ledger_path=str(tmp_path / "arg")).where.startswith(str(tmp_path / "arg"))
+    monkeypatch.delenv("AIRFLOW__COMMPEAK__LEDGER_PATH")
+    assert isinstance(store_for(context), TaskStateLedgerStore)
+    assert store_for(make_context()) is None
 
 
 def _retry(sandbox: CommPeakSandbox, store) -> dict:
@@ -161,7 +327,7 @@ def test_a_worker_killed_mid_send_never_causes_a_duplicate(tmp_path, monkeypatch
         accepted_by_first = {m["internal_id"] for m in sb.accepted}
         settled = SendLedger(FileStateStore(folder)).settled()
         assert accepted_by_first <= set(settled), "an acceptance neither recorded nor written ahead"
-        unconfirmed = [i for i, r in settled.items() if r.error == UNCONFIRMED]
+        unconfirmed = [i for i, r in settled.items() if r.result.error == UNCONFIRMED]
         assert len(unconfirmed) <= 4 * 50  # at most the batches in flight when the worker died
         report = CommPeakHook().send_messages(MESSAGES, ledger=SendLedger(FileStateStore(folder)))
         times = Counter(m["internal_id"] for m in sb.accepted)

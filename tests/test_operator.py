@@ -63,6 +63,7 @@ def test_template_fields():
         "sender",
         "default_region",
         "commpeak_conn_id",
+        "ledger_path",
     }
 
 
@@ -237,7 +238,26 @@ def test_unconfirmed_messages_are_not_resent_by_a_retry_unless_asked(requests_mo
     assert result["accepted"] == 2
 
 
-def test_without_a_state_store_it_warns_once(requests_mock, logs):
+def test_without_a_ledger_it_warns_once_naming_the_option(requests_mock, logs, monkeypatch):
+    monkeypatch.delenv("AIRFLOW__COMMPEAK__LEDGER_PATH", raising=False)
     requests_mock.post(SEND_URL, json=accepted_answer)
     operator().execute(make_context())
-    assert logs.count("no task_state_store") == 1
+    assert logs.count("No send ledger") == 1
+    assert "AIRFLOW__COMMPEAK__LEDGER_PATH" in logs.text
+    assert "ledger_path=" in logs.text
+
+
+def test_a_ledger_path_makes_a_retry_resend_nothing_on_any_airflow(requests_mock, tmp_path):
+    """No task_state_store (Airflow 2.11-3.2): the folder ledger alone keeps the retry from resending."""
+    requests_mock.post(
+        SEND_URL,
+        [{"json": send_answer(("m0", "u0", None), ("m1", None, "RATE_LIMIT"))}, {"status_code": 403}],
+    )
+    with pytest.raises(CommPeakAuthError):
+        operator(ledger_path=str(tmp_path), rate_limit_timeout=1).execute(make_context())
+    requests_mock.post(SEND_URL, json=accepted_answer)
+    requests_mock.reset_mock()
+    result = operator(ledger_path=str(tmp_path)).execute(make_context())
+    assert [m["internal_id"] for m in requests_mock.last_request.json()["messages"]] == ["m1"]
+    assert result["results"]["m0"] == {"message_uuid": "u0", "error": None}
+    assert result["accepted"] == 2

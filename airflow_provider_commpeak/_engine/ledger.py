@@ -1,101 +1,274 @@
 """
-What earlier tries of a task instance settled, kept in Airflow's ``task_state_store`` (Airflow >= 3.3).
+What earlier tries of a task instance settled: the send ledger, the same on every store.
 
 Each batch is written ahead: before its request goes out, its ids are recorded as *sending*; when
-the answer is in, the same key is overwritten with what it settled (accepted ids with their uuids,
-``UNCONFIRMED`` ids, and refusals that carried a uuid). A retried try reads every key back and does
-not send again what is settled. A try killed between the two writes (SIGKILL, OOM) leaves its
-batches *sending*: the retry counts them ``UNCONFIRMED`` (they may have been accepted) instead of
-sending them a second time. Messages that were pushed back or never sent are not recorded, so a
-retry sends them.
+the answer is in, the same record is overwritten with what it settled (accepted ids with their
+uuids, ``UNCONFIRMED`` ids, and refusals that carried a uuid). A retried try (or a Clear, where the
+store outlives it) reads every record back and does not send again what is settled. A try killed
+between the two writes (SIGKILL, OOM) leaves its batches *sending*: the retry counts them
+``UNCONFIRMED`` (they may have been accepted) instead of sending them a second time. Messages that
+were pushed back or never sent are not recorded, so a retry sends them.
 
-Writes happen in the sending thread, as soon as the answer is read, before anything that can be
-interrupted (a task timeout, a raising callback) gets control back.
+Records are stored by name with a version key, column by column (a new field is a new column;
+records without it still read), and split so that no stored value exceeds :data:`MAX_RECORD_BYTES`
+whatever the batch size::
+
+    {"v": 2, "state": "sending", "ids": [...], "fps": [...]}
+    {"v": 2, "state": "settled", "ids": [...], "uuids": [...], "errors": [...], "fps": [...]}
+
+``fps`` holds a short fingerprint of each message's content (number, sender, text): a retry that
+finds an id settled with other content warns instead of skipping it silently. Records written by
+versions 1.0 and 1.1 still read. Stores live in :mod:`~airflow_provider_commpeak._engine.ledger_stores`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple, Protocol
 
-from airflow_provider_commpeak._engine.report import UNCONFIRMED, MessageResult
+from airflow_provider_commpeak._engine.report import RATE_LIMIT, UNCONFIRMED, MessageResult
+from airflow_provider_commpeak.exceptions import CommPeakError
 
 INDEX_KEY = "commpeak_send.batches"
 BATCH_KEY = "commpeak_send.batch.{}"
-#: Batch numbers are reserved this many at a time, so the index is written once per this many batches.
+#: Record numbers are reserved this many at a time, so the index is written once per this many records.
 INDEX_STEP = 64
+#: The version of the records written now.
+RECORD_VERSION = 2
+#: No stored value is larger (Airflow's ``[state_store] max_value_storage_bytes`` is 64 KB).
+MAX_RECORD_BYTES = 30_000
 
 
-def _settled_entries(entry: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
-    """A batch record's settled results; records written by version 1.0 (``accepted``/``unconfirmed``) too."""
-    rows = [(str(i), u, e) for i, u, e in entry.get("settled", [])]
-    rows += [(str(i), str(u), None) for i, u in (entry.get("accepted") or {}).items()]
-    rows += [(str(i), None, UNCONFIRMED) for i in entry.get("unconfirmed") or []]
-    return rows
+class LedgerStore(Protocol):
+    """Where records live: a key-value store that survives a retry of the task."""
+
+    #: Where the records are, in words (for errors and logs).
+    where: str
+
+    def get(self, key: str) -> Any: ...
+
+    def set(self, key: str, value: Any) -> None: ...
+
+    def clear_hint(self) -> str:
+        """How a user starts this task instance's ledger over."""
+        ...
+
+
+class Earlier(NamedTuple):
+    """What an earlier try settled for one message, and the fingerprint of the content it had."""
+
+    result: MessageResult
+    fingerprint: str | None
+
+
+def fingerprint(recipient_phone: str, sender: str, message_content: str) -> str:
+    """A short fingerprint of a message's content (8 hex digits)."""
+    text = f"{recipient_phone}\x1f{sender}\x1f{message_content}"
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+class LedgerCorrupt(CommPeakError):
+    """A ledger record cannot be read: nothing is sent until it is repaired or cleared."""
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+def _split(columns: dict[str, list[Any]], state: str) -> list[dict[str, Any]]:
+    """One record per part of ``columns`` (parallel lists), each at most :data:`MAX_RECORD_BYTES`."""
+    ids = columns["ids"]
+    parts: list[dict[str, Any]] = []
+    start = 0
+    while start < len(ids) or not parts:
+        end, size = start, 60
+        while end < len(ids):
+            row = _size([column[end] for column in columns.values()])
+            if end > start and size + row > MAX_RECORD_BYTES:
+                break
+            size += row
+            end += 1
+        parts.append({"v": RECORD_VERSION, "state": state, **{k: v[start:end] for k, v in columns.items()}})
+        start = end
+    return parts
 
 
 class SendLedger:
     """
     The durable record of a task instance's sends.
 
-    :param store: ``context["task_state_store"]``, or ``None`` where Airflow has none (then nothing
-        is recorded and nothing is known of earlier tries).
+    :param store: Where records live (see :mod:`~airflow_provider_commpeak._engine.ledger_stores`); a
+        bare ``task_state_store`` is wrapped so every call to it is serialized. ``None``: nothing is
+        recorded and nothing is known of earlier tries.
     :param resend_unconfirmed: Treat earlier ``UNCONFIRMED`` messages as not settled (send them again).
     """
 
     def __init__(self, store: Any | None, *, resend_unconfirmed: bool = False) -> None:
-        self.store = store
+        if store is not None and not hasattr(store, "clear_hint"):
+            from airflow_provider_commpeak._engine.ledger_stores import TaskStateLedgerStore
+
+            store = TaskStateLedgerStore(store)
+        self.store: LedgerStore | None = store
         self.resend_unconfirmed = resend_unconfirmed
         self._lock = threading.Lock()
-        self._reserved = int(store.get(INDEX_KEY, 0) or 0) if store is not None else 0
+        self._reserved = self._read_index() if store is not None else 0
         self._next = self._reserved
-
-    @classmethod
-    def from_context(cls, context: Mapping[str, Any], *, resend_unconfirmed: bool = False) -> SendLedger:
-        """The ledger of the running task instance (an inert one before Airflow 3.3)."""
-        return cls(context.get("task_state_store"), resend_unconfirmed=resend_unconfirmed)
 
     @property
     def durable(self) -> bool:
         """Whether what is recorded survives a retry of the task."""
         return self.store is not None
 
-    def settled(self) -> dict[str, MessageResult]:
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _corrupt(self, key: str, what: str) -> LedgerCorrupt:
+        assert self.store is not None
+        return LedgerCorrupt(
+            f"The send ledger's record {key!r} in {self.store.where} cannot be read ({what}); nothing was sent, "
+            f"since it may hold messages already accepted. To start this task instance's ledger over "
+            f"(and send again what it records), {self.store.clear_hint()}."
+        )
+
+    def _get(self, key: str) -> Any:
+        assert self.store is not None
+        try:
+            return self.store.get(key)
+        except ValueError as exc:
+            raise self._corrupt(key, str(exc)) from None
+
+    def _read_index(self) -> int:
+        value = self._get(INDEX_KEY)
+        if value is None:
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self._corrupt(INDEX_KEY, f"expected a count, got {type(value).__name__}")
+        return value
+
+    def settled(self) -> dict[str, Earlier]:
         """What earlier tries settled and must not be sent again, by ``internal_id``."""
-        found: dict[str, MessageResult] = {}
+        found: dict[str, Earlier] = {}
         if self.store is None:
             return found
         for index in range(self._reserved):
-            entry = self.store.get(BATCH_KEY.format(index))
-            if not isinstance(entry, Mapping):
+            key = BATCH_KEY.format(index)
+            entry = self._get(key)
+            if entry is None:
                 continue
-            for internal_id in entry.get("sending", []):
-                found.setdefault(str(internal_id), MessageResult(str(internal_id), None, UNCONFIRMED))
-            for internal_id, message_uuid, error in _settled_entries(entry):
-                current = found.get(internal_id)
-                if current is None or not current.accepted:
-                    found[internal_id] = MessageResult(internal_id, message_uuid, error)
-        if self.resend_unconfirmed:
-            found = {k: v for k, v in found.items() if v.error != UNCONFIRMED}
-        return found
+            try:
+                rows = list(_read_record(entry))
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                raise self._corrupt(key, str(exc) or type(exc).__name__) from None
+            for result, fp in rows:
+                current = found.get(result.internal_id)
+                if current is None or not current.result.accepted:
+                    found[result.internal_id] = Earlier(result, fp)
+        return {
+            internal_id: earlier
+            for internal_id, earlier in found.items()
+            if not (self.resend_unconfirmed and earlier.result.error == UNCONFIRMED)
+        }
 
-    def begin(self, internal_ids: list[str]) -> int | None:
-        """Record a batch as *sending*, before its request goes out; return its key's number."""
+    # -- writing -----------------------------------------------------------------------------------
+
+    def _reserve(self, count: int) -> list[int]:
+        assert self.store is not None
+        with self._lock:
+            numbers = list(range(self._next, self._next + count))
+            self._next += count
+            if self._next > self._reserved:
+                while self._next > self._reserved:
+                    self._reserved += INDEX_STEP
+                self.store.set(INDEX_KEY, self._reserved)
+        return numbers
+
+    def _write(self, numbers: list[int], records: list[dict[str, Any]]) -> list[int]:
+        """Write ``records``: the first ones in ``numbers``, any more in new numbers (written first)."""
+        assert self.store is not None
+        if len(records) > len(numbers):
+            numbers = numbers + self._reserve(len(records) - len(numbers))
+        for number, record in reversed(list(zip(numbers, records, strict=False))):
+            self.store.set(BATCH_KEY.format(number), record)
+        return numbers[: len(records)]
+
+    def begin(self, messages: Iterable[tuple[str, str]]) -> list[int] | None:
+        """
+        Record a batch as *sending*, before its request goes out; return its records' numbers.
+
+        :param messages: ``(internal_id, fingerprint)`` of each message of the batch.
+        """
         if self.store is None:
             return None
-        with self._lock:
-            number = self._next
-            self._next += 1
-            if self._next > self._reserved:
-                self._reserved += INDEX_STEP
-                self.store.set(INDEX_KEY, self._reserved)
-        self.store.set(BATCH_KEY.format(number), {"sending": internal_ids})
-        return number
+        ids, fps = [], []
+        for internal_id, fp in messages:
+            ids.append(internal_id)
+            fps.append(fp)
+        records = _split({"ids": ids, "fps": fps}, "sending")
+        return self._write(self._reserve(len(records)), records)
 
-    def finish(self, number: int | None, results: list[MessageResult]) -> None:
-        """Replace a batch's *sending* record with what its answer settled (not what was pushed back)."""
-        if self.store is None or number is None:
+    def finish(self, numbers: list[int] | None, results: Iterable[tuple[MessageResult, str]]) -> None:
+        """
+        Replace a batch's *sending* records with what its answer settled (not what was pushed back).
+
+        :param results: Each settled message's result and fingerprint.
+        """
+        if self.store is None or numbers is None:
             return
-        settled = [list(r) for r in results if r.accepted or r.error == UNCONFIRMED or r.message_uuid]
-        self.store.set(BATCH_KEY.format(number), {"settled": settled})
+        columns: dict[str, list[Any]] = {"ids": [], "uuids": [], "errors": [], "fps": []}
+        for result, fp in results:
+            if result.accepted or result.error == UNCONFIRMED or result.message_uuid:
+                columns["ids"].append(result.internal_id)
+                columns["uuids"].append(result.message_uuid)
+                columns["errors"].append(result.error)
+                columns["fps"].append(fp)
+        records = _split(columns, "settled")
+        records += [{"v": RECORD_VERSION, "state": "settled", "ids": []}] * (len(numbers) - len(records))
+        self._write(numbers, records)
+
+
+def _is_resendable_refusal(error: Any) -> bool:
+    return isinstance(error, str) and error.strip().upper() == RATE_LIMIT
+
+
+def _read_record(entry: Any) -> Iterable[tuple[MessageResult, str | None]]:
+    """The results a record holds; records of versions 1.0 (by kind) and 1.1 (rows) too."""
+    if not isinstance(entry, Mapping):
+        raise TypeError(f"expected an object, got {type(entry).__name__}")
+    if entry.get("v") == RECORD_VERSION:
+        ids = entry["ids"]
+        fps = entry.get("fps") or [None] * len(ids)
+        if entry["state"] == "sending":
+            for internal_id, fp in zip(ids, fps, strict=True):
+                yield MessageResult(_text(internal_id), None, UNCONFIRMED), fp
+            return
+        uuids = entry.get("uuids") or [None] * len(ids)
+        errors = entry.get("errors") or [None] * len(ids)
+        for internal_id, uuid, error, fp in zip(ids, uuids, errors, fps, strict=True):
+            if not _is_resendable_refusal(error):
+                yield MessageResult(_text(internal_id), _optional(uuid), _optional(error)), fp
+        return
+    if "v" in entry:
+        raise ValueError(f"a record of version {entry['v']!r}, newer than this provider reads: upgrade it")
+    if not entry.keys() & {"sending", "settled", "accepted", "unconfirmed"}:
+        raise ValueError("a record of no known shape")
+    for internal_id in entry.get("sending", []):  # version 1.1
+        yield MessageResult(_text(internal_id), None, UNCONFIRMED), None
+    for internal_id, uuid, error in entry.get("settled", []):
+        if not _is_resendable_refusal(error):
+            yield MessageResult(_text(internal_id), _optional(uuid), _optional(error)), None
+    for internal_id, uuid in (entry.get("accepted") or {}).items():  # version 1.0
+        yield MessageResult(_text(internal_id), _text(uuid), None), None
+    for internal_id in entry.get("unconfirmed") or []:
+        yield MessageResult(_text(internal_id), None, UNCONFIRMED), None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"expected an id, got {type(value).__name__}")
+    return str(value)
+
+
+def _optional(value: Any) -> str | None:
+    return None if value is None else _text(value)

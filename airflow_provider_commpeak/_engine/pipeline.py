@@ -32,7 +32,7 @@ from airflow_provider_commpeak._engine.classify import (
     safe_token,
 )
 from airflow_provider_commpeak._engine.connection import SEND_PATH
-from airflow_provider_commpeak._engine.ledger import SendLedger
+from airflow_provider_commpeak._engine.ledger import Earlier, SendLedger, fingerprint
 from airflow_provider_commpeak._engine.progress import SendProgress
 from airflow_provider_commpeak._engine.queue import Pending, PendingQueue
 from airflow_provider_commpeak._engine.rate import RateController
@@ -63,6 +63,7 @@ class PipelineResult:
 
     :param requests: Send requests made.
     :param skipped: Messages an earlier try had settled (not sent again).
+    :param changed: Of those, how many had other content then under the same ``internal_id``.
     :param stopped_by: The answer that stopped sending early (refused key, redirect, unreachable
         API...), if one did.
     :param gave_up: The API accepted nothing for ``rate_limit_timeout`` seconds while refusing.
@@ -72,6 +73,7 @@ class PipelineResult:
 
     requests: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    changed: int = 0
     settled: int = 0
     stopped_by: Answer | None = None
     gave_up: bool = False
@@ -168,16 +170,18 @@ class SendPipeline:
         return self._result
 
     def _unsettled(
-        self, messages: Iterable[Message], settled: Mapping[str, MessageResult]
+        self, messages: Iterable[Message], settled: Mapping[str, Earlier]
     ) -> Iterator[tuple[int, Message]]:
         """The messages to send; those settled by an earlier try go straight to the sink."""
         for seq, message in enumerate(messages):
             earlier = settled.get(message.internal_id)
             if earlier is None:
                 yield seq, message
-            else:
-                self._result.skipped[earlier.error or "accepted"] += 1
-                self._settle_one(seq, earlier)
+                continue
+            if earlier.fingerprint is not None and earlier.fingerprint != _fingerprint(message):
+                self._result.changed += 1
+            self._result.skipped[earlier.result.error or "accepted"] += 1
+            self._settle_one(seq, earlier.result)
 
     def _finish(self) -> None:
         """Account for whatever was never sent, and log the outcome."""
@@ -185,6 +189,13 @@ class SendPipeline:
             for pending in self._queue.drain():  # pushed back keep their last error; untried are NOT_SENT
                 self._settle_one(
                     pending.seq, MessageResult(pending.message.internal_id, None, pending.error or NOT_SENT)
+                )
+            if self._result.changed:
+                self._log.warning(
+                    "%d message(s) settled by an earlier try had other content then (number, sender or text) "
+                    "under the same internal_id; they were not sent again. To send the new content, give those "
+                    "messages new internal_ids",
+                    self._result.changed,
                 )
             skipped = self._result.skipped
             if skipped:
@@ -265,7 +276,7 @@ class SendPipeline:
             body, number = None, None
             self._log.error("A batch of %d could not be encoded (%s): NOT_SENT", len(batch), type(exc).__name__)
         else:
-            number = self._ledger.begin([p.message.internal_id for p in batch])
+            number = self._ledger.begin((p.message.internal_id, _fingerprint(p.message)) for p in batch)
         sent_at = self._clock()
         answer = (
             classify_failure(Failure.INVALID_REQUEST, bytes_sent=False, path=SEND_PATH)
@@ -288,14 +299,16 @@ class SendPipeline:
         self,
         batch: list[Pending],
         answer: Answer,
-        number: int | None,
+        number: list[int] | None,
         sent_at: float,
         settled: list[tuple[int, MessageResult]],
         pushed_back: list[Pending],
         task_id: str | None,
     ) -> None:
         """Record a batch's answer: ledger, sink, queue, controller, in that order."""
-        self._ledger.finish(number, [result for _, result in settled])
+        if number is not None:
+            fingerprints = {p.seq: _fingerprint(p.message) for p in batch}
+            self._ledger.finish(number, [(result, fingerprints[seq]) for seq, result in settled])
         with self._lock:
             self._result.requests += 1
             for seq, result in settled:
@@ -429,6 +442,10 @@ class SendPipeline:
                 self._log.error("Stopping the send: %s", answer.description)
             self._stop.set()
             self._changed.notify_all()
+
+
+def _fingerprint(message: Message) -> str:
+    return fingerprint(message.recipient_phone, message.sender, message.message_content)
 
 
 def _has_uuid(entry: Mapping[str, Any]) -> bool:

@@ -16,6 +16,7 @@ from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakSend
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_commpeak._engine.ledger import SendLedger
     from airflow_provider_commpeak._engine.report import SendReport, SendSummary
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
@@ -57,9 +58,10 @@ class SendSmsOperator(BaseOperator):
     ``{"report_path", "messages", "accepted", "failed", "errors"}``. Neither holds a phone number or
     a message text.
 
-    On Airflow >= 3.3 each batch is recorded in the task instance's ``task_state_store`` as it is
-    sent, so a retried task sends only what no earlier try got accepted (see the README, "Retries
-    and duplicates").
+    Each batch is recorded in a send ledger as it is sent, so a retried or cleared task sends only
+    what no earlier try got accepted: in ``ledger_path`` (or the ``[commpeak] ledger_path`` option)
+    on any Airflow, else in the task instance's ``task_state_store`` on Airflow >= 3.3 (see the
+    README, "Retries and duplicates").
 
     .. seealso::
         The README's "SendSmsOperator" section.
@@ -85,9 +87,13 @@ class SendSmsOperator(BaseOperator):
     :param max_concurrency: How many batch requests are in flight at once (1-64).
     :param rate_limit_timeout: Give up on rate-limited messages only when the API accepted nothing
         at all for this many seconds (default 600).
+    :param ledger_path: A folder for the send ledger (a local path or any ObjectStoragePath URL, e.g.
+        ``s3://bucket/commpeak-ledger``), overriding the ``[commpeak] ledger_path`` option. Needed on
+        Airflow 2.11-3.2 for retries not to resend; on newer Airflow it replaces ``task_state_store``
+        and outlives a Clear. (templated)
     :param resend_unconfirmed: On a retried try, resend messages whose send had an unknown outcome
         (``UNCONFIRMED``) in an earlier try. Off by default: a duplicate SMS is usually worse than a
-        missing one. Needs Airflow >= 3.3 (``task_state_store``).
+        missing one. Needs a ledger (``ledger_path``, or ``task_state_store`` on Airflow >= 3.3).
     :param max_xcom_results: The most messages whose per-message report goes to XCom; more need
         ``report_path``.
     :param max_segments: Refuse, before anything is sent, a text taking more SMS segments than this
@@ -106,6 +112,7 @@ class SendSmsOperator(BaseOperator):
         "sender",
         "default_region",
         "commpeak_conn_id",
+        "ledger_path",
     )
     template_fields_renderers = {"messages": "json", "recipients": "json"}
     ui_color = "#f4a261"
@@ -127,6 +134,7 @@ class SendSmsOperator(BaseOperator):
         max_concurrency: int = 4,
         rate_limit_timeout: float = 600.0,
         resend_unconfirmed: bool = False,
+        ledger_path: Any = None,
         max_xcom_results: int = MAX_XCOM_RESULTS,
         max_segments: int | None = None,
         dry_run: bool = False,
@@ -187,6 +195,7 @@ class SendSmsOperator(BaseOperator):
         self.max_concurrency = max_concurrency
         self.rate_limit_timeout = rate_limit_timeout
         self.resend_unconfirmed = resend_unconfirmed
+        self.ledger_path = ledger_path
         self.max_xcom_results = max_xcom_results
         self.max_segments = max_segments
         # not ``self.dry_run``: BaseOperator.dry_run() is a method Airflow calls (``tasks test --dry-run``)
@@ -232,20 +241,32 @@ class SendSmsOperator(BaseOperator):
 
     # -- execution ---------------------------------------------------------------------------------
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def _ledger(self, context: Context) -> SendLedger:
+        """The send ledger of this task instance (see ``ledger_path``); warns when there is none."""
         from airflow_provider_commpeak._engine.ledger import SendLedger
+        from airflow_provider_commpeak._engine.ledger_stores import store_for
+
+        store = store_for(context, ledger_path=self.ledger_path)
+        if store is None:
+            self.log.warning(
+                "No send ledger: if this task is retried or cleared, every message is sent again. Set "
+                "SendSmsOperator(ledger_path=...) or the [commpeak] ledger_path option "
+                "(AIRFLOW__COMMPEAK__LEDGER_PATH) to a folder, shared storage when tasks may retry on "
+                "another worker (Airflow >= 3.3 uses the task_state_store otherwise). See the README, "
+                "'Retries and duplicates'."
+            )
+        else:
+            self.log.info("Send ledger: %s", store.where)
+        return SendLedger(store, resend_unconfirmed=self.resend_unconfirmed)
+
+    def execute(self, context: Context) -> dict[str, Any]:
 
         if self.price_only:
             report = self.hook.dry_run(self._source(), **self._stage_options(context))
             data = report.to_dict()
             self._publish(context, data)
             return data
-        ledger = SendLedger.from_context(context, resend_unconfirmed=self.resend_unconfirmed)
-        if not ledger.durable:
-            self.log.warning(
-                "This Airflow has no task_state_store (Airflow >= 3.3): if this task is retried, "
-                "every message is sent again. See the README, 'Retries and duplicates'."
-            )
+        ledger = self._ledger(context)
         source = self._source()
         if self.report_path is None and self._input != "messages_path":
             self._check_fits_xcom(source)
@@ -302,7 +323,7 @@ class SendSmsOperator(BaseOperator):
                 f"{failed} of {total} message(s) failed ({outcome.describe_errors()}); "
                 f"allowed_failures={self.allowed_failures!r} permits {limit}. "
                 f"{total - failed} were accepted and will not be resent by a retry of this task "
-                "on Airflow >= 3.3.",
+                "where it has a send ledger (ledger_path, or task_state_store on Airflow >= 3.3).",
                 report=data,
             )
         if failed:
