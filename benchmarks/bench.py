@@ -307,6 +307,113 @@ def worker_phones(n: int) -> dict[str, Any]:
     return timings
 
 
+class _MemoryStateStore:
+    """``task_state_store``'s interface in memory, JSON-copied like the real one (its transport not included)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return json.loads(self.data[key]) if key in self.data else default
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        self.data[key] = json.dumps(value)
+
+
+def _ledger_store(kind: str, folder: str) -> Any:
+    from airflow_provider_commpeak._engine.ledger_stores import ObjectStorageLedgerStore
+
+    if kind == "none":
+        return None
+    if kind == "task_state_store":
+        return _MemoryStateStore()
+    return ObjectStorageLedgerStore(folder, dag_id="bench", run_id="run", task_id="send", map_index=-1)
+
+
+def worker_ledger_send(url: str, n: int, kind: str, folder: str) -> dict[str, Any]:
+    """Send ``n`` messages with the hook's defaults and one ledger store; client CPU and wall."""
+    from airflow_provider_commpeak._engine.ledger import SendLedger
+    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+
+    os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps({"conn_type": "commpeak", "password": API_KEY, "host": url})
+    hook = CommPeakHook()
+    hook.get_conn()
+    batch = list(messages(n))
+    ledger = SendLedger(_ledger_store(kind, folder))
+    cpu_before, started = cpu_seconds(), time.perf_counter()
+    report = hook.send_messages(batch, ledger=ledger)
+    return {"wall": time.perf_counter() - started, "cpu": cpu_seconds() - cpu_before, "accepted": report.accepted}
+
+
+def worker_ledger_write(folder: str, n: int, batch: int) -> dict[str, Any]:
+    """Write the ledger of an ``n``-message send (every batch accepted) to a folder, as the engine does."""
+    from airflow_provider_commpeak._engine.ledger import SendLedger, fingerprint
+    from airflow_provider_commpeak._engine.report import MessageResult
+
+    ledger = SendLedger(_ledger_store("ledger_path", folder))
+    for start in range(0, n, batch):
+        ids = [f"af-0123456789abcdef-{i:024x}" for i in range(start, min(start + batch, n))]
+        fp = fingerprint("447700900000", "BENCH", "text")
+        numbers = ledger.begin((i, fp) for i in ids)
+        ledger.finish(numbers, [(MessageResult(i, f"{k:08x}-0000-4000-8000-{k:012x}", None), fp) for k, i in enumerate(ids)])
+    files = list(Path(folder).rglob("*.json"))
+    return {"records": len(files), "largest": max(f.stat().st_size for f in files)}
+
+
+def worker_ledger_read(folder: str) -> dict[str, Any]:
+    """What a retry does first: read the whole ledger back (fresh process: time and peak RSS)."""
+    from airflow_provider_commpeak._engine.ledger import SendLedger
+
+    rss_before = peak_rss_mb()
+    started = time.perf_counter()
+    settled = SendLedger(_ledger_store("ledger_path", folder)).settled()
+    return {"wall": time.perf_counter() - started, "rss": peak_rss_mb(), "rss_before": rss_before, "settled": len(settled)}
+
+
+def ledger_costs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each store's cost on a send, side by side in one run; and a retry reading a big ledger."""
+    sends = []
+    sandbox = Sandbox(latency_ms=0, rate_limit=0, delivery_delay=1)
+    try:
+        for kind in ("none", "task_state_store", "ledger_path"):
+            sandbox.reset()
+            folder = tempfile.mkdtemp(prefix="commpeak-ledger-")
+            result = run_worker("ledger-send", sandbox.url, str(args.ledger_n), kind, folder)
+            assert result["accepted"] == args.ledger_n, result
+            sends.append({"store": kind, "_cpu": result["cpu"], "_wall": result["wall"]})
+    finally:
+        sandbox.stop()
+    base = sends[0]
+    for row in sends:
+        row.update(
+            N=f"{args.ledger_n:,}",
+            cpu_ms_per_1000=f"{row['_cpu'] * 1000 / args.ledger_n * 1000:.1f}",
+            wall_ms_per_1000=f"{row['_wall'] * 1000 / args.ledger_n * 1000:.1f}",
+            added_cpu_ms_per_1000=f"{(row['_cpu'] - base['_cpu']) * 1000 / args.ledger_n * 1000:+.1f}",
+        )
+    reads = []
+    for n in args.ledger_read_sizes:
+        folder = tempfile.mkdtemp(prefix="commpeak-ledger-")
+        written = run_worker("ledger-write", folder, str(n), "1000")
+        read = run_worker("ledger-read", folder)
+        assert read["settled"] == n, read
+        reads.append(
+            {
+                "N": f"{n:,}",
+                "records": f"{written['records']:,}",
+                "largest_record_bytes": f"{written['largest']:,}",
+                "read_s": f"{read['wall']:.2f}",
+                "peak_rss_mb": f"{read['rss']:.0f}",
+                "_rss": read["rss"],
+                "_largest": written["largest"],
+                "_read": read["wall"],
+            }
+        )
+    for row in reads:
+        row["rss_vs_smallest"] = f"{row['_rss'] / reads[0]['_rss']:.2f}x"
+    return sends, reads
+
+
 def worker_import(module: str) -> dict[str, Any]:
     started = time.perf_counter()
     __import__(module)
@@ -732,10 +839,14 @@ def main() -> int:
     parser.add_argument("--stream-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000])
     parser.add_argument("--import-repeats", type=int, default=11)
     parser.add_argument("--scale-n", type=int, default=1_000_000, help="messages of the sensor-at-scale run")
+    parser.add_argument("--ledger-n", type=int, default=100_000, help="messages of each store's send")
+    parser.add_argument(
+        "--ledger-read-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000]
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
     parser.add_argument(
         "--only",
-        default="throughput,bound,rate,drain,shared,streaming,dryrun,phones,polling,scale,imports",
+        default="throughput,bound,rate,drain,shared,streaming,ledger,dryrun,phones,polling,scale,imports",
         help="comma-separated sections to run (default: all)",
     )
     args = parser.parse_args()
@@ -744,6 +855,7 @@ def main() -> int:
         args.rates, args.latencies, args.rate_seconds, args.shared_rates = [400], [20], 5.0, [400]
         args.scale_n = 20_000
         args.polling_n, args.settle_gap, args.stream_sizes, args.import_repeats = 5000, 0.6, [2000, 20000], 3
+        args.ledger_n, args.ledger_read_sizes = 5000, [2000, 20000]
 
     print(
         f"# airflow-provider-commpeak benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
@@ -852,6 +964,19 @@ def main() -> int:
     if "streaming" in sections:
         print("\n## Streaming from a file: peak RSS\n")
         print(table(streaming(args), ["N", "source", "wall_s", "peak_rss_mb", "rss_vs_smallest"]))
+    if "ledger" in sections:
+        sends, reads = ledger_costs(args)
+        print("\n## The send ledger: each store's cost on a send (sandbox latency 0, batches of 100, 4 in flight)\n")
+        print(table(sends, ["store", "N", "cpu_ms_per_1000", "added_cpu_ms_per_1000", "wall_ms_per_1000"]))
+        print("\n## A retry reading its ledger (ledger_path on local disk, batches of 1,000, fresh process)\n")
+        print(table(reads, ["N", "records", "largest_record_bytes", "read_s", "peak_rss_mb", "rss_vs_smallest"]))
+        added = (sends[2]["_cpu"] - sends[0]["_cpu"]) * 1000 / args.ledger_n * 1000
+        if added > 5:
+            failures.append(f"ledger_path adds {added:.1f} ms CPU per 1,000 messages (target 5)")
+        if max(r["_largest"] for r in reads) > 32_000:
+            failures.append("a ledger record above 32 KB")
+        if reads[-1]["_read"] > 10:
+            failures.append(f"reading the largest ledger took {reads[-1]['_read']:.1f} s (target 10)")
     if "polling" in sections:
         pokes = polling(args)
         print(f"\n## Sensor polling cost, {args.polling_n:,} messages settling (status_batch_size=500)\n")
@@ -930,6 +1055,12 @@ if __name__ == "__main__":
             result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), start=int(rest[4]))
         elif kind == "commpeak-file":
             result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), source=rest[4])
+        elif kind == "ledger-send":
+            result = worker_ledger_send(rest[0], int(rest[1]), rest[2], rest[3])
+        elif kind == "ledger-write":
+            result = worker_ledger_write(rest[0], int(rest[1]), int(rest[2]))
+        elif kind == "ledger-read":
+            result = worker_ledger_read(rest[0])
         elif kind == "dry-run":
             result = worker_dry_run(rest[0])
         elif kind == "phones":

@@ -303,21 +303,34 @@ CHILD = textwrap.dedent(
     from helpers import message
     from helpers.fakes import FileStateStore
     from airflow_provider_commpeak._engine.ledger import SendLedger
+    from airflow_provider_commpeak._engine.ledger_stores import ObjectStorageLedgerStore
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
     CommPeakHook().send_messages([message(i) for i in range(2000)], batch_size=50,
-                                 ledger=SendLedger(FileStateStore({store!r})))
+                                 ledger=SendLedger({store}))
     """
 )
+STORES = {
+    "task_state_store": "FileStateStore({folder!r})",
+    "ledger_path": "ObjectStorageLedgerStore({folder!r}, dag_id='d', run_id='r', task_id='t', map_index=-1)",
+}
+
+
+def _store(kind: str, folder) -> object:
+    """The parent's handle on the store the child wrote (the same expressions, in this process)."""
+    if kind == "task_state_store":
+        return FileStateStore(str(folder))
+    return ObjectStorageLedgerStore(str(folder), dag_id="d", run_id="r", task_id="t", map_index=-1)
 
 
 @pytest.mark.sandbox
-def test_a_worker_killed_mid_send_never_causes_a_duplicate(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", sorted(STORES))
+def test_a_worker_killed_mid_send_never_causes_a_duplicate(tmp_path, monkeypatch, kind):
     """SIGKILL between "the API accepted" and "recorded": written-ahead batches come back UNCONFIRMED."""
     folder = tmp_path / "store"
     with CommPeakSandbox(latency_ms=100) as sb:
         monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", sb.connection_json)
         env = dict(os.environ)
-        script = CHILD.format(tests=os.path.dirname(__file__), store=str(folder))
+        script = CHILD.format(tests=os.path.dirname(__file__), store=STORES[kind].format(folder=str(folder)))
         child = subprocess.Popen([sys.executable, "-c", script], env=env)
         try:
             poll("the child to get 300 messages accepted", lambda: len(sb.accepted) >= 300, timeout=120)
@@ -325,13 +338,23 @@ def test_a_worker_killed_mid_send_never_causes_a_duplicate(tmp_path, monkeypatch
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=30)
         accepted_by_first = {m["internal_id"] for m in sb.accepted}
-        settled = SendLedger(FileStateStore(folder)).settled()
+        settled = SendLedger(_store(kind, folder)).settled()
         assert accepted_by_first <= set(settled), "an acceptance neither recorded nor written ahead"
         unconfirmed = [i for i, r in settled.items() if r.result.error == UNCONFIRMED]
         assert len(unconfirmed) <= 4 * 50  # at most the batches in flight when the worker died
-        report = CommPeakHook().send_messages(MESSAGES, ledger=SendLedger(FileStateStore(folder)))
+        report = CommPeakHook().send_messages(MESSAGES, ledger=SendLedger(_store(kind, folder)))
         times = Counter(m["internal_id"] for m in sb.accepted)
         assert max(times.values()) == 1, "a message was accepted twice"
         assert report.accepted + len(unconfirmed) == len(MESSAGES)
         assert report.errors_by_kind() == ({UNCONFIRMED: len(unconfirmed)} if unconfirmed else {})
         print(json.dumps({"unconfirmed_after_sigkill": len(unconfirmed)}))
+
+
+@pytest.mark.parametrize("text", ["\u00e9" * 120, "\U0001f600" * 60, "\n\t\"\\" * 30])
+def test_records_of_ids_that_json_escapes_stay_under_the_bound(text):
+    store = FakeStateStore()
+    ledger = SendLedger(store)
+    ids = [f"{n:04d}{text}"[:128] for n in range(1000)]
+    finish(ledger, begin(ledger, ids), [MessageResult(i, "0562f2aa-0000-4000-8000-000000000000", None) for i in ids])
+    assert max(len(json.dumps(v)) for v in store.data.values()) <= 32_000
+    assert set(results(SendLedger(store))) == set(ids)

@@ -97,7 +97,7 @@ def test_national_forms_go_to_their_own_region_or_are_refused_as_ambiguous():
             wrong.append((region, got, _e164(number)))
     assert wrong == []
     assert ambiguous == refused  # a valid example is refused only as ambiguous, never otherwise
-    assert refused < len(EXAMPLES) // 10
+    assert refused < len(EXAMPLES) // 20  # 17 of 1,129 with phonenumbers 9.0
 
 
 def test_without_a_region_a_national_number_with_a_trunk_zero_is_refused():

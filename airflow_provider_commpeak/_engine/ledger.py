@@ -75,25 +75,32 @@ class LedgerCorrupt(CommPeakError):
 
 
 def _size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":")))
+    return len(json.dumps(value))  # as Airflow measures a task_state_store value
+
+
+def _width(value: Any) -> int:
+    """An upper bound of ``value``'s JSON size: a printable ASCII character takes at most 2 bytes, any other 12."""
+    if not isinstance(value, str):
+        return 8
+    return len(value) * (2 if value.isascii() and value.isprintable() else 12) + 4
+
+
+def _surely_fits(columns: dict[str, list[Any]]) -> bool:
+    """A cheap upper bound says the record fits, without serializing it."""
+    row = sum(max(map(_width, column), default=0) for column in columns.values())
+    return len(columns["ids"]) * row + 100 <= MAX_RECORD_BYTES
 
 
 def _split(columns: dict[str, list[Any]], state: str) -> list[dict[str, Any]]:
-    """One record per part of ``columns`` (parallel lists), each at most :data:`MAX_RECORD_BYTES`."""
-    ids = columns["ids"]
-    parts: list[dict[str, Any]] = []
-    start = 0
-    while start < len(ids) or not parts:
-        end, size = start, 60
-        while end < len(ids):
-            row = _size([column[end] for column in columns.values()])
-            if end > start and size + row > MAX_RECORD_BYTES:
-                break
-            size += row
-            end += 1
-        parts.append({"v": RECORD_VERSION, "state": state, **{k: v[start:end] for k, v in columns.items()}})
-        start = end
-    return parts
+    """One record of ``columns`` (parallel lists), or halves of it until each is at most :data:`MAX_RECORD_BYTES`."""
+    record = {"v": RECORD_VERSION, "state": state, **columns}
+    count = len(columns["ids"])
+    if count <= 1 or _surely_fits(columns) or _size(record) <= MAX_RECORD_BYTES:
+        return [record]
+    middle = count // 2
+    return _split({k: v[:middle] for k, v in columns.items()}, state) + _split(
+        {k: v[middle:] for k, v in columns.items()}, state
+    )
 
 
 class SendLedger:

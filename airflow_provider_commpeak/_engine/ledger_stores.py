@@ -123,9 +123,9 @@ class ObjectStorageLedgerStore:
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self._path(key))  # atomic: a kill leaves the old record or the new
+            # atomic against a killed worker: the old record or the new one. No fsync: a machine crash
+            # may leave a record unreadable, which stops the retry loudly (LedgerCorrupt), never silently.
+            os.replace(temporary, self._path(key))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.remove(temporary)

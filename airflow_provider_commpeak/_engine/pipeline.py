@@ -276,7 +276,8 @@ class SendPipeline:
             body, number = None, None
             self._log.error("A batch of %d could not be encoded (%s): NOT_SENT", len(batch), type(exc).__name__)
         else:
-            number = self._ledger.begin((p.message.internal_id, _fingerprint(p.message)) for p in batch)
+            fingerprints = {p.seq: _fingerprint(p.message) for p in batch} if self._ledger.durable else {}
+            number = self._ledger.begin((p.message.internal_id, fingerprints[p.seq]) for p in batch)
         sent_at = self._clock()
         answer = (
             classify_failure(Failure.INVALID_REQUEST, bytes_sent=False, path=SEND_PATH)
@@ -284,7 +285,9 @@ class SendPipeline:
             else self._send_body(body)
         )
         settled, pushed_back, task_id = self._judge(batch, answer)
-        self._record(batch, answer, number, sent_at, settled, pushed_back, task_id)
+        if number is not None:
+            self._ledger.finish(number, [(result, fingerprints[seq]) for seq, result in settled])
+        self._record(batch, answer, sent_at, settled, pushed_back, task_id)
 
     def _send_body(self, body: bytes) -> Answer:
         return self._transport.request(
@@ -299,16 +302,12 @@ class SendPipeline:
         self,
         batch: list[Pending],
         answer: Answer,
-        number: list[int] | None,
         sent_at: float,
         settled: list[tuple[int, MessageResult]],
         pushed_back: list[Pending],
         task_id: str | None,
     ) -> None:
-        """Record a batch's answer: ledger, sink, queue, controller, in that order."""
-        if number is not None:
-            fingerprints = {p.seq: _fingerprint(p.message) for p in batch}
-            self._ledger.finish(number, [(result, fingerprints[seq]) for seq, result in settled])
+        """Account for a batch's answer (recorded in the ledger already): sink, queue, controller, in that order."""
         with self._lock:
             self._result.requests += 1
             for seq, result in settled:
