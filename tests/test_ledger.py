@@ -31,7 +31,14 @@ MESSAGES = [message(i) for i in range(2000)]
 
 
 def results(ledger: SendLedger) -> dict[str, MessageResult]:
-    return {internal_id: earlier.result for internal_id, earlier in ledger.settled().items()}
+    """What ``settled()`` holds for every id the ledger names."""
+    index = ledger.settled()
+    found = {}
+    for result, _ in ledger.records():
+        earlier = index.get(result.internal_id)
+        if earlier is not None:
+            found[result.internal_id] = earlier.result
+    return found
 
 
 def begin(ledger: SendLedger, ids: list[str]) -> list[int] | None:
@@ -61,8 +68,9 @@ def test_settled_holds_accepted_unconfirmed_and_uuid_refusals_not_pushed_back_on
         "b": MessageResult("b", None, UNCONFIRMED),
         "c": MessageResult("c", "u-c", "ODD"),
     }
-    assert set(SendLedger(store, resend_unconfirmed=True).settled()) == {"a", "c"}
-    assert SendLedger(store).settled()["a"].fingerprint == "fp-a"
+    assert set(results(SendLedger(store, resend_unconfirmed=True))) == {"a", "c"}
+    assert SendLedger(store).settled().get("a").fingerprint is None  # "fp-a" is not a fingerprint
+    assert SendLedger(store).settled().get("zz") is None
 
 
 def test_records_are_by_name_with_a_version_key():
@@ -189,7 +197,7 @@ def test_no_store_records_nothing():
     ledger = SendLedger(None)
     assert not ledger.durable
     assert begin(ledger, ["a"]) is None
-    assert ledger.settled() == {}
+    assert len(ledger.settled()) == 0
 
 
 class OneAtATimeStore(FakeStateStore):
@@ -289,7 +297,7 @@ def test_a_task_timeout_mid_send_loses_no_acknowledgement(monkeypatch):
             signal.signal(signal.SIGALRM, previous)
         accepted_by_first = {m["internal_id"] for m in sb.accepted}
         assert 0 < len(accepted_by_first) < len(MESSAGES)
-        assert accepted_by_first <= set(SendLedger(store).settled()), "an acceptance the ledger lost"
+        assert accepted_by_first <= set(results(SendLedger(store))), "an acceptance the ledger lost"
         outcome = _retry(sb, store)
         assert outcome["duplicated"] == 0
         assert outcome["accepted"] == len(MESSAGES)
@@ -338,9 +346,9 @@ def test_a_worker_killed_mid_send_never_causes_a_duplicate(tmp_path, monkeypatch
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=30)
         accepted_by_first = {m["internal_id"] for m in sb.accepted}
-        settled = SendLedger(_store(kind, folder)).settled()
+        settled = results(SendLedger(_store(kind, folder)))
         assert accepted_by_first <= set(settled), "an acceptance neither recorded nor written ahead"
-        unconfirmed = [i for i, r in settled.items() if r.result.error == UNCONFIRMED]
+        unconfirmed = [i for i, r in settled.items() if r.error == UNCONFIRMED]
         assert len(unconfirmed) <= 4 * 50  # at most the batches in flight when the worker died
         report = CommPeakHook().send_messages(MESSAGES, ledger=SendLedger(_store(kind, folder)))
         times = Counter(m["internal_id"] for m in sb.accepted)
@@ -358,3 +366,33 @@ def test_records_of_ids_that_json_escapes_stay_under_the_bound(text):
     finish(ledger, begin(ledger, ids), [MessageResult(i, "0562f2aa-0000-4000-8000-000000000000", None) for i in ids])
     assert max(len(json.dumps(v)) for v in store.data.values()) <= 32_000
     assert set(results(SendLedger(store))) == set(ids)
+
+
+def test_the_settled_index_keeps_a_million_results_compactly_and_exactly():
+    from airflow_provider_commpeak._engine.settled import SettledIndex
+
+    index = SettledIndex()
+    canonical = "0562f2aa-0000-4000-8000-{:012x}"
+    for n in range(200_000):
+        error = None if n % 7 else ("UNCONFIRMED" if n % 2 else "QUEUED")
+        uuid = None if error == "UNCONFIRMED" else (canonical.format(n) if n % 5 else f"U-{n}")
+        index.add(MessageResult(f"id-{n}", uuid, error), f"{n:08x}")
+    index.add(MessageResult("id-7", "0562f2aa-0000-4000-8000-000000000007", None), None)  # a later acceptance
+    index.add(MessageResult("id-1", None, "UNCONFIRMED"), None)  # after an acceptance: ignored
+    assert len(index) == 200_000
+    assert index.get("id-1") == (MessageResult("id-1", canonical.format(1), None), "00000001")
+    assert index.get("id-5") == (MessageResult("id-5", "U-5", None), "00000005")
+    assert index.get("id-7").result == MessageResult("id-7", "0562f2aa-0000-4000-8000-000000000007", None)
+    assert index.get("id-14") == (MessageResult("id-14", "U-14" if False else canonical.format(14), "QUEUED"), "0000000e")
+    assert index.get("id-200000") is None
+    for n in range(0, 200_000, 997):
+        assert index.get(f"id-{n}").result.internal_id == f"id-{n}"
+
+
+def test_more_than_254_distinct_error_codes_are_kept():
+    from airflow_provider_commpeak._engine.settled import SettledIndex
+
+    index = SettledIndex()
+    for n in range(300):
+        index.add(MessageResult(f"m{n}", f"u{n}", f"CODE_{n}"), None)
+    assert [index.get(f"m{n}").result.error for n in (0, 253, 254, 299)] == ["CODE_0", "CODE_253", "CODE_254", "CODE_299"]

@@ -23,13 +23,14 @@ versions 1.0 and 1.1 still read. Stores live in :mod:`~airflow_provider_commpeak
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple, Protocol
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
 
 from airflow_provider_commpeak._engine.report import RATE_LIMIT, UNCONFIRMED, MessageResult
+from airflow_provider_commpeak._engine.settled import Earlier, SettledIndex
 from airflow_provider_commpeak.exceptions import CommPeakError
 
 INDEX_KEY = "commpeak_send.batches"
@@ -57,17 +58,10 @@ class LedgerStore(Protocol):
         ...
 
 
-class Earlier(NamedTuple):
-    """What an earlier try settled for one message, and the fingerprint of the content it had."""
-
-    result: MessageResult
-    fingerprint: str | None
-
-
 def fingerprint(recipient_phone: str, sender: str, message_content: str) -> str:
-    """A short fingerprint of a message's content (8 hex digits)."""
+    """A short fingerprint of a message's content (8 hex digits, CRC-32: it tells a change, not a secret)."""
     text = f"{recipient_phone}\x1f{sender}\x1f{message_content}"
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{zlib.crc32(text.encode('utf-8', 'surrogatepass')):08x}"
 
 
 class LedgerCorrupt(CommPeakError):
@@ -78,24 +72,11 @@ def _size(value: Any) -> int:
     return len(json.dumps(value))  # as Airflow measures a task_state_store value
 
 
-def _width(value: Any) -> int:
-    """An upper bound of ``value``'s JSON size: a printable ASCII character takes at most 2 bytes, any other 12."""
-    if not isinstance(value, str):
-        return 8
-    return len(value) * (2 if value.isascii() and value.isprintable() else 12) + 4
-
-
-def _surely_fits(columns: dict[str, list[Any]]) -> bool:
-    """A cheap upper bound says the record fits, without serializing it."""
-    row = sum(max(map(_width, column), default=0) for column in columns.values())
-    return len(columns["ids"]) * row + 100 <= MAX_RECORD_BYTES
-
-
 def _split(columns: dict[str, list[Any]], state: str) -> list[dict[str, Any]]:
     """One record of ``columns`` (parallel lists), or halves of it until each is at most :data:`MAX_RECORD_BYTES`."""
     record = {"v": RECORD_VERSION, "state": state, **columns}
     count = len(columns["ids"])
-    if count <= 1 or _surely_fits(columns) or _size(record) <= MAX_RECORD_BYTES:
+    if count <= 1 or _size(record) <= MAX_RECORD_BYTES:
         return [record]
     middle = count // 2
     return _split({k: v[:middle] for k, v in columns.items()}, state) + _split(
@@ -154,11 +135,10 @@ class SendLedger:
             raise self._corrupt(INDEX_KEY, f"expected a count, got {type(value).__name__}")
         return value
 
-    def settled(self) -> dict[str, Earlier]:
-        """What earlier tries settled and must not be sent again, by ``internal_id``."""
-        found: dict[str, Earlier] = {}
+    def records(self) -> Iterator[tuple[MessageResult, str | None]]:
+        """Every result earlier tries recorded, with its content fingerprint, in the order written."""
         if self.store is None:
-            return found
+            return
         for index in range(self._reserved):
             key = BATCH_KEY.format(index)
             entry = self._get(key)
@@ -169,14 +149,15 @@ class SendLedger:
             except (TypeError, ValueError, KeyError, AttributeError) as exc:
                 raise self._corrupt(key, str(exc) or type(exc).__name__) from None
             for result, fp in rows:
-                current = found.get(result.internal_id)
-                if current is None or not current.result.accepted:
-                    found[result.internal_id] = Earlier(result, fp)
-        return {
-            internal_id: earlier
-            for internal_id, earlier in found.items()
-            if not (self.resend_unconfirmed and earlier.result.error == UNCONFIRMED)
-        }
+                if not (self.resend_unconfirmed and result.error == UNCONFIRMED):
+                    yield result, fp
+
+    def settled(self) -> SettledIndex:
+        """What earlier tries settled and must not be sent again (``.get(internal_id)``), compactly."""
+        index = SettledIndex()
+        for result, fp in self.records():
+            index.add(result, fp)
+        return index
 
     # -- writing -----------------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ import contextlib
 import inspect
 import json
 import os
-import tempfile
 import threading
 from datetime import timedelta
 from typing import Any
@@ -119,13 +118,14 @@ class ObjectStorageLedgerStore:
             if not self._made:
                 os.makedirs(self.folder, exist_ok=True)
                 self._made = True
-        handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=self.folder)
+        path = self._path(key)
+        temporary = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"  # one writer per name
         try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
+            with open(temporary, "w", encoding="utf-8") as out:
                 out.write(data)
             # atomic against a killed worker: the old record or the new one. No fsync: a machine crash
             # may leave a record unreadable, which stops the retry loudly (LedgerCorrupt), never silently.
-            os.replace(temporary, self._path(key))
+            os.replace(temporary, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.remove(temporary)

@@ -32,7 +32,7 @@ from airflow_provider_commpeak._engine.classify import (
     safe_token,
 )
 from airflow_provider_commpeak._engine.connection import SEND_PATH
-from airflow_provider_commpeak._engine.ledger import Earlier, SendLedger, fingerprint
+from airflow_provider_commpeak._engine.ledger import SendLedger, fingerprint
 from airflow_provider_commpeak._engine.progress import SendProgress
 from airflow_provider_commpeak._engine.queue import Pending, PendingQueue
 from airflow_provider_commpeak._engine.rate import RateController
@@ -48,6 +48,7 @@ from airflow_provider_commpeak._engine.report import (
     describe_counts,
 )
 from airflow_provider_commpeak._engine.retry import RetryPolicy
+from airflow_provider_commpeak._engine.settled import SettledIndex
 from airflow_provider_commpeak._engine.transport import SyncTransport, encode_body
 from airflow_provider_commpeak._input.staging import Message
 
@@ -170,7 +171,7 @@ class SendPipeline:
         return self._result
 
     def _unsettled(
-        self, messages: Iterable[Message], settled: Mapping[str, Earlier]
+        self, messages: Iterable[Message], settled: SettledIndex
     ) -> Iterator[tuple[int, Message]]:
         """The messages to send; those settled by an earlier try go straight to the sink."""
         for seq, message in enumerate(messages):
