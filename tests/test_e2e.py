@@ -16,6 +16,7 @@ import pytest
 
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
 from helpers import poll
+from helpers.airflow import TEST_DAGS
 from helpers.deployment import RUN_SECONDS, Api, Deployment, airflow_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sandbox]
@@ -32,6 +33,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         airflow_deployment(
             tmp_path_factory.mktemp("e2e") / "airflow-home",
             extra_env={"AIRFLOW_CONN_COMMPEAK_DEFAULT": sandbox.connection_json},
+            extra_dags=(TEST_DAGS / "retry_campaign.py",),
         ) as running,
     ):
         running.sandbox = sandbox
@@ -94,3 +96,31 @@ def test_a_missed_deadline_texts_once_from_the_triggerer(deployment):
         == "success"
     )
     assert len(sandbox.accepted) == 1
+
+
+@pytest.mark.parametrize("store", ["task_state_store", "ledger_path"])
+def test_a_retry_and_a_clear_by_a_real_scheduler_resend_nothing_accepted(deployment, tmp_path, store):
+    """Try 1 gets 200 of 500 accepted, then a 403; Airflow retries; then a user clears the task."""
+    from collections import Counter
+
+    sandbox = deployment.sandbox
+    sandbox.reset()
+    sandbox.inject("403", after=4)
+    api = Api(deployment)
+    dag_id = "commpeak_retry_campaign"
+    conf = {"ledger_path": str(tmp_path / "ledger") if store == "ledger_path" else ""}
+    run_id = api.trigger(dag_id, conf)
+    assert poll("the retried run to finish", lambda: api.run_state(dag_id, run_id), RUN_SECONDS, 0.5) == "success"
+    first = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/send").json()
+    assert first["try_number"] == 2, first
+    times = Counter(m["internal_id"] for m in sandbox.accepted)
+    assert (len(times), max(times.values())) == (500, 1)
+
+    api.clear(dag_id, run_id, "send")
+    cleared = lambda: api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/send").json()  # noqa: E731
+    poll("the cleared task to run again", lambda: cleared()["try_number"] > 2 or None, RUN_SECONDS, 0.5)
+    assert poll("the cleared run to finish", lambda: api.run_state(dag_id, run_id), RUN_SECONDS, 0.5) == "success"
+    times = Counter(m["internal_id"] for m in sandbox.accepted)
+    assert (len(times), max(times.values())) == (500, 1), "a Clear resent accepted messages"
+    log = api.task_log(dag_id, run_id, "send", try_number=cleared()["try_number"])
+    assert "500 message(s) settled by an earlier try" in log

@@ -69,14 +69,25 @@ class Deployment:
 
 
 @contextmanager
-def airflow_deployment(home: Path, *, extra_env: dict[str, str] | None = None) -> Iterator[Deployment]:
-    """A migrated SQLite home, the example DAGs, and Airflow's API server, scheduler, dag-processor, triggerer."""
+def airflow_deployment(
+    home: Path, *, extra_env: dict[str, str] | None = None, extra_dags: tuple[Path, ...] = ()
+) -> Iterator[Deployment]:
+    """
+    A migrated SQLite home, the example DAGs (and ``extra_dags``), and Airflow's API server,
+    scheduler, dag-processor and triggerer.
+    """
     home.mkdir(parents=True, exist_ok=True)
+    dags = EXAMPLES
+    if extra_dags:
+        dags = home / "dags"
+        dags.mkdir(exist_ok=True)
+        for source in [*EXAMPLES.glob("*.py"), *extra_dags]:
+            (dags / source.name).symlink_to(source)
     port = free_port()
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLES),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -134,6 +145,16 @@ class Api:
         )
         assert answer.ok, answer.text
         return answer.json()["dag_run_id"]
+
+    def clear(self, dag_id: str, run_id: str, task_id: str) -> None:
+        """Clear one task instance of a run, whatever its state (the UI's "Clear")."""
+        answer = requests.post(
+            f"{self.url}/api/v2/dags/{dag_id}/clearTaskInstances",
+            json={"dry_run": False, "only_failed": False, "dag_run_id": run_id, "task_ids": [task_id]},
+            headers=self.headers,
+            timeout=10,
+        )
+        assert answer.ok, answer.text
 
     def run_state(self, dag_id: str, run_id: str) -> str | None:
         """``success`` or ``failed`` once the run finished, else ``None``."""
