@@ -335,7 +335,9 @@ def worker_ledger_send(url: str, n: int, kind: str, folder: str) -> dict[str, An
     from airflow_provider_commpeak._engine.ledger import SendLedger
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
-    os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps({"conn_type": "commpeak", "password": API_KEY, "host": url})
+    os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps(
+        {"conn_type": "commpeak", "password": API_KEY, "host": url}
+    )
     hook = CommPeakHook()
     hook.get_conn()
     batch = list(messages(n))
@@ -355,7 +357,9 @@ def worker_ledger_write(folder: str, n: int, batch: int) -> dict[str, Any]:
         ids = [f"af-0123456789abcdef-{i:024x}" for i in range(start, min(start + batch, n))]
         fp = fingerprint("447700900000", "BENCH", "text")
         numbers = ledger.begin((i, fp) for i in ids)
-        ledger.finish(numbers, [(MessageResult(i, f"{k:08x}-0000-4000-8000-{k:012x}", None), fp) for k, i in enumerate(ids)])
+        ledger.finish(
+            numbers, [(MessageResult(i, f"{k:08x}-0000-4000-8000-{k:012x}", None), fp) for k, i in enumerate(ids)]
+        )
     files = list(Path(folder).rglob("*.json"))
     return {"records": len(files), "largest": max(f.stat().st_size for f in files)}
 
@@ -367,7 +371,12 @@ def worker_ledger_read(folder: str) -> dict[str, Any]:
     rss_before = peak_rss_mb()
     started = time.perf_counter()
     settled = SendLedger(_ledger_store("ledger_path", folder)).settled()
-    return {"wall": time.perf_counter() - started, "rss": peak_rss_mb(), "rss_before": rss_before, "settled": len(settled)}
+    return {
+        "wall": time.perf_counter() - started,
+        "rss": peak_rss_mb(),
+        "rss_before": rss_before,
+        "settled": len(settled),
+    }
 
 
 def ledger_costs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -197,7 +197,9 @@ def test_deadline_alert_kwargs_are_json_and_the_notifier_is_awaitable():
     assert json.loads(json.dumps(callback.serialize()))["path"].endswith("CommPeakSmsNotifier")
 
 
-def test_an_alert_the_api_refused_neither_starts_min_interval_nor_counts_as_sent(airflow_db, commpeak_conn, requests_mock, monkeypatch):
+def test_an_alert_the_api_refused_neither_starts_min_interval_nor_counts_as_sent(
+    airflow_db, commpeak_conn, requests_mock, monkeypatch
+):
     from airflow_provider_commpeak.exceptions import CommPeakSendError
     from helpers import send_answer
 

@@ -21,7 +21,9 @@ def _dag():
 
 
 @pytest.mark.parametrize("ledger", ["task_state_store", "ledger_path"])
-def test_ten_thousand_messages_through_dag_test_each_accepted_once(airflow_db, commpeak_sandbox, tmp_path, ledger, monkeypatch):
+def test_ten_thousand_messages_through_dag_test_each_accepted_once(
+    airflow_db, commpeak_sandbox, tmp_path, ledger, monkeypatch
+):
     if ledger == "ledger_path":
         monkeypatch.setenv("AIRFLOW__COMMPEAK__LEDGER_PATH", str(tmp_path / "ledger"))
     dag = _dag()

@@ -599,7 +599,7 @@ def test_a_body_nested_too_deep_costs_only_its_own_batch(hook, requests_mock):
 
 
 def test_a_status_body_nested_too_deep_is_an_api_error(hook, requests_mock):
-    requests_mock.post(STATUS_URL, text="{\"a\":" * 100_000 + "1" + "}" * 100_000)
+    requests_mock.post(STATUS_URL, text='{"a":' * 100_000 + "1" + "}" * 100_000)
     with pytest.raises(CommPeakApiError, match="nested too deep"):
         hook.get_statuses(["u1"])
 

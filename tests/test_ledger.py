@@ -161,7 +161,10 @@ def test_records_written_by_version_1_1_are_read():
     """A fixture as 1.1.0 wrote it: positional rows; a RATE_LIMIT with a uuid is sent again now."""
     store = FakeStateStore()
     store.set(INDEX_KEY, 64)
-    store.set("commpeak_send.batch.0", {"settled": [["a", "u-a", None], ["b", None, "UNCONFIRMED"], ["c", "u-c", "RATE_LIMIT"]]})
+    store.set(
+        "commpeak_send.batch.0",
+        {"settled": [["a", "u-a", None], ["b", None, "UNCONFIRMED"], ["c", "u-c", "RATE_LIMIT"]]},
+    )
     store.set("commpeak_send.batch.1", {"sending": ["d"]})
     assert results(SendLedger(store)) == {
         "a": MessageResult("a", "u-a", None),
@@ -358,7 +361,7 @@ def test_a_worker_killed_mid_send_never_causes_a_duplicate(tmp_path, monkeypatch
         print(json.dumps({"unconfirmed_after_sigkill": len(unconfirmed)}))
 
 
-@pytest.mark.parametrize("text", ["\u00e9" * 120, "\U0001f600" * 60, "\n\t\"\\" * 30])
+@pytest.mark.parametrize("text", ["\u00e9" * 120, "\U0001f600" * 60, '\n\t"\\' * 30])
 def test_records_of_ids_that_json_escapes_stay_under_the_bound(text):
     store = FakeStateStore()
     ledger = SendLedger(store)
@@ -383,7 +386,10 @@ def test_the_settled_index_keeps_a_million_results_compactly_and_exactly():
     assert index.get("id-1") == (MessageResult("id-1", canonical.format(1), None), "00000001")
     assert index.get("id-5") == (MessageResult("id-5", "U-5", None), "00000005")
     assert index.get("id-7").result == MessageResult("id-7", "0562f2aa-0000-4000-8000-000000000007", None)
-    assert index.get("id-14") == (MessageResult("id-14", "U-14" if False else canonical.format(14), "QUEUED"), "0000000e")
+    assert index.get("id-14") == (
+        MessageResult("id-14", "U-14" if False else canonical.format(14), "QUEUED"),
+        "0000000e",
+    )
     assert index.get("id-200000") is None
     for n in range(0, 200_000, 997):
         assert index.get(f"id-{n}").result.internal_id == f"id-{n}"
@@ -395,4 +401,9 @@ def test_more_than_254_distinct_error_codes_are_kept():
     index = SettledIndex()
     for n in range(300):
         index.add(MessageResult(f"m{n}", f"u{n}", f"CODE_{n}"), None)
-    assert [index.get(f"m{n}").result.error for n in (0, 253, 254, 299)] == ["CODE_0", "CODE_253", "CODE_254", "CODE_299"]
+    assert [index.get(f"m{n}").result.error for n in (0, 253, 254, 299)] == [
+        "CODE_0",
+        "CODE_253",
+        "CODE_254",
+        "CODE_299",
+    ]

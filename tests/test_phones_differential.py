@@ -101,7 +101,7 @@ def test_national_forms_go_to_their_own_region_or_are_refused_as_ambiguous():
 
 
 def test_without_a_region_a_national_number_with_a_trunk_zero_is_refused():
-    for region, number in EXAMPLES:
+    for _region, number in EXAMPLES:
         written = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
         digits = "".join(ch for ch in written if ch.isdigit())
         if digits.startswith("0"):

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
 
 from helpers.airflow import TEST_DAGS, dag_bag, run_state, task_states
 
@@ -24,7 +23,9 @@ def _has_task_state_store() -> bool:
 
 
 @pytest.mark.parametrize("store", ["ledger_path", "task_state_store"])
-def test_a_retry_after_an_api_error_mid_campaign_resends_nothing_accepted(airflow_db, commpeak_sandbox, tmp_path, store):
+def test_a_retry_after_an_api_error_mid_campaign_resends_nothing_accepted(
+    airflow_db, commpeak_sandbox, tmp_path, store
+):
     if store == "task_state_store" and not _has_task_state_store():
         pytest.skip("task_state_store needs Airflow >= 3.3; ledger_path is the store here")
     dag = dag_bag(TEST_DAGS).dags["commpeak_retry_campaign"]

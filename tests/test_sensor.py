@@ -373,7 +373,10 @@ def test_a_status_report_is_overwritten_by_the_next_run(requests_mock, tmp_path)
     report = write_report(tmp_path / "report.jsonl", 3)
     target = tmp_path / "statuses.csv"
     target.write_text("message_uuid,status\nold,sent\n")
-    requests_mock.post(STATUS_URL, json=lambda r, c: {"messages": [{"uuid": u, "status": "delivered"} for u in r.json()["message_uuids"]]})
+    requests_mock.post(
+        STATUS_URL,
+        json=lambda r, c: {"messages": [{"uuid": u, "status": "delivered"} for u in r.json()["message_uuids"]]},
+    )
     result = sensor(message_uuids=str(report), status_report_path=str(target), max_xcom_results=1).poke(make_context())
     assert result.xcom_value["succeeded"] == 3
     assert len(target.read_text().splitlines()) == 4

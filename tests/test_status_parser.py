@@ -55,7 +55,10 @@ EXPECTED = {"u1": "delivered", "u2": "sent_failed", "u3": "unknown"}
             id="mapping-under-messages",
         ),
         pytest.param({"data": {"U1": "delivered", "u2": "sent_failed"}}, id="mapping-under-data-recased"),
-        pytest.param({"messages": [{"uuid": "U1", "status": "delivered"}, {"uuid": " u2 ", "status": "sent_failed"}]}, id="recased-entries"),
+        pytest.param(
+            {"messages": [{"uuid": "U1", "status": "delivered"}, {"uuid": " u2 ", "status": "sent_failed"}]},
+            id="recased-entries",
+        ),
     ],
 )
 def test_each_documented_shape(body):

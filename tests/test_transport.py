@@ -153,7 +153,9 @@ class HugeAnswerServer:
             with conn:
                 conn.recv(65536)
                 length = f"Content-Length: {self.size}\r\n" if self.declare_length else ""
-                conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}Connection: close\r\n\r\n".encode())
+                conn.sendall(
+                    f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}Connection: close\r\n\r\n".encode()
+                )
                 chunk = b"[" * 65536
                 try:
                     while self.sent < self.size:
@@ -172,7 +174,9 @@ def test_an_answer_over_the_bound_is_dropped_unread_as_unknown(declare_length):
 
     server = HugeAnswerServer(8 * MAX_ANSWER_BYTES, declare_length=declare_length)
     try:
-        answer = transport(server.url, timeout=30).request("/simple_send/", BODY, retry_pushback=False, retry_unknown=False)
+        answer = transport(server.url, timeout=30).request(
+            "/simple_send/", BODY, retry_pushback=False, retry_unknown=False
+        )
         assert (answer.outcome, answer.code) == (Outcome.UNKNOWN, "ANSWER_TOO_LARGE")
         assert server.sent < 4 * MAX_ANSWER_BYTES, "the client read on past its bound"
     finally:

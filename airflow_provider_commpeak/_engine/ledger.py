@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from airflow_provider_commpeak._engine.report import RATE_LIMIT, UNCONFIRMED, MessageResult
-from airflow_provider_commpeak._engine.settled import Earlier, SettledIndex
+from airflow_provider_commpeak._engine.settled import SettledIndex
 from airflow_provider_commpeak.exceptions import CommPeakError
 
 INDEX_KEY = "commpeak_send.batches"

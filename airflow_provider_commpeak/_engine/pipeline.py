@@ -170,9 +170,7 @@ class SendPipeline:
         self._finish()
         return self._result
 
-    def _unsettled(
-        self, messages: Iterable[Message], settled: SettledIndex
-    ) -> Iterator[tuple[int, Message]]:
+    def _unsettled(self, messages: Iterable[Message], settled: SettledIndex) -> Iterator[tuple[int, Message]]:
         """The messages to send; those settled by an earlier try go straight to the sink."""
         for seq, message in enumerate(messages):
             earlier = settled.get(message.internal_id)
@@ -466,9 +464,7 @@ def _refused(entry: object) -> bool:
     return bool(error) and (is_rate_limit(error) or not _has_uuid(entry))
 
 
-def match_entries(
-    internal_ids: list[str], entries: list[Any]
-) -> tuple[dict[str, Mapping[str, Any]], int]:
+def match_entries(internal_ids: list[str], entries: list[Any]) -> tuple[dict[str, Mapping[str, Any]], int]:
     """
     Match a ``simple_send`` answer's entries to the batch's messages by their exact ``internal_id``.
 

@@ -170,7 +170,9 @@ class SmsStatusTrigger(BaseTrigger):
                     wait = min(wait, max(self.end_time - now, 0.0))
                 await asyncio.sleep(wait)
         except Exception as exc:  # e.g. the connection or the report file is missing: waiting will not help
-            what = "; ".join(exc.problems) if isinstance(exc, CommPeakValidationError) else f"{type(exc).__name__}: {exc}"
+            what = (
+                "; ".join(exc.problems) if isinstance(exc, CommPeakValidationError) else f"{type(exc).__name__}: {exc}"
+            )
             yield self._event("error", f"Cannot ask for statuses ({what})", tracker)
         finally:
             await hook.aclose()
