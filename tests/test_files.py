@@ -314,3 +314,14 @@ def test_storage_urls_become_object_storage_paths():
     assert as_storage_path("/tmp/a.csv") == "/tmp/a.csv"
     assert as_storage_path("file:///tmp/a.csv") == "/tmp/a.csv"
     assert isinstance(as_storage_path("s3://bucket/a.csv"), ObjectStoragePath)
+
+
+@pytest.mark.sandbox
+def test_a_relative_report_path_is_published_absolute_for_a_reader_elsewhere(sandbox, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    op = SendSmsOperator(task_id="send", messages=[message(i) for i in range(3)], report_path="reports/r.csv")
+    (tmp_path / "reports").mkdir()
+    summary = op.execute(make_context())
+    assert summary["report_path"] == str(tmp_path / "reports" / "r.csv")
+    monkeypatch.chdir("/")  # the sensor on another worker, or the triggerer
+    assert len(read_message_uuids(summary)) == 3
