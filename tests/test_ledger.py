@@ -11,14 +11,15 @@ import textwrap
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from airflow_provider_commpeak._engine.ledger import BATCH_KEY, INDEX_KEY, LedgerCorrupt, SendLedger
 from airflow_provider_commpeak._engine.ledger_stores import (
     LEDGER_RETENTION,
-    ObjectStorageLedgerStore,
     TaskStateLedgerStore,
+    ledger_path_store,
     store_for,
 )
 from airflow_provider_commpeak._engine.report import UNCONFIRMED, MessageResult
@@ -247,19 +248,59 @@ def test_every_store_call_is_serialized_and_written_with_a_retention():
     assert store.retention == LEDGER_RETENTION
 
 
+WHERE = {"dag_id": "d", "run_id": "manual__2026-12-01T00:00:00+00:00", "task_id": "send", "map_index": 3}
+RUN_FOLDER = Path("d") / "manual__2026-12-01T00%3A00%3A00%2B00%3A00" / "send"
+
+
 @pytest.mark.parametrize("base", ["plain", "file_url"])
-def test_the_object_storage_store_keys_by_task_instance_and_writes_atomically(tmp_path, base):
+def test_a_local_ledger_path_is_one_append_only_log_per_task_instance(tmp_path, base):
     root = str(tmp_path) if base == "plain" else f"file://{tmp_path}"
-    where = {"dag_id": "d", "run_id": "manual__2026-12-01T00:00:00+00:00", "task_id": "send", "map_index": 3}
-    ledger = SendLedger(ObjectStorageLedgerStore(root, **where))
+    ledger = SendLedger(ledger_path_store(root, **WHERE))
     finish(ledger, begin(ledger, ["a", "b"]), [MessageResult("a", "u-a", None)])
-    folder = tmp_path / "d" / "manual__2026-12-01T00%3A00%3A00%2B00%3A00" / "send" / "3"
+    folder = tmp_path / RUN_FOLDER / "3"
+    assert [p.name for p in folder.iterdir()] == ["ledger.log"]
+    assert len((folder / "ledger.log").read_text().splitlines()) == 3  # the index, sending, settled
+    assert results(SendLedger(ledger_path_store(root, **WHERE))) == {"a": MessageResult("a", "u-a", None)}
+    assert results(SendLedger(ledger_path_store(root, **{**WHERE, "map_index": 4}))) == {}
+
+
+def test_a_torn_last_line_is_never_relied_on_and_is_cut_before_the_next_append(tmp_path):
+    store = ledger_path_store(str(tmp_path), **WHERE)
+    ledger = SendLedger(store)
+    numbers = begin(ledger, ["a"])
+    store.close()
+    log = tmp_path / RUN_FOLDER / "3" / "ledger.log"
+    with log.open("a") as handle:  # a machine crash in the middle of writing the answer
+        handle.write('commpeak_send.batch.0\t{"v":2,"state":"sett')
+    assert results(SendLedger(ledger_path_store(str(tmp_path), **WHERE))) == {"a": MessageResult("a", None, UNCONFIRMED)}
+    again = SendLedger(ledger_path_store(str(tmp_path), **WHERE))
+    finish(again, numbers, [MessageResult("a", "u-a", None)])
+    assert results(SendLedger(ledger_path_store(str(tmp_path), **WHERE))) == {"a": MessageResult("a", "u-a", None)}
+    assert all(line.count("\t") == 1 for line in log.read_text().splitlines())
+
+
+def test_a_damaged_log_is_reported_with_how_to_clear_it(tmp_path):
+    ledger = SendLedger(ledger_path_store(str(tmp_path), **WHERE))
+    finish(ledger, begin(ledger, ["a"]), [MessageResult("a", "u-a", None)])
+    log = tmp_path / RUN_FOLDER / "3" / "ledger.log"
+    head, _, tail = log.read_text().rpartition('"ids"')
+    log.write_text(head + '"ids' + tail)  # the settled record, the one a retry relies on
+    with pytest.raises(LedgerCorrupt, match=f"delete the folder {log.parent}"):
+        SendLedger(ledger_path_store(str(tmp_path), **WHERE)).settled()
+
+
+def test_object_storage_keeps_one_object_per_record():
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    root = "memory://commpeak-ledger-test/ledger"
+    ledger = SendLedger(ledger_path_store(root, **WHERE))
+    finish(ledger, begin(ledger, ["a", "b"]), [MessageResult("a", "u-a", None)])
+    folder = ObjectStoragePath(root) / str(RUN_FOLDER) / "3"
     assert sorted(p.name for p in folder.iterdir()) == ["commpeak_send.batch.0.json", "commpeak_send.batches.json"]
-    assert results(SendLedger(ObjectStorageLedgerStore(root, **where))) == {"a": MessageResult("a", "u-a", None)}
-    assert results(SendLedger(ObjectStorageLedgerStore(root, **{**where, "map_index": 4}))) == {}
-    (folder / "commpeak_send.batch.0.json").write_text('{"v": 2, "state": "sett')  # torn by hand
-    with pytest.raises(LedgerCorrupt, match=f"delete the folder {folder}"):
-        SendLedger(ObjectStorageLedgerStore(root, **where)).settled()
+    assert results(SendLedger(ledger_path_store(root, **WHERE))) == {"a": MessageResult("a", "u-a", None)}
+    (folder / "commpeak_send.batch.0.json").write_text('{"v": 2, "state": "sett')
+    with pytest.raises(LedgerCorrupt, match="delete the folder memory://"):
+        SendLedger(ledger_path_store(root, **WHERE)).settled()
 
 
 def test_the_ledger_path_option_is_read_from_the_provider_config(tmp_path, monkeypatch):
@@ -314,7 +355,7 @@ CHILD = textwrap.dedent(
     from helpers import message
     from helpers.fakes import FileStateStore
     from airflow_provider_commpeak._engine.ledger import SendLedger
-    from airflow_provider_commpeak._engine.ledger_stores import ObjectStorageLedgerStore
+    from airflow_provider_commpeak._engine.ledger_stores import ledger_path_store
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
     CommPeakHook().send_messages([message(i) for i in range(2000)], batch_size=50,
                                  ledger=SendLedger({store}))
@@ -322,7 +363,7 @@ CHILD = textwrap.dedent(
 )
 STORES = {
     "task_state_store": "FileStateStore({folder!r})",
-    "ledger_path": "ObjectStorageLedgerStore({folder!r}, dag_id='d', run_id='r', task_id='t', map_index=-1)",
+    "ledger_path": "ledger_path_store({folder!r}, dag_id='d', run_id='r', task_id='t', map_index=-1)",
 }
 
 
@@ -330,7 +371,7 @@ def _store(kind: str, folder) -> object:
     """The parent's handle on the store the child wrote (the same expressions, in this process)."""
     if kind == "task_state_store":
         return FileStateStore(str(folder))
-    return ObjectStorageLedgerStore(str(folder), dag_id="d", run_id="r", task_id="t", map_index=-1)
+    return ledger_path_store(str(folder), dag_id="d", run_id="r", task_id="t", map_index=-1)
 
 
 @pytest.mark.sandbox
