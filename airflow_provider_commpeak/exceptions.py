@@ -15,7 +15,7 @@ from airflow.providers.common.compat.sdk import AirflowException
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow_provider_commpeak._engine.report import SendReport, SendSummary
+    from airflow_provider_commpeak._engine.report import SendOutcome
 
 
 _STATUS_CODE_RENAMED = (
@@ -61,7 +61,7 @@ class CommPeakAuthError(CommPeakApiError):
     def __init__(self, message: str, *, http_status: int | None = None, detail: Any = None) -> None:
         super().__init__(message, http_status=http_status, detail=detail)
         #: What was accepted before the API refused the key, when the refusal came mid-send.
-        self.report: SendReport | SendSummary | None = None
+        self.report: SendOutcome | None = None
 
 
 class CommPeakValidationError(CommPeakError, ValueError):

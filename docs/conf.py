@@ -28,14 +28,14 @@ nitpick_ignore_regex = [
     ("py:class", r"(airflow|requests|httpx|jinja2|datetime|pytest|collections|typing)\..*"),
     ("py:class", r"(Context|CommPeakHook|SendLedger|StagedMessages|DeliverySnapshot|DeliveryTracker|AlertEvent)"),
     ("py:class", r"(Any|Sequence|Iterable|Callable|Mapping|Iterator|AsyncIterator|TriggerEvent|NoneType)"),
-    ("py:class", r"(SendReport|SendSummary|DryRunReport|RateController|SyncTransport|AsyncTransport)"),
+    ("py:class", r"(SendOutcome|StageStats|SendReport|SendSummary|DryRunReport|RateController|SyncTransport|AsyncTransport)"),
     (
         "py:class",
         r"(PokeReturnValue|AirflowException|BaseHook|BaseOperator|BaseSensorOperator|BaseTrigger|BaseNotifier)",
     ),
     ("py:class", r"(HTTPStatus|Answer|requests\.Session|Session)"),
     ("py:class", r"airflow_provider_commpeak\._(engine|input)\..*"),  # private modules
-    ("py:class", r".*\.(Context|TriggerEvent|SendReport|SendSummary|DryRunReport)"),
+    ("py:class", r".*\.(Context|TriggerEvent|SendOutcome|StageStats|SendReport|SendSummary|DryRunReport)"),
     ("py:obj", r".*"),
     ("py:data", r".*"),
     ("py:meth", r".*aget_statuses"),

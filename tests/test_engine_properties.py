@@ -235,8 +235,7 @@ def campaigns(draw: Any) -> list[dict[str, Any]]:
 def hook_factory(commpeak_conn, delays):
     def make(rate_limit_timeout: float) -> CommPeakHook:
         clock = FakeClock()
-        hook = CommPeakHook(max_retries=2, rate_limit_timeout=rate_limit_timeout)
-        hook._clock, hook._sleep = clock, clock.sleep
+        hook = CommPeakHook(max_retries=2, rate_limit_timeout=rate_limit_timeout, clock=clock, sleep=clock.sleep)
         return hook
 
     return make

@@ -299,11 +299,15 @@ def test_an_object_storage_source_and_report(sandbox, tmp_path):
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     source = write_jsonl(tmp_path / "a.jsonl", [message(i) for i in range(3)])
-    summary = CommPeakHook().send_messages_from(
+    summary = CommPeakHook().send_messages(
         ObjectStoragePath(f"file://{source}"), report_path=ObjectStoragePath(f"file://{tmp_path}/r.jsonl")
     )
-    assert summary.accepted == 3
+    assert (summary.accepted, summary.results, summary.report_path) == (3, None, f"file://{tmp_path}/r.jsonl")
     assert len(list(iter_report(tmp_path / "r.jsonl"))) == 3
+    with pytest.warns(DeprecationWarning, match="send_messages_from"):
+        CommPeakHook().send_messages_from(
+            ObjectStoragePath(f"file://{source}"), report_path=ObjectStoragePath(f"file://{tmp_path}/r2.jsonl")
+        )
 
 
 def test_storage_urls_become_object_storage_paths():

@@ -21,8 +21,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def hook(commpeak_conn, delays, clock) -> CommPeakHook:
     """A hook whose pacing runs on a fake clock and whose retries do not wait."""
-    hook = CommPeakHook(max_retries=3)
-    hook._clock, hook._sleep = clock, clock.sleep
+    hook = CommPeakHook(max_retries=3, clock=clock, sleep=clock.sleep)
     return hook
 
 
@@ -172,8 +171,7 @@ def test_a_trickle_of_acceptances_never_gives_up_with_default_settings(hook, req
 
 def test_gives_up_only_after_rate_limit_timeout_without_any_acceptance(commpeak_conn, delays, requests_mock):
     clock = FakeClock()
-    hook = CommPeakHook(rate_limit_timeout=120)
-    hook._clock, hook._sleep = clock, clock.sleep
+    hook = CommPeakHook(rate_limit_timeout=120, clock=clock, sleep=clock.sleep)
     requests_mock.post(SEND_URL, json=rate_limited(accept=0))
     started = clock.now
     report = hook.send_messages([message(i) for i in range(5)], max_concurrency=1)
@@ -185,8 +183,7 @@ def test_gives_up_only_after_rate_limit_timeout_without_any_acceptance(commpeak_
 def test_a_slow_trickle_resets_the_give_up_clock(commpeak_conn, delays, requests_mock):
     """One acceptance every 100 (fake) seconds, with rate_limit_timeout=120: never given up."""
     clock = FakeClock()
-    hook = CommPeakHook(rate_limit_timeout=120)
-    hook._clock, hook._sleep = clock, clock.sleep
+    hook = CommPeakHook(rate_limit_timeout=120, clock=clock, sleep=clock.sleep)
     last = [clock.now]
 
     def answer(request, context):
@@ -323,8 +320,7 @@ def test_unreadable_retry_after_falls_back_to_backoff(hook, requests_mock, delay
 
 
 def test_retry_after_is_capped(commpeak_conn, delays, clock, requests_mock):
-    hook = CommPeakHook(backoff_max=5)
-    hook._clock, hook._sleep = clock, clock.sleep
+    hook = CommPeakHook(backoff_max=5, clock=clock, sleep=clock.sleep)
     requests_mock.post(SEND_URL, [{"status_code": 429, "headers": {"Retry-After": "3600"}}, {"json": accepted_answer}])
     hook.send_messages([message(0)])
     assert max(delays.delays) == 5
@@ -617,3 +613,25 @@ def test_an_unfamiliar_status_is_warned_about_once(hook, requests_mock, logs):
     assert hook.get_statuses(["u1"]) == {"u1": "expired"}
     hook.get_statuses(["u1"])
     assert logs.count("not known to use, 'expired'") == 1
+
+
+def test_one_outcome_whatever_the_sink(hook, requests_mock, tmp_path):
+    """Counts are kept the same way with results in memory or in a file; the XCom form follows."""
+    from airflow_provider_commpeak.hooks.commpeak import SendOutcome, SendReport, SendSummary
+
+    requests_mock.post(SEND_URL, json=send_answer(("m0", "u0", None), ("m1", None, "INVALID_RECIPIENT")))
+    in_memory = hook.send_messages([message(0), message(1)])
+    in_file = hook.send_messages([message(0), message(1)], report_path=str(tmp_path / "r.csv"))
+    assert type(in_memory) is type(in_file) is SendOutcome
+    assert SendReport is SendSummary is SendOutcome  # the 1.1 names, kept
+    for outcome in (in_memory, in_file):
+        assert (outcome.messages, outcome.accepted, outcome.failed) == (2, 1, 1)
+        assert outcome.errors_by_kind() == {"INVALID_RECIPIENT": 1}
+    assert in_memory.to_dict()["results"]["m0"] == {"message_uuid": "u0", "error": None}
+    assert in_file.to_dict() == {
+        "report_path": str(tmp_path / "r.csv"),
+        "messages": 2,
+        "accepted": 1,
+        "failed": 1,
+        "errors": {"INVALID_RECIPIENT": 1},
+    }

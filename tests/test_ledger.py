@@ -272,7 +272,9 @@ def test_a_torn_last_line_is_never_relied_on_and_is_cut_before_the_next_append(t
     log = tmp_path / RUN_FOLDER / "3" / "ledger.log"
     with log.open("a") as handle:  # a machine crash in the middle of writing the answer
         handle.write('commpeak_send.batch.0\t{"v":2,"state":"sett')
-    assert results(SendLedger(ledger_path_store(str(tmp_path), **WHERE))) == {"a": MessageResult("a", None, UNCONFIRMED)}
+    assert results(SendLedger(ledger_path_store(str(tmp_path), **WHERE))) == {
+        "a": MessageResult("a", None, UNCONFIRMED)
+    }
     again = SendLedger(ledger_path_store(str(tmp_path), **WHERE))
     finish(again, numbers, [MessageResult("a", "u-a", None)])
     assert results(SendLedger(ledger_path_store(str(tmp_path), **WHERE))) == {"a": MessageResult("a", "u-a", None)}

@@ -11,9 +11,28 @@ answers and nothing else happens.
 
 from __future__ import annotations
 
+import importlib
+from functools import cache
 from typing import Any
 
 from airflow.providers.common.compat.sdk import BaseHook
+
+
+@cache
+def _not_found() -> tuple[type[BaseException], ...]:
+    """
+    "Not defined" as each Airflow raises it: the Task SDK's ``AirflowNotFoundException`` (3.x) and
+    the core one (2.11, and the metadata-database lookups of 3.x), which are distinct classes.
+    """
+    found: list[type[BaseException]] = []
+    for module in ("airflow.sdk.exceptions", "airflow.exceptions"):
+        try:
+            kind = importlib.import_module(module).AirflowNotFoundException
+        except (ImportError, AttributeError):
+            continue
+        if kind not in found:
+            found.append(kind)
+    return tuple(found)
 
 
 def _outside_a_task() -> bool:
@@ -29,14 +48,14 @@ def get_connection(conn_id: str) -> Any:
     """``BaseHook.get_connection``; outside a task, the metadata database too."""
     try:
         return BaseHook.get_connection(conn_id)
-    except Exception as exc:
-        if type(exc).__name__ != "AirflowNotFoundException" or not _outside_a_task():
+    except _not_found() as exc:
+        if not _outside_a_task():
             raise
         from airflow.models.connection import Connection
 
         try:
             return Connection.get_connection_from_secrets(conn_id)
-        except Exception:
+        except _not_found():
             raise exc from None
 
 
@@ -47,9 +66,7 @@ async def aget_connection(conn_id: str) -> Any:
 
     try:
         return await get_async_connection(conn_id, hook=BaseHook)
-    except Exception as exc:
-        if type(exc).__name__ != "AirflowNotFoundException":
-            raise
+    except _not_found():
         return await sync_to_async(get_connection)(conn_id)
 
 

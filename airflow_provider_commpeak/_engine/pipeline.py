@@ -44,7 +44,7 @@ from airflow_provider_commpeak._engine.report import (
     UNCONFIRMED,
     MessageResult,
     ResultSink,
-    SendReport,
+    SendOutcome,
     describe_counts,
 )
 from airflow_provider_commpeak._engine.retry import RetryPolicy
@@ -132,7 +132,7 @@ class SendPipeline:
         total: int,
         sink: ResultSink,
         ledger: SendLedger,
-        on_batch_done: Callable[[SendReport], None] | None = None,
+        on_batch_done: Callable[[SendOutcome], None] | None = None,
     ) -> PipelineResult:
         """
         Send every message not settled by an earlier try; put each result in ``sink``.
@@ -337,7 +337,7 @@ class SendPipeline:
             answer.code,
         )
         if self._on_batch_done is not None:
-            report = SendReport(task_ids=[task_id] if task_id else [])
+            report = SendOutcome(task_ids=[task_id] if task_id else [])
             for _, result in settled:
                 report.record(*result)
             self._on_batch_done(report)

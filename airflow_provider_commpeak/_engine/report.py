@@ -47,50 +47,81 @@ def describe_counts(counts: Counter[str]) -> str:
 
 
 @dataclass
-class SendReport:
+class SendOutcome:
     """
-    What a send did with each message, in input order (the XCom shape of a small send).
+    What a send did with its messages: one shape whatever the sink.
 
+    Counts always; the per-message results when they are kept in memory (small sends, for XCom);
+    the report file's path when they were written to one (campaigns). Neither holds a phone number
+    or a message text.
+
+    :param messages: How many messages the send settled.
+    :param accepted: How many the API accepted.
+    :param errors: The others, counted by error code.
     :param task_ids: CommPeak's ``task_id`` of each batch request that got an answer.
-    :param results: ``{internal_id: {"message_uuid": str | None, "error": str | None}}``.
+    :param results: ``{internal_id: {"message_uuid": str | None, "error": str | None}}`` in input
+        order, or ``None`` when they went to ``report_path``.
+    :param report_path: Where each message's result was written (CSV or JSON Lines), if it was.
     """
 
+    messages: int = 0
+    accepted: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
     task_ids: list[str] = field(default_factory=list)
-    results: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    results: dict[str, dict[str, str | None]] | None = field(default_factory=dict)
+    report_path: str | None = None
 
     def record(self, internal_id: str, message_uuid: str | None, error: str | None) -> None:
-        """Record one message's outcome (a later record replaces an earlier one)."""
-        self.results[internal_id] = {"message_uuid": message_uuid, "error": error}
+        """Count one message's outcome; keep it when results are kept (a later record replaces an earlier)."""
+        if self.results is not None:
+            earlier = self.results.get(internal_id)
+            if earlier is not None:
+                self._count(earlier["message_uuid"], earlier["error"], -1)
+            self.results[internal_id] = {"message_uuid": message_uuid, "error": error}
+        self._count(message_uuid, error, 1)
 
-    @property
-    def messages(self) -> int:
-        return len(self.results)
-
-    @property
-    def message_uuids(self) -> list[str]:
-        """The uuids of every accepted message, in input order."""
-        return [r["message_uuid"] for r in self.results.values() if r["error"] is None and r["message_uuid"]]
-
-    @property
-    def accepted(self) -> int:
-        """How many messages the API accepted."""
-        return sum(1 for r in self.results.values() if r["error"] is None and r["message_uuid"])
+    def _count(self, message_uuid: str | None, error: str | None, step: int) -> None:
+        self.messages += step
+        if error is None and message_uuid:
+            self.accepted += step
+            return
+        self.errors[str(error)] += step
+        if not self.errors[str(error)]:
+            del self.errors[str(error)]
 
     @property
     def failed(self) -> int:
         """How many messages were not accepted, or whose outcome is unknown."""
-        return len(self.results) - self.accepted
+        return self.messages - self.accepted
+
+    @property
+    def message_uuids(self) -> list[str]:
+        """The uuids of every accepted message, in input order (empty when results went to a file)."""
+        kept = (self.results or {}).values()
+        return [r["message_uuid"] for r in kept if r["error"] is None and r["message_uuid"]]
 
     def errors_by_kind(self) -> Counter[str]:
-        """Count the failed messages by error, e.g. ``{"RATE_LIMIT": 3, "UNCONFIRMED": 100}``."""
-        return Counter(str(r["error"]) for r in self.results.values() if r["error"] is not None)
+        """The failed messages counted by error, e.g. ``{"RATE_LIMIT": 3, "UNCONFIRMED": 100}``."""
+        return Counter(self.errors)
 
     def describe_errors(self) -> str:
         """The error counts in words: ``"100 UNCONFIRMED, 3 RATE_LIMIT"``."""
-        return describe_counts(self.errors_by_kind())
+        return describe_counts(self.errors)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-able form pushed to XCom (see the README for each key)."""
+        """
+        The JSON-able form pushed to XCom: the report ``{"task_ids", "message_uuids", "results",
+        "accepted", "failed"}``, or, when the results went to a file, the summary ``{"report_path",
+        "messages", "accepted", "failed", "errors"}``.
+        """
+        if self.results is None:
+            return {
+                "report_path": self.report_path,
+                "messages": self.messages,
+                "accepted": self.accepted,
+                "failed": self.failed,
+                "errors": dict(self.errors),
+            }
         return {
             "task_ids": list(self.task_ids),
             "message_uuids": self.message_uuids,
@@ -100,87 +131,18 @@ class SendReport:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SendReport:
-        """Rebuild a report from :meth:`to_dict`'s output."""
-        return cls(task_ids=list(data.get("task_ids", [])), results=dict(data.get("results", {})))
+    def from_dict(cls, data: dict[str, Any]) -> SendOutcome:
+        """Rebuild an outcome from the report form of :meth:`to_dict`."""
+        outcome = cls(task_ids=list(data.get("task_ids", [])))
+        for internal_id, result in dict(data.get("results", {})).items():
+            outcome.record(internal_id, result.get("message_uuid"), result.get("error"))
+        return outcome
 
 
-@dataclass
-class SendSummary:
-    """
-    The outcome of a send whose per-message results went to a file (a campaign).
-
-    :param report_path: Where each message's result was written (CSV or JSON Lines).
-    :param messages: How many messages the source held.
-    :param accepted: How many the API accepted.
-    :param errors: The failed ones, counted by error.
-    """
-
-    report_path: str
-    messages: int = 0
-    accepted: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    task_ids: int = 0
-
-    @property
-    def failed(self) -> int:
-        return sum(self.errors.values())
-
-    def errors_by_kind(self) -> Counter[str]:
-        return Counter(self.errors)
-
-    def describe_errors(self) -> str:
-        return describe_counts(self.errors)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-able form pushed to XCom."""
-        return {
-            "report_path": self.report_path,
-            "messages": self.messages,
-            "accepted": self.accepted,
-            "failed": self.failed,
-            "errors": dict(self.errors),
-        }
-
-
-@dataclass
-class DryRunReport:
-    """
-    What a send would cost, counted without sending (``dry_run=True``).
-
-    :param messages: Valid messages.
-    :param segments: SMS segments they take in all (what carriers bill).
-    :param encodings: Messages per encoding, ``GSM-7`` or ``UCS-2``.
-    :param country_codes: Messages per country calling code, most first.
-    :param given_ids: Messages that named their own ``internal_id``.
-    """
-
-    messages: int
-    segments: int
-    encodings: dict[str, int]
-    country_codes: dict[str, int]
-    given_ids: int = 0
-
-    failed = 0
-
-    def describe(self) -> str:
-        top = ", ".join(f"+{code}: {n:,}" for code, n in list(self.country_codes.items())[:5])
-        encodings = ", ".join(f"{n:,} {name}" for name, n in sorted(self.encodings.items()))
-        return f"{self.messages:,} message(s), {self.segments:,} SMS segment(s) ({encodings}); by country code {top}"
-
-    def describe_errors(self) -> str:
-        return ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-able form pushed to XCom."""
-        return {
-            "dry_run": True,
-            "messages": self.messages,
-            "segments": self.segments,
-            "encodings": dict(self.encodings),
-            "country_codes": dict(self.country_codes),
-            "given_ids": self.given_ids,
-        }
+#: Deprecated names (1.1.0): every send returns a :class:`SendOutcome` now. A file-backed one has a
+#: ``report_path`` and ``results`` is ``None``.
+SendReport = SendOutcome
+SendSummary = SendOutcome
 
 
 class ResultSink(Protocol):
@@ -193,44 +155,43 @@ class ResultSink(Protocol):
     def close(self) -> None: ...
 
 
-class MemorySink:
-    """Collects a :class:`SendReport`, in input order, for a send small enough for XCom."""
+class OutcomeSink:
+    """Collects a :class:`SendOutcome`, the per-message results in memory in input order (for XCom)."""
 
     def __init__(self) -> None:
-        self._results: dict[str, tuple[int, MessageResult]] = {}
+        self.outcome = SendOutcome()
+        self._kept: dict[str, tuple[int, MessageResult]] = {}
         self._task_ids: dict[str, None] = {}
 
     def add(self, seq: int, result: MessageResult) -> None:
-        self._results[result.internal_id] = (seq, result)
+        self._kept[result.internal_id] = (seq, result)
 
     def add_task_id(self, task_id: str) -> None:
         self._task_ids[task_id] = None
 
     def close(self) -> None:
-        pass
-
-    def report(self) -> SendReport:
-        report = SendReport(task_ids=list(self._task_ids))
-        for _, result in sorted(self._results.values(), key=lambda item: item[0]):
-            report.record(*result)
-        return report
+        """Count every result, once, in input order."""
+        self.outcome.task_ids = list(self._task_ids)
+        for _, result in sorted(self._kept.values(), key=lambda item: item[0]):
+            self.outcome.record(*result)
+        self._kept = {}
 
 
 #: The columns of a report file, in order.
 REPORT_COLUMNS = ("internal_id", "message_uuid", "error")
 
 
-class FileSink:
-    """Writes each message's result to a CSV or JSON Lines report as it settles, and counts them."""
+class FileSink(OutcomeSink):
+    """Writes each message's result to a CSV or JSON Lines report as it settles, and counts it there."""
 
-    def __init__(self, path: Any, *, messages: int) -> None:
+    def __init__(self, path: Any) -> None:
         from airflow_provider_commpeak._input.records import detect_format, is_local, open_path
 
+        super().__init__()
         # absolute: a sensor on another worker, or the triggerer, reads it from another directory
         where = os.path.abspath(os.fspath(path)) if is_local(path) else str(path)
-        self.summary = SendSummary(report_path=where, messages=messages)
+        self.outcome = SendOutcome(results=None, report_path=where)
         self.format = detect_format(path)
-        self._task_ids: set[str] = set()
         self._handle = open_path(path, "w")
         self._csv: Any = None
         if self.format == "csv":
@@ -244,16 +205,10 @@ class FileSink:
             self._csv.writerow((result.internal_id, result.message_uuid or "", result.error or ""))
         else:
             self._handle.write(json.dumps(result._asdict()) + "\n")
-        if result.accepted:
-            self.summary.accepted += 1
-        else:
-            self.summary.errors[str(result.error)] += 1
-
-    def add_task_id(self, task_id: str) -> None:
-        self._task_ids.add(task_id)
-        self.summary.task_ids = len(self._task_ids)
+        self.outcome.record(*result)
 
     def close(self) -> None:
+        self.outcome.task_ids = list(self._task_ids)
         self._handle.close()
 
 

@@ -49,7 +49,15 @@ class Message(NamedTuple):
 
 @dataclass
 class StageStats:
-    """What the staged messages hold, counted while validating (a dry run's answer)."""
+    """
+    What the staged messages hold, counted while validating: a dry run's answer.
+
+    :param messages: Valid messages.
+    :param segments: SMS segments they take in all (what carriers bill).
+    :param encodings: Messages per encoding, ``GSM-7`` or ``UCS-2``.
+    :param country_codes: Messages per country calling code.
+    :param given_ids: Messages that named their own ``internal_id``.
+    """
 
     messages: int = 0
     segments: int = 0
@@ -60,12 +68,19 @@ class StageStats:
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able form (a dry run's XCom)."""
         return {
+            "dry_run": True,
             "messages": self.messages,
             "segments": self.segments,
             "encodings": dict(self.encodings),
             "country_codes": dict(self.country_codes.most_common()),
             "given_ids": self.given_ids,
         }
+
+    def describe(self) -> str:
+        """``"3 message(s), 4 SMS segment(s) (4 UCS-2); by country code +972: 2, +44: 1"``."""
+        top = ", ".join(f"+{code}: {n:,}" for code, n in self.country_codes.most_common(5))
+        encodings = ", ".join(f"{n:,} {name}" for name, n in sorted(self.encodings.items()))
+        return f"{self.messages:,} message(s), {self.segments:,} SMS segment(s) ({encodings}); by country code {top}"
 
     def add(self, message: CheckedMessage, count: SegmentCount) -> None:
         self.messages += 1

@@ -12,8 +12,9 @@ from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_commpeak._engine.classify import Answer, Outcome
 from airflow_provider_commpeak._engine.connection import STATUS_PATH, CommPeakConnectionConfig
-from airflow_provider_commpeak._engine.report import DryRunReport, SendReport, SendSummary
+from airflow_provider_commpeak._engine.report import SendOutcome, SendReport, SendSummary
 from airflow_provider_commpeak._engine.retry import RetryPolicy, finite_seconds
+from airflow_provider_commpeak._input.staging import StageStats
 from airflow_provider_commpeak.exceptions import (
     CommPeakApiError,
     CommPeakAuthError,
@@ -29,7 +30,10 @@ if TYPE_CHECKING:
     from airflow_provider_commpeak._engine.transport import AsyncTransport, SyncTransport
     from airflow_provider_commpeak._input.staging import StagedMessages
 
-__all__ = ["CommPeakHook", "DryRunReport", "SendReport", "SendSummary"]
+#: Deprecated name (1.1.0) of what :meth:`CommPeakHook.dry_run` returns.
+DryRunReport = StageStats
+
+__all__ = ["CommPeakHook", "DryRunReport", "SendOutcome", "SendReport", "SendSummary", "StageStats"]
 
 #: A uuid no message has, to prove the key on ``messages_status`` without sending an SMS.
 PROBE_UUID = "00000000-0000-0000-0000-000000000000"
@@ -72,6 +76,10 @@ class CommPeakHook(BaseHook):
     :param backoff_max: The longest wait between two tries, ``Retry-After`` included.
     :param rate_limit_timeout: A send gives up on refused messages only when the API accepted
         nothing at all for this many seconds (default 600).
+    :param clock: Monotonic seconds for pacing and the give-up rule (default ``time.monotonic``;
+        tests pass a fake clock).
+    :param sleep: Waits that many seconds while a send is paced; returns ``True`` to stop the send
+        (default: a wait that a stopping send interrupts; tests pass the fake clock's).
     """
 
     conn_name_attr = "commpeak_conn_id"
@@ -88,6 +96,8 @@ class CommPeakHook(BaseHook):
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
         rate_limit_timeout: float = RATE_LIMIT_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], bool] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -100,9 +110,8 @@ class CommPeakHook(BaseHook):
         self.rate_limit_timeout = _check_seconds(rate_limit_timeout, "rate_limit_timeout", minimum=1)
         self._async_transport: AsyncTransport | None = None
         self._warned_statuses: set[str] = set()
-        #: The clock and the wait of the send pipeline (tests put a fake clock here).
-        self._clock: Callable[[], float] = time.monotonic
-        self._sleep: Callable[[float], bool] | None = None
+        self._clock = clock
+        self._sleep = sleep
 
     @property
     def max_retries(self) -> int:
@@ -240,7 +249,7 @@ class CommPeakHook(BaseHook):
             max_segments=max_segments,
         )
 
-    def dry_run(self, messages: Any, **options: Any) -> DryRunReport:
+    def dry_run(self, messages: Any, **options: Any) -> StageStats:
         """
         Validate and count what :meth:`send_messages` would send, and send nothing.
 
@@ -251,9 +260,9 @@ class CommPeakHook(BaseHook):
         :raises CommPeakValidationError: If any message is invalid.
         """
         with self.stage(messages, **options) as staged:
-            report = DryRunReport(**staged.stats.to_dict())
-        self.log.info("Dry run, nothing sent: %s", report.describe())
-        return report
+            stats = staged.stats
+        self.log.info("Dry run, nothing sent: %s", stats.describe())
+        return stats
 
     def send_messages(
         self,
@@ -267,11 +276,11 @@ class CommPeakHook(BaseHook):
         report_path: Any = None,
         source_format: str | None = None,
         ledger: SendLedger | None = None,
-        on_batch_done: Callable[[SendReport], None] | None = None,
+        on_batch_done: Callable[[SendOutcome], None] | None = None,
         max_segments: int | None = None,
         max_attempts: int | None = None,
         rate_limit_backoff: float | None = None,
-    ) -> SendReport | SendSummary:
+    ) -> SendOutcome:
         """
         Validate every message, then send them in paced batches, one ``POST /simple_send/`` each.
 
@@ -291,8 +300,7 @@ class CommPeakHook(BaseHook):
         :param id_namespace: Messages without ``internal_id`` get ``<id_namespace>-<hash of their
             content and occurrence>``; ``None`` makes a missing ``internal_id`` an error.
         :param report_path: Write each message's result to this ``.csv`` or ``.jsonl`` file (local
-            or ObjectStoragePath) and return a :class:`SendSummary`; otherwise return a
-            :class:`SendReport` held in memory.
+            or ObjectStoragePath); the outcome then holds counts and the path, not the results.
         :param source_format: ``csv`` or ``jsonl`` when a file's suffix does not say.
         :param ledger: What earlier tries settled (not sent again) and where this send records each
             batch as it settles (the operator passes the task instance's ``task_state_store``).
@@ -336,11 +344,14 @@ class CommPeakHook(BaseHook):
                 on_batch_done=on_batch_done,
             )
 
-    def send_messages_from(self, source: Any, *, report_path: Any, **options: Any) -> SendSummary:
-        """:meth:`send_messages` with a ``report_path``: for campaigns read from a file."""
-        summary = self.send_messages(source, report_path=report_path, **options)
-        assert isinstance(summary, SendSummary)
-        return summary
+    def send_messages_from(self, source: Any, *, report_path: Any, **options: Any) -> SendOutcome:
+        """Deprecated since 1.2.0: :meth:`send_messages` with ``report_path`` does the same."""
+        warnings.warn(
+            "CommPeakHook.send_messages_from() is deprecated: call send_messages(source, report_path=...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.send_messages(source, report_path=report_path, **options)
 
     def _send_staged(
         self,
@@ -350,11 +361,11 @@ class CommPeakHook(BaseHook):
         max_concurrency: int,
         report_path: Any,
         ledger: SendLedger | None,
-        on_batch_done: Callable[[SendReport], None] | None,
-    ) -> SendReport | SendSummary:
+        on_batch_done: Callable[[SendOutcome], None] | None,
+    ) -> SendOutcome:
         from airflow_provider_commpeak._engine.ledger import SendLedger
         from airflow_provider_commpeak._engine.pipeline import SendPipeline
-        from airflow_provider_commpeak._engine.report import FileSink, MemorySink
+        from airflow_provider_commpeak._engine.report import FileSink, OutcomeSink
         from airflow_provider_commpeak._input.records import as_storage_path
 
         total = len(staged)
@@ -366,9 +377,7 @@ class CommPeakHook(BaseHook):
             batch_size,
             max_concurrency,
         )
-        sink: MemorySink | FileSink = (
-            MemorySink() if report_path is None else FileSink(as_storage_path(report_path), messages=total)
-        )
+        sink = OutcomeSink() if report_path is None else FileSink(as_storage_path(report_path))
         pipeline = SendPipeline(
             self.transport,
             self.rate_controller,
@@ -386,7 +395,7 @@ class CommPeakHook(BaseHook):
             )
         finally:
             sink.close()
-        outcome = sink.report() if isinstance(sink, MemorySink) else sink.summary
+        outcome = sink.outcome
         if result.error is not None:
             raise result.error
         if result.settled != total:

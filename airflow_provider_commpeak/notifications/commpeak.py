@@ -13,7 +13,7 @@ from airflow.providers.common.compat.notifier import BaseNotifier
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 
 from airflow_provider_commpeak._engine.alerts import RecentEvents
-from airflow_provider_commpeak._engine.report import SendReport
+from airflow_provider_commpeak._engine.report import SendOutcome
 from airflow_provider_commpeak.exceptions import CommPeakSendError, CommPeakValidationError
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class CommPeakSmsNotifier(BaseNotifier):
             for recipient in recipients:
                 _remember_alert(_interval_key(event, recipient), 0.0)
 
-    def _send(self, context: Context) -> SendReport | None:
+    def _send(self, context: Context) -> SendOutcome | None:
         """One message per recipient through the hook's send pipeline; ``None`` if there was nothing to send."""
         from airflow_provider_commpeak._engine.alerts import read_event
         from airflow_provider_commpeak._engine.report import UNCONFIRMED
@@ -179,15 +179,13 @@ class CommPeakSmsNotifier(BaseNotifier):
             recipients = self._recipients(event, fresh)
             if not recipients:
                 return None
-            outcome = self.hook.send_messages(
+            report = self.hook.send_messages(
                 [{"recipient_phone": number, "message_content": text} for number in recipients],
                 default_sender=self.sender,
                 default_region=self.default_region,
                 id_namespace=f"alert-{event.key}",
                 max_concurrency=1,
             )
-            assert isinstance(outcome, SendReport)  # no report_path: the report is in memory
-            report = outcome
         except BaseException:
             for recipient in fresh:  # nothing was confirmed: a second call may try again
                 _RECENT.forget(once[recipient])
@@ -195,7 +193,7 @@ class CommPeakSmsNotifier(BaseNotifier):
             raise
         refused = [
             recipient
-            for recipient, result in zip(recipients, report.results.values(), strict=False)
+            for recipient, result in zip(recipients, (report.results or {}).values(), strict=False)
             if result["error"] is not None and result["error"] != UNCONFIRMED
         ]
         for recipient in refused:  # not accepted: neither "already sent" nor counted for min_interval
@@ -203,7 +201,7 @@ class CommPeakSmsNotifier(BaseNotifier):
         self._release(event, refused)
         return report
 
-    def _check(self, report: SendReport | None) -> None:
+    def _check(self, report: SendOutcome | None) -> None:
         if report is None:
             return
         if report.failed:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_commpeak._engine.ledger import SendLedger
-    from airflow_provider_commpeak._engine.report import SendReport, SendSummary
+    from airflow_provider_commpeak._engine.report import SendOutcome
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
 #: The keys of the report, each also pushed to XCom on its own (``send.output["message_uuids"]``).
@@ -315,7 +315,7 @@ class SendSmsOperator(BaseOperator):
         for key, value in data.items():
             ti.xcom_push(key=key, value=value)
 
-    def _enforce_allowed_failures(self, outcome: SendReport | SendSummary, data: dict[str, Any]) -> None:
+    def _enforce_allowed_failures(self, outcome: SendOutcome, data: dict[str, Any]) -> None:
         total, failed = outcome.messages, outcome.failed
         limit = failures_allowed(self.allowed_failures, total)
         if failed > limit:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -18,6 +18,9 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_commpeak._engine.allowance import allowed_failures_problems, failures_allowed
 from airflow_provider_commpeak._engine.delivery import DEFAULT_FAILURE_STATUSES, DEFAULT_SUCCESS_STATUSES
+from airflow_provider_commpeak._engine.message_uuids import read_message_uuids, report_path_of
+
+__all__ = ["SmsStatusSensor", "read_message_uuids"]
 from airflow_provider_commpeak.exceptions import (
     CommPeakApiError,
     CommPeakDeliveryError,
@@ -37,62 +40,6 @@ MAX_XCOM_RESULTS = 10_000
 #: trigger that stopped answering, late enough that the trigger's ``timeout`` event (which says how
 #: many messages are still pending) normally arrives first.
 DEFERRAL_TIMEOUT_GRACE = timedelta(seconds=60)
-
-
-def read_message_uuids(value: Any) -> list[str]:
-    """
-    Accept a list of uuids, a ``SendSmsOperator`` report or summary, or the path of a report file.
-
-    From a report file (``report_path``, CSV or JSON Lines, local or ObjectStoragePath URL) the uuids
-    of the accepted messages are read, streaming.
-
-    :raises CommPeakValidationError: For anything else.
-    """
-    path = _report_path(value)
-    if path is not None:
-        return _uuids_from_report(path)
-    if isinstance(value, Mapping):
-        value = value["message_uuids"]
-    if value is None or isinstance(value, bytes) or not isinstance(value, Sequence):
-        raise CommPeakValidationError(
-            [f"message_uuids must be a list of uuids, a send report or a report path, got {type(value).__name__}"],
-            what="arguments",
-        )
-    bad = [i for i, uuid in enumerate(value) if not isinstance(uuid, str) or not uuid]
-    if bad:
-        raise CommPeakValidationError(
-            [f"message_uuids[{i}] is not a non-empty string" for i in bad[:20]], what="arguments"
-        )
-    return list(dict.fromkeys(value))
-
-
-def _report_path(value: Any) -> Any:
-    """The report file ``value`` names (a path, or a summary's ``report_path``), else ``None``."""
-    if isinstance(value, Mapping):
-        if "message_uuids" in value:
-            return None
-        if "report_path" in value:
-            return value["report_path"]
-        raise CommPeakValidationError(
-            ["message_uuids: a mapping must be a SendSmsOperator report ('message_uuids') or summary ('report_path')"],
-            what="arguments",
-        )
-    if isinstance(value, str) or hasattr(value, "open"):
-        return value
-    return None
-
-
-def _uuids_from_report(path: Any) -> list[str]:
-    from airflow_provider_commpeak._engine.report import iter_report
-    from airflow_provider_commpeak._input.records import as_storage_path
-
-    try:
-        return [r.message_uuid for r in iter_report(as_storage_path(path)) if r.accepted and r.message_uuid]
-    except (OSError, ValueError) as exc:
-        raise CommPeakValidationError(
-            [f"message_uuids {str(path)[:80]!r} is a string, so a report file, but it cannot be read: {exc}"],
-            what="arguments",
-        ) from None
 
 
 def _status_set(value: Any, name: str) -> frozenset[str]:
@@ -297,7 +244,7 @@ class SmsStatusSensor(BaseSensorOperator):
         from airflow_provider_commpeak._input.records import as_storage_path, path_exists, same_location
 
         path = as_storage_path(self.status_report_path)
-        source = _report_path(self.message_uuids)
+        source = report_path_of(self.message_uuids)
         if source is not None and same_location(as_storage_path(source), path):
             raise CommPeakValidationError(
                 ["status_report_path is the send report itself: writing it would destroy the uuids"],
@@ -333,7 +280,7 @@ class SmsStatusSensor(BaseSensorOperator):
 
         tracker = self._get_tracker()
         timeout = timedelta(seconds=float(self.timeout)) if self.timeout is not None else None
-        path = _report_path(self.message_uuids)
+        path = report_path_of(self.message_uuids)
         source: dict[str, Any] = (
             {"report_path": str(path)}
             if path is not None

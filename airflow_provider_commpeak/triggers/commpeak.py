@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_commpeak._engine.message_uuids import read_message_uuids
 from airflow_provider_commpeak._engine.retry import backoff_delay
 from airflow_provider_commpeak._engine.tracking import DeliveryTracker
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakError, CommPeakValidationError
@@ -105,8 +106,6 @@ class SmsStatusTrigger(BaseTrigger):
     async def _tracker(self) -> DeliveryTracker:
         uuids: Any = self.message_uuids
         if uuids is None:
-            from airflow_provider_commpeak.sensors.commpeak import read_message_uuids
-
             uuids = await asyncio.to_thread(read_message_uuids, self.report_path)
         tracker = DeliveryTracker(uuids, success_statuses=self.success_statuses, failure_statuses=self.failure_statuses)
         tracker.add_settled(self.settled_counts, self.settled_failed_uuids)
