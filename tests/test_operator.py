@@ -261,3 +261,30 @@ def test_a_ledger_path_makes_a_retry_resend_nothing_on_any_airflow(requests_mock
     assert [m["internal_id"] for m in requests_mock.last_request.json()["messages"]] == ["m1"]
     assert result["results"]["m0"] == {"message_uuid": "u0", "error": None}
     assert result["accepted"] == 2
+
+
+def test_each_bound_is_the_same_wherever_the_argument_is_taken():
+    """One table of bounds: the operator, the sensor, the notifier and the hook agree."""
+    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+    from airflow_provider_commpeak.notifications.commpeak import CommPeakSmsNotifier
+    from airflow_provider_commpeak.sensors.commpeak import SmsStatusSensor
+
+    for make in (
+        lambda: operator(max_segments=101),
+        lambda: CommPeakSmsNotifier(recipients=["972524265292"], sender="A", max_segments=101),
+    ):
+        with pytest.raises(CommPeakValidationError, match="max_segments must be an int between 1 and 100"):
+            make()
+    with pytest.raises(CommPeakValidationError, match="batch_size must be an int between 1 and 1000"):
+        operator(batch_size=1001)
+    with pytest.raises(CommPeakValidationError, match="batch_size must be an int between 1 and 1000"):
+        CommPeakHook().send_messages([message(0)], batch_size=1001)
+    with pytest.raises(CommPeakValidationError, match="status_batch_size must be an int between 1 and 10000"):
+        SmsStatusSensor(task_id="w", message_uuids=["u"], status_batch_size=10_001)
+    with pytest.raises(CommPeakValidationError, match="batch_size must be an int between 1 and 10000"):
+        CommPeakHook().get_statuses(["u"], batch_size=10_001)
+    for value in (0, 86401, float("nan"), True):
+        with pytest.raises(CommPeakValidationError, match="rate_limit_timeout must be a number of seconds"):
+            operator(rate_limit_timeout=value)
+        with pytest.raises(CommPeakValidationError, match="rate_limit_timeout must be a number of seconds"):
+            CommPeakHook(rate_limit_timeout=value)

@@ -302,7 +302,7 @@ def test_reads_accepted_uuids_from_a_report_file(tmp_path, suffix):
     from airflow_provider_commpeak._engine.report import FileSink, MessageResult
 
     path = tmp_path / f"report.{suffix}"
-    sink = FileSink(path, messages=3)
+    sink = FileSink(path)
     for seq, result in enumerate(
         [
             MessageResult("m0", "u0", None),

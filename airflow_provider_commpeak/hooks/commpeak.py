@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
 
+from airflow_provider_commpeak._engine.arguments import int_problem, int_problems, seconds_problems
 from airflow_provider_commpeak._engine.classify import Answer, Outcome
 from airflow_provider_commpeak._engine.connection import STATUS_PATH, CommPeakConnectionConfig
 from airflow_provider_commpeak._engine.report import SendOutcome, SendReport, SendSummary
-from airflow_provider_commpeak._engine.retry import RetryPolicy, finite_seconds
+from airflow_provider_commpeak._engine.retry import RetryPolicy
 from airflow_provider_commpeak._input.staging import StageStats
 from airflow_provider_commpeak.exceptions import (
     CommPeakApiError,
@@ -43,18 +44,9 @@ TEST_CONNECTION_TIMEOUT = 5.0
 RATE_LIMIT_TIMEOUT = 600.0
 
 
-def _check_positive_int(value: object, name: str, *, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (maximum and value > maximum):
-        bound = f" and at most {maximum}" if maximum else ""
-        raise CommPeakValidationError([f"{name} must be an int >= 1{bound}, got {value!r}"], what="arguments")
-    return value
-
-
-def _check_seconds(value: object, name: str, *, minimum: float = 0.0, maximum: float = 86400.0) -> float:
-    try:
-        return finite_seconds(value, name=name, minimum=minimum, maximum=maximum)
-    except ValueError as exc:
-        raise CommPeakValidationError([str(exc)], what="arguments") from None
+def _check(problems: list[str]) -> None:
+    if problems:
+        raise CommPeakValidationError(problems, what="arguments")
 
 
 class CommPeakHook(BaseHook):
@@ -102,12 +94,13 @@ class CommPeakHook(BaseHook):
     ) -> None:
         super().__init__(**kwargs)
         self.commpeak_conn_id = commpeak_conn_id
-        self.timeout = None if timeout is None else _check_seconds(timeout, "timeout", minimum=0.1, maximum=600)
+        _check(seconds_problems(timeout=timeout, rate_limit_timeout=rate_limit_timeout))
+        self.timeout = None if timeout is None else float(timeout)
         try:
             self.retry_policy = RetryPolicy(max_retries, backoff_base, backoff_max)
         except ValueError as exc:
             raise CommPeakValidationError([str(exc)], what="arguments") from None
-        self.rate_limit_timeout = _check_seconds(rate_limit_timeout, "rate_limit_timeout", minimum=1)
+        self.rate_limit_timeout = float(rate_limit_timeout)
         self._async_transport: AsyncTransport | None = None
         self._warned_statuses: set[str] = set()
         self._clock = clock
@@ -323,8 +316,7 @@ class CommPeakHook(BaseHook):
                     DeprecationWarning,
                     stacklevel=2,
                 )
-        _check_positive_int(batch_size, "batch_size", maximum=1000)
-        _check_positive_int(max_concurrency, "max_concurrency", maximum=64)
+        _check(int_problems(batch_size=batch_size, max_concurrency=max_concurrency, max_segments=max_segments))
         if report_path is not None:
             _check_report_path(messages, report_path)
         with self.stage(
@@ -451,7 +443,7 @@ class CommPeakHook(BaseHook):
         :raises CommPeakAuthError: If the API refuses the key.
         :raises CommPeakApiError: If the API keeps failing or answers a body it cannot read.
         """
-        _check_positive_int(batch_size, "batch_size", maximum=10_000)
+        _check(int_problem("batch_size", batch_size, bound="status_batch_size"))
         statuses: dict[str, str] = {}
         for chunk in _chunks(message_uuids, batch_size):
             answer = self.transport.request(
@@ -478,7 +470,7 @@ class CommPeakHook(BaseHook):
 
         Reads the connection without blocking the event loop. Call :meth:`aclose` when done.
         """
-        _check_positive_int(batch_size, "batch_size", maximum=10_000)
+        _check(int_problem("batch_size", batch_size, bound="status_batch_size"))
         transport = await self._aget_transport()
         statuses: dict[str, str] = {}
         for chunk in _chunks(message_uuids, batch_size):

@@ -13,6 +13,7 @@ from airflow.providers.common.compat.notifier import BaseNotifier
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 
 from airflow_provider_commpeak._engine.alerts import RecentEvents
+from airflow_provider_commpeak._engine.arguments import int_problems, seconds_problems
 from airflow_provider_commpeak._engine.report import SendOutcome
 from airflow_provider_commpeak.exceptions import CommPeakSendError, CommPeakValidationError
 
@@ -79,15 +80,8 @@ class CommPeakSmsNotifier(BaseNotifier):
             super().__init__(**kwargs)
         else:
             super().__init__()
-        problems = []
-        if isinstance(max_segments, bool) or not isinstance(max_segments, int) or not 1 <= max_segments <= 10:
-            problems.append(f"max_segments must be an int between 1 and 10, got {max_segments!r}")
-        if min_interval is not None and (
-            isinstance(min_interval, bool)
-            or not isinstance(min_interval, (int, float))
-            or not 0 < min_interval <= 31 * 86400
-        ):
-            problems.append(f"min_interval must be a number of seconds up to 31 days, got {min_interval!r}")
+        problems = int_problems(max_segments=max_segments) if max_segments is not None else ["max_segments is required"]
+        problems += seconds_problems(min_interval=min_interval)
         if problems:
             raise CommPeakValidationError(problems, what="arguments")
         self.recipients = recipients

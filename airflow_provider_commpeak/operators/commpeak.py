@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_commpeak._engine.allowance import allowed_failures_problems, failures_allowed
+from airflow_provider_commpeak._engine.arguments import int_problems, seconds_problems
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakSendError, CommPeakValidationError
 
 if TYPE_CHECKING:
@@ -26,20 +27,6 @@ REPORT_KEYS = ("task_ids", "message_uuids", "results", "accepted", "failed")
 SUMMARY_KEYS = ("report_path", "messages", "accepted", "failed", "errors")
 #: Above this many messages the per-message report goes to ``report_path``, not XCom.
 MAX_XCOM_RESULTS = 10_000
-
-
-def _argument_problems(**values: Any) -> list[str]:
-    """Problems with the operator's numeric arguments (checked at DAG parse time)."""
-    problems = []
-    bounds = {"batch_size": 1000, "max_concurrency": 64, "max_xcom_results": 10_000_000}
-    for name, maximum in bounds.items():
-        value = values[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-            problems.append(f"{name} must be an int between 1 and {maximum}, got {value!r}")
-    timeout = values["rate_limit_timeout"]
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 1 <= timeout <= 86400:
-        problems.append(f"rate_limit_timeout must be a number of seconds between 1 and 86400, got {timeout!r}")
-    return problems
 
 
 class SendSmsOperator(BaseOperator):
@@ -160,17 +147,14 @@ class SendSmsOperator(BaseOperator):
             problems.append("recipients must be a list, not a set (a set has no order)")
         if messages_path is not None and report_path is None:
             problems.append("messages_path needs report_path")
-        problems += _argument_problems(
+        problems += int_problems(
             batch_size=batch_size,
             max_concurrency=max_concurrency,
             max_xcom_results=max_xcom_results,
-            rate_limit_timeout=rate_limit_timeout,
+            max_segments=max_segments,
         )
+        problems += seconds_problems(rate_limit_timeout=rate_limit_timeout)
         problems += allowed_failures_problems(allowed_failures)
-        if max_segments is not None and (
-            isinstance(max_segments, bool) or not isinstance(max_segments, int) or not 1 <= max_segments <= 100
-        ):
-            problems.append(f"max_segments must be None or an int between 1 and 100, got {max_segments!r}")
         if problems:
             raise CommPeakValidationError(problems, what="arguments")
         if max_attempts is not None:

@@ -17,6 +17,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_commpeak._engine.allowance import allowed_failures_problems, failures_allowed
+from airflow_provider_commpeak._engine.arguments import int_problems
 from airflow_provider_commpeak._engine.delivery import DEFAULT_FAILURE_STATUSES, DEFAULT_SUCCESS_STATUSES
 from airflow_provider_commpeak._engine.message_uuids import read_message_uuids, report_path_of
 
@@ -111,13 +112,11 @@ class SmsStatusSensor(BaseSensorOperator):
     ) -> None:
         super().__init__(**kwargs)
         problems = allowed_failures_problems(allowed_failures)
-        for name, value, maximum in (
-            ("status_batch_size", status_batch_size, 10_000),
-            ("max_consecutive_errors", max_consecutive_errors, 1000),
-            ("max_xcom_results", max_xcom_results, 10_000_000),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-                problems.append(f"{name} must be an int between 1 and {maximum}, got {value!r}")
+        problems += int_problems(
+            status_batch_size=status_batch_size,
+            max_consecutive_errors=max_consecutive_errors,
+            max_xcom_results=max_xcom_results,
+        )
         if problems:
             raise CommPeakValidationError(problems, what="arguments")
         self.message_uuids = message_uuids
