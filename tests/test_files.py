@@ -11,7 +11,7 @@ import pytest
 from requests_mock import ANY
 
 from airflow_provider_commpeak._engine.report import iter_report
-from airflow_provider_commpeak._input.records import MAX_LINE_BYTES
+from airflow_provider_commpeak._input.records import MAX_LINE_BYTES, read_file_records
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 from airflow_provider_commpeak.operators.commpeak import SendSmsOperator
@@ -329,3 +329,19 @@ def test_a_relative_report_path_is_published_absolute_for_a_reader_elsewhere(san
     assert summary["report_path"] == str(tmp_path / "reports" / "r.csv")
     monkeypatch.chdir("/")  # the sensor on another worker, or the triggerer
     assert len(read_message_uuids(summary)) == 3
+
+
+def test_each_format_has_a_reader_and_a_writer_and_any_other_is_refused(tmp_path):
+    from airflow_provider_commpeak._engine.report import write_status_report
+    from airflow_provider_commpeak._input.records import FILE_FORMATS, file_format
+
+    assert set(FILE_FORMATS) == {"csv", "jsonl"}
+    with pytest.raises(ValueError, match="no reader or writer for the file format 'parquet'"):
+        file_format("parquet")
+    for suffix in ("csv", "jsonl"):
+        path = tmp_path / f"statuses.{suffix}"
+        assert write_status_report(path, iter([("u1", "delivered"), ("u2", "sent")])) == 2
+        rows = [
+            r.fields for r in read_file_records(path, columns=("message_uuid", "status"), required=("message_uuid",))
+        ]
+        assert [(r["message_uuid"], r["status"]) for r in rows] == [("u1", "delivered"), ("u2", "sent")]

@@ -185,26 +185,19 @@ class FileSink(OutcomeSink):
     """Writes each message's result to a CSV or JSON Lines report as it settles, and counts it there."""
 
     def __init__(self, path: Any) -> None:
-        from airflow_provider_commpeak._input.records import detect_format, is_local, open_path
+        from airflow_provider_commpeak._input.records import detect_format, file_format, is_local, open_path
 
         super().__init__()
         # absolute: a sensor on another worker, or the triggerer, reads it from another directory
         where = os.path.abspath(os.fspath(path)) if is_local(path) else str(path)
         self.outcome = SendOutcome(results=None, report_path=where)
         self.format = detect_format(path)
+        writer = file_format(self.format).writer
         self._handle = open_path(path, "w")
-        self._csv: Any = None
-        if self.format == "csv":
-            import csv
-
-            self._csv = csv.writer(self._handle)
-            self._csv.writerow(REPORT_COLUMNS)
+        self._write = writer(self._handle, REPORT_COLUMNS)
 
     def add(self, seq: int, result: MessageResult) -> None:
-        if self._csv is not None:
-            self._csv.writerow((result.internal_id, result.message_uuid or "", result.error or ""))
-        else:
-            self._handle.write(json.dumps(result._asdict()) + "\n")
+        self._write(result._asdict())
         self.outcome.record(*result)
 
     def close(self) -> None:
@@ -248,21 +241,13 @@ STATUS_COLUMNS = ("message_uuid", "status")
 
 def write_status_report(path: Any, rows: Iterator[tuple[str, str]]) -> int:
     """Write ``(message_uuid, status)`` rows to a CSV or JSON Lines file; return how many."""
-    from airflow_provider_commpeak._input.records import detect_format, open_path
+    from airflow_provider_commpeak._input.records import detect_format, file_format, open_path
 
-    kind = detect_format(path)
+    writer = file_format(detect_format(path)).writer
     count = 0
     with open_path(path, "w") as handle:
-        if kind == "csv":
-            import csv
-
-            writer = csv.writer(handle)
-            writer.writerow(STATUS_COLUMNS)
-            for row in rows:
-                writer.writerow(row)
-                count += 1
-        else:
-            for uuid, status in rows:
-                handle.write(json.dumps({"message_uuid": uuid, "status": status}) + "\n")
-                count += 1
+        write = writer(handle, STATUS_COLUMNS)
+        for uuid, status in rows:
+            write({"message_uuid": uuid, "status": status})
+            count += 1
     return count

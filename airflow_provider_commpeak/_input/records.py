@@ -15,7 +15,7 @@ import csv
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -141,13 +141,9 @@ def read_file_records(
     line; blank lines are skipped. Problems come back as records with a ``problem``; a problem that
     leaves the rest of the file unreadable (a quote never closed) ends the read.
     """
-    kind = detect_format(path, fmt)
+    reader = file_format(detect_format(path, fmt)).read
     with open_path(path, "rb") as handle:
-        lines = _decoded_lines(handle)
-        if kind == "csv":
-            yield from _csv_records(lines, columns, required)
-        else:
-            yield from _jsonl_records(lines)
+        yield from reader(_decoded_lines(handle), columns, required)
 
 
 class _Line(str):
@@ -310,3 +306,54 @@ def _csv_records(lines: Iterator[_Line], columns: tuple[str, ...], required: tup
 def _swallows_rows(cell: str) -> bool:
     """Whether a multi-line cell holds lines that look like CSV rows (an unclosed quote's victims)."""
     return any(_ROW_LIKE.match(line) for line in cell.splitlines()[1:])
+
+
+# -- the table of file formats: each one's reader and writer --------------------------------------
+
+
+def _read_jsonl(lines: Iterator[_Line], columns: tuple[str, ...], required: tuple[str, ...]) -> Iterator[Record]:
+    return _jsonl_records(lines)
+
+
+def _csv_writer(handle: IO[str], columns: tuple[str, ...]) -> Callable[[Mapping[str, Any]], None]:
+    writer = csv.writer(handle)
+    writer.writerow(columns)
+
+    def write(row: Mapping[str, Any]) -> None:
+        writer.writerow(["" if row.get(column) is None else row[column] for column in columns])
+
+    return write
+
+
+def _jsonl_writer(handle: IO[str], columns: tuple[str, ...]) -> Callable[[Mapping[str, Any]], None]:
+    def write(row: Mapping[str, Any]) -> None:
+        handle.write(json.dumps({column: row.get(column) for column in columns}) + "\n")
+
+    return write
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """
+    One file format: how its records are read and how rows are written.
+
+    :param read: ``(lines, columns, required) -> records``.
+    :param writer: ``(text handle, columns) -> write(row)``; writes the header, if the format has one.
+    """
+
+    read: Callable[[Iterator[_Line], tuple[str, ...], tuple[str, ...]], Iterator[Record]]
+    writer: Callable[[IO[str], tuple[str, ...]], Callable[[Mapping[str, Any]], None]]
+
+
+FILE_FORMATS: dict[str, FileFormat] = {
+    "csv": FileFormat(read=_csv_records, writer=_csv_writer),
+    "jsonl": FileFormat(read=_read_jsonl, writer=_jsonl_writer),
+}
+
+
+def file_format(kind: str) -> FileFormat:
+    """The reader and writer of ``kind``; any format not in the table is refused, never guessed."""
+    try:
+        return FILE_FORMATS[kind]
+    except KeyError:
+        raise ValueError(f"no reader or writer for the file format {kind!r}") from None
