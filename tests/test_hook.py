@@ -52,7 +52,7 @@ def test_sends_raw_key_json_and_a_deadline(hook, requests_mock):
     assert report.to_dict() == {
         "task_ids": ["task-1"],
         "message_uuids": ["uuid-m1"],
-        "results": {"m1": {"message_uuid": "uuid-m1", "error": None}},
+        "results": {"m1": {"message_uuid": "uuid-m1", "error": None, "task_id": "task-1"}},
         "accepted": 1,
         "failed": 0,
     }
@@ -143,8 +143,8 @@ def test_commpeaks_rate_limit_example_ends_with_both_accepted_once(hook, request
     report = hook.send_messages([message(0, internal_id="1003"), message(1, internal_id="1004")])
     assert sent_ids(requests_mock) == [["1003", "1004"], ["1003", "1004"]]
     assert report.results == {
-        "1003": {"message_uuid": "u-1003", "error": None},
-        "1004": {"message_uuid": "u-1004", "error": None},
+        "1003": {"message_uuid": "u-1003", "error": None, "task_id": "t2"},
+        "1004": {"message_uuid": "u-1004", "error": None, "task_id": "t2"},
     }
     assert report.task_ids == ["t1", "t2"]
 
@@ -202,13 +202,13 @@ def test_other_per_message_errors_are_final(hook, requests_mock):
     requests_mock.post(SEND_URL, json=send_answer(("m0", None, "INVALID_RECIPIENT"), ("m1", "u1", None)))
     report = hook.send_messages([message(0), message(1)])
     assert requests_mock.call_count == 1
-    assert report.results["m0"] == {"message_uuid": None, "error": "INVALID_RECIPIENT"}
+    assert report.results["m0"] == {"message_uuid": None, "error": "INVALID_RECIPIENT", "task_id": "t"}
 
 
 @pytest.mark.parametrize("falsy", [None, "", False, 0, []])
 def test_an_entry_with_a_uuid_is_accepted_whatever_falsy_error_rides_with_it(hook, requests_mock, falsy):
     requests_mock.post(SEND_URL, json=send_answer(("m0", "u0", falsy)))
-    assert hook.send_messages([message(0)]).results["m0"] == {"message_uuid": "u0", "error": None}
+    assert hook.send_messages([message(0)]).results["m0"] == {"message_uuid": "u0", "error": None, "task_id": "t"}
 
 
 def test_odd_entries(hook, requests_mock):
@@ -224,10 +224,10 @@ def test_odd_entries(hook, requests_mock):
     report = hook.send_messages([message(i) for i in range(4)])
     assert requests_mock.call_count == 1
     assert report.results == {
-        "m0": {"message_uuid": "u0", "error": "QUEUED_WITH_WARNING"},
-        "m1": {"message_uuid": None, "error": "UNCONFIRMED"},
-        "m2": {"message_uuid": None, "error": "API_ERROR"},
-        "m3": {"message_uuid": None, "error": "UNCONFIRMED"},
+        "m0": {"message_uuid": "u0", "error": "QUEUED_WITH_WARNING", "task_id": "t"},
+        "m1": {"message_uuid": None, "error": "UNCONFIRMED", "task_id": "t"},
+        "m2": {"message_uuid": None, "error": "API_ERROR", "task_id": "t"},
+        "m3": {"message_uuid": None, "error": "UNCONFIRMED", "task_id": "t"},
     }
 
 
@@ -243,8 +243,8 @@ def test_an_entry_naming_no_message_makes_the_unnamed_ones_unconfirmed(hook, req
     report = hook.send_messages([message(0), message(1)])
     assert requests_mock.call_count == 1
     assert report.results == {
-        "m0": {"message_uuid": "u0", "error": None},
-        "m1": {"message_uuid": None, "error": "UNCONFIRMED"},
+        "m0": {"message_uuid": "u0", "error": None, "task_id": "t"},
+        "m1": {"message_uuid": None, "error": "UNCONFIRMED", "task_id": "t"},  # the request that may carry it
     }
 
 
@@ -346,7 +346,7 @@ def test_no_answer_after_sending_is_unconfirmed(hook, requests_mock, exc):
     requests_mock.post(SEND_URL, exc=exc)
     report = hook.send_messages([message(0)])
     assert requests_mock.call_count == 1
-    assert report.results["m0"] == {"message_uuid": None, "error": "UNCONFIRMED"}
+    assert report.results["m0"] == {"message_uuid": None, "error": "UNCONFIRMED", "task_id": None}
 
 
 @pytest.mark.parametrize(
@@ -627,7 +627,12 @@ def test_one_outcome_whatever_the_sink(hook, requests_mock, tmp_path):
     for outcome in (in_memory, in_file):
         assert (outcome.messages, outcome.accepted, outcome.failed) == (2, 1, 1)
         assert outcome.errors_by_kind() == {"INVALID_RECIPIENT": 1}
-    assert in_memory.to_dict()["results"]["m0"] == {"message_uuid": "u0", "error": None}
+    assert in_memory.to_dict()["results"]["m0"] == {"message_uuid": "u0", "error": None, "task_id": "t"}
+    assert [row.split(",") for row in (tmp_path / "r.csv").read_text().splitlines()] == [
+        ["internal_id", "message_uuid", "error", "task_id"],
+        ["m0", "u0", "", "t"],
+        ["m1", "", "INVALID_RECIPIENT", "t"],
+    ]
     assert in_file.to_dict() == {
         "report_path": str(tmp_path / "r.csv"),
         "messages": 2,

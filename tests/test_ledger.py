@@ -78,16 +78,30 @@ def test_records_are_by_name_with_a_version_key():
     store = FakeStateStore()
     ledger = SendLedger(store)
     numbers = begin(ledger, ["a"])
-    assert store.data[BATCH_KEY.format(numbers[0])] == {"v": 2, "state": "sending", "ids": ["a"], "fps": ["fp-a"]}
-    finish(ledger, numbers, [MessageResult("a", "u-a", None)])
+    assert store.data[BATCH_KEY.format(numbers[0])] == {
+        "v": 2,
+        "state": "sending",
+        "internal_id": ["a"],
+        "fp": ["fp-a"],
+    }
+    finish(ledger, numbers, [MessageResult("a", "u-a", None, "t-1")])
     assert store.data[BATCH_KEY.format(numbers[0])] == {
         "v": 2,
         "state": "settled",
-        "ids": ["a"],
-        "uuids": ["u-a"],
-        "errors": [None],
-        "fps": ["fp-a"],
+        "internal_id": ["a"],
+        "message_uuid": ["u-a"],
+        "error": [None],
+        "task_id": ["t-1"],
+        "fp": ["fp-a"],
     }
+    assert SendLedger(store).settled().get("a").result == MessageResult("a", "u-a", None, "t-1")
+
+
+def test_a_record_written_before_a_field_existed_reads_it_as_none():
+    store = FakeStateStore()
+    store.set(INDEX_KEY, 64)
+    store.set(BATCH_KEY.format(0), {"v": 2, "state": "settled", "internal_id": ["a"], "message_uuid": ["u-a"]})
+    assert results(SendLedger(store)) == {"a": MessageResult("a", "u-a", None, None)}
 
 
 def test_a_batch_written_ahead_but_never_answered_is_unconfirmed_on_retry():
@@ -179,7 +193,11 @@ def test_records_written_by_version_1_1_are_read():
     [
         (INDEX_KEY, "many", "expected a count"),
         ("commpeak_send.batch.0", ["a"], "expected an object"),
-        ("commpeak_send.batch.0", {"v": 2, "state": "settled", "ids": ["a", "b"], "uuids": ["u"]}, "zip"),
+        (
+            "commpeak_send.batch.0",
+            {"v": 2, "state": "settled", "internal_id": ["a", "b"], "message_uuid": ["u"]},
+            "zip",
+        ),
         ("commpeak_send.batch.0", {"settled": [["a", "u"]]}, "not enough values"),
         ("commpeak_send.batch.0", {"v": 3, "state": "x"}, "newer than this provider reads"),
     ],
@@ -285,8 +303,8 @@ def test_a_damaged_log_is_reported_with_how_to_clear_it(tmp_path):
     ledger = SendLedger(ledger_path_store(str(tmp_path), **WHERE))
     finish(ledger, begin(ledger, ["a"]), [MessageResult("a", "u-a", None)])
     log = tmp_path / RUN_FOLDER / "3" / "ledger.log"
-    head, _, tail = log.read_text().rpartition('"ids"')
-    log.write_text(head + '"ids' + tail)  # the settled record, the one a retry relies on
+    head, _, tail = log.read_text().rpartition('"internal_id"')
+    log.write_text(head + '"internal_id' + tail)  # the settled record, the one a retry relies on
     with pytest.raises(LedgerCorrupt, match=f"delete the folder {log.parent}"):
         SendLedger(ledger_path_store(str(tmp_path), **WHERE)).settled()
 

@@ -141,8 +141,8 @@ def test_report_is_returned_and_each_key_pushed_without_numbers_or_texts(request
         "task_ids": ["task-1"],
         "message_uuids": ["uuid-m0", "uuid-m1"],
         "results": {
-            "m0": {"message_uuid": "uuid-m0", "error": None},
-            "m1": {"message_uuid": "uuid-m1", "error": None},
+            "m0": {"message_uuid": "uuid-m0", "error": None, "task_id": "task-1"},
+            "m1": {"message_uuid": "uuid-m1", "error": None, "task_id": "task-1"},
         },
         "accepted": 2,
         "failed": 0,
@@ -259,7 +259,7 @@ def test_a_ledger_path_makes_a_retry_resend_nothing_on_any_airflow(requests_mock
     requests_mock.reset_mock()
     result = operator(ledger_path=str(tmp_path)).execute(make_context())
     assert [m["internal_id"] for m in requests_mock.last_request.json()["messages"]] == ["m1"]
-    assert result["results"]["m0"] == {"message_uuid": "u0", "error": None}
+    assert result["results"]["m0"] == {"message_uuid": "u0", "error": None, "task_id": "t"}  # from the ledger
     assert result["accepted"] == 2
 
 

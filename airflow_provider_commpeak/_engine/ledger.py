@@ -9,14 +9,16 @@ between the two writes (SIGKILL, OOM) leaves its batches *sending*: the retry co
 ``UNCONFIRMED`` (they may have been accepted) instead of sending them a second time. Messages that
 were pushed back or never sent are not recorded, so a retry sends them.
 
-Records are stored by name with a version key, column by column (a new field is a new column;
+Records are stored by name with a version key, a column per field of
+:class:`~airflow_provider_commpeak._engine.report.MessageResult` (a new field is a new column;
 records without it still read), and split so that no stored value exceeds :data:`MAX_RECORD_BYTES`
 whatever the batch size::
 
-    {"v": 2, "state": "sending", "ids": [...], "fps": [...]}
-    {"v": 2, "state": "settled", "ids": [...], "uuids": [...], "errors": [...], "fps": [...]}
+    {"v": 2, "state": "sending", "internal_id": [...], "fp": [...]}
+    {"v": 2, "state": "settled", "internal_id": [...], "message_uuid": [...], "error": [...],
+     "task_id": [...], "fp": [...]}
 
-``fps`` holds a short fingerprint of each message's content (number, sender, text): a retry that
+``fp`` holds a short fingerprint of each message's content (number, sender, text): a retry that
 finds an id settled with other content warns instead of skipping it silently. Records written by
 versions 1.0 and 1.1 still read. Stores live in :mod:`~airflow_provider_commpeak._engine.ledger_stores`.
 """
@@ -75,7 +77,7 @@ def _size(value: Any) -> int:
 def _split(columns: dict[str, list[Any]], state: str) -> list[dict[str, Any]]:
     """One record of ``columns`` (parallel lists), or halves of it until each is at most :data:`MAX_RECORD_BYTES`."""
     record = {"v": RECORD_VERSION, "state": state, **columns}
-    count = len(columns["ids"])
+    count = len(columns["internal_id"])
     if count <= 1 or _size(record) <= MAX_RECORD_BYTES:
         return [record]
     middle = count // 2
@@ -193,7 +195,7 @@ class SendLedger:
         for internal_id, fp in messages:
             ids.append(internal_id)
             fps.append(fp)
-        records = _split({"ids": ids, "fps": fps}, "sending")
+        records = _split({"internal_id": ids, "fp": fps}, "sending")
         return self._write(self._reserve(len(records)), records)
 
     def finish(self, numbers: list[int] | None, results: Iterable[tuple[MessageResult, str]]) -> None:
@@ -204,15 +206,14 @@ class SendLedger:
         """
         if self.store is None or numbers is None:
             return
-        columns: dict[str, list[Any]] = {"ids": [], "uuids": [], "errors": [], "fps": []}
+        columns: dict[str, list[Any]] = {name: [] for name in (*MessageResult._fields, "fp")}
         for result, fp in results:
             if result.accepted or result.error == UNCONFIRMED or result.message_uuid:
-                columns["ids"].append(result.internal_id)
-                columns["uuids"].append(result.message_uuid)
-                columns["errors"].append(result.error)
-                columns["fps"].append(fp)
+                for name, value in zip(MessageResult._fields, result, strict=True):
+                    columns[name].append(value)
+                columns["fp"].append(fp)
         records = _split(columns, "settled")
-        records += [{"v": RECORD_VERSION, "state": "settled", "ids": []}] * (len(numbers) - len(records))
+        records += [{"v": RECORD_VERSION, "state": "settled", "internal_id": []}] * (len(numbers) - len(records))
         self._write(numbers, records)
 
 
@@ -225,17 +226,18 @@ def _read_record(entry: Any) -> Iterable[tuple[MessageResult, str | None]]:
     if not isinstance(entry, Mapping):
         raise TypeError(f"expected an object, got {type(entry).__name__}")
     if entry.get("v") == RECORD_VERSION:
-        ids = entry["ids"]
-        fps = entry.get("fps") or [None] * len(ids)
+        ids = entry["internal_id"]
+        fps = entry.get("fp") or [None] * len(ids)
         if entry["state"] == "sending":
             for internal_id, fp in zip(ids, fps, strict=True):
                 yield MessageResult(_text(internal_id), None, UNCONFIRMED), fp
             return
-        uuids = entry.get("uuids") or [None] * len(ids)
-        errors = entry.get("errors") or [None] * len(ids)
-        for internal_id, uuid, error, fp in zip(ids, uuids, errors, fps, strict=True):
-            if not _is_resendable_refusal(error):
-                yield MessageResult(_text(internal_id), _optional(uuid), _optional(error)), fp
+        # by name: a field the record lacks (written before the field existed) reads as None
+        others = [entry.get(name) or [None] * len(ids) for name in MessageResult._fields[1:]]
+        for internal_id, fp, *values in zip(ids, fps, *others, strict=True):
+            result = MessageResult(_text(internal_id), *map(_optional, values))
+            if not _is_resendable_refusal(result.error):
+                yield result, fp
         return
     if "v" in entry:
         raise ValueError(f"a record of version {entry['v']!r}, newer than this provider reads: upgrade it")

@@ -394,7 +394,7 @@ class SendPipeline:
             entry = by_id.get(internal_id)
             if entry is None:
                 if unmatched_claims:  # the API took something we cannot place: never resend blindly
-                    settled.append((pending.seq, MessageResult(internal_id, None, UNCONFIRMED)))
+                    settled.append((pending.seq, MessageResult(internal_id, None, UNCONFIRMED, task_id)))
                 else:
                     pushed_back.append(pending._replace(error=NOT_ACCEPTED))
                 continue
@@ -402,7 +402,7 @@ class SendPipeline:
             if result is None:
                 pushed_back.append(pending._replace(error=RATE_LIMIT))
             else:
-                settled.append((pending.seq, result))
+                settled.append((pending.seq, result._replace(task_id=task_id)))
         if unmatched_claims and len(by_id) < len(batch):
             self._log.error(
                 "An answer held %d entr(ies) naming no message of its batch (an internal_id echoed "

@@ -30,11 +30,22 @@ RESENDABLE = frozenset({RATE_LIMIT, NOT_ACCEPTED, NOT_SENT, CONNECTION_ERROR})
 
 
 class MessageResult(NamedTuple):
-    """What became of one message: a uuid when accepted, else an error code."""
+    """
+    What became of one message: a uuid when accepted, else an error code.
+
+    Its fields are the columns of report files, ledger records and the XCom results, by name: a new
+    response field is a new field here (plus where the pipeline reads it from the answer).
+
+    :param internal_id: The message's id.
+    :param message_uuid: CommPeak's uuid of the accepted message.
+    :param error: Why it was not accepted (``None`` when it was).
+    :param task_id: CommPeak's ``task_id`` of the request whose answer settled it.
+    """
 
     internal_id: str
     message_uuid: str | None
     error: str | None
+    task_id: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -59,8 +70,9 @@ class SendOutcome:
     :param accepted: How many the API accepted.
     :param errors: The others, counted by error code.
     :param task_ids: CommPeak's ``task_id`` of each batch request that got an answer.
-    :param results: ``{internal_id: {"message_uuid": str | None, "error": str | None}}`` in input
-        order, or ``None`` when they went to ``report_path``.
+    :param results: ``{internal_id: {"message_uuid": str | None, "error": str | None, "task_id":
+        str | None}}`` (the fields of :class:`MessageResult`) in input order, or ``None`` when they
+        went to ``report_path``.
     :param report_path: Where each message's result was written (CSV or JSON Lines), if it was.
     """
 
@@ -71,13 +83,18 @@ class SendOutcome:
     results: dict[str, dict[str, str | None]] | None = field(default_factory=dict)
     report_path: str | None = None
 
-    def record(self, internal_id: str, message_uuid: str | None, error: str | None) -> None:
-        """Count one message's outcome; keep it when results are kept (a later record replaces an earlier)."""
+    def record(self, internal_id: str, message_uuid: str | None, error: str | None, *more: str | None) -> None:
+        """
+        Count one message's outcome; keep it when results are kept (a later record replaces an earlier).
+
+        Takes the fields of a :class:`MessageResult` in order: ``outcome.record(*result)``.
+        """
+        result = MessageResult(internal_id, message_uuid, error, *more)
         if self.results is not None:
             earlier = self.results.get(internal_id)
             if earlier is not None:
                 self._count(earlier["message_uuid"], earlier["error"], -1)
-            self.results[internal_id] = {"message_uuid": message_uuid, "error": error}
+            self.results[internal_id] = {name: getattr(result, name) for name in MessageResult._fields[1:]}
         self._count(message_uuid, error, 1)
 
     def _count(self, message_uuid: str | None, error: str | None, step: int) -> None:
@@ -135,7 +152,7 @@ class SendOutcome:
         """Rebuild an outcome from the report form of :meth:`to_dict`."""
         outcome = cls(task_ids=list(data.get("task_ids", [])))
         for internal_id, result in dict(data.get("results", {})).items():
-            outcome.record(internal_id, result.get("message_uuid"), result.get("error"))
+            outcome.record(internal_id, *(result.get(name) for name in MessageResult._fields[1:]))
         return outcome
 
 
@@ -177,8 +194,8 @@ class OutcomeSink:
         self._kept = {}
 
 
-#: The columns of a report file, in order.
-REPORT_COLUMNS = ("internal_id", "message_uuid", "error")
+#: The columns of a report file, in order: the fields of a result.
+REPORT_COLUMNS = MessageResult._fields
 
 
 class FileSink(OutcomeSink):
@@ -206,7 +223,10 @@ class FileSink(OutcomeSink):
 
 
 def is_report_file(path: Any, columns: tuple[str, ...] | None = None) -> bool:
-    """Whether ``path`` holds a CommPeak report (its first line names the report's columns), or is empty."""
+    """
+    Whether ``path`` holds a CommPeak report, or is empty: its first line names the report's
+    columns, or the first of them (a report written before a column was added).
+    """
     columns = columns or REPORT_COLUMNS
     from airflow_provider_commpeak._input.records import open_path
 
@@ -215,12 +235,16 @@ def is_report_file(path: Any, columns: tuple[str, ...] | None = None) -> bool:
             first = handle.readline(4096).decode("utf-8-sig", "replace").strip()
     except OSError:
         return False
-    if first == ",".join(columns) or not first:
+    if not first:
+        return True
+    names = first.split(",")
+    if len(names) >= 2 and names == list(columns[: len(names)]):
         return True
     try:
-        return set(json.loads(first)) == set(columns)
+        keys = list(json.loads(first))
     except (ValueError, TypeError, RecursionError):
         return False
+    return len(keys) >= 2 and set(keys) <= set(columns) and columns[0] in keys
 
 
 def iter_report(path: Any) -> Iterator[MessageResult]:
@@ -230,9 +254,7 @@ def iter_report(path: Any) -> Iterator[MessageResult]:
     for record in read_file_records(path, columns=REPORT_COLUMNS, required=("internal_id",)):
         fields = record.fields if isinstance(record.fields, dict) else None
         if fields is not None and fields.get("internal_id") is not None:
-            yield MessageResult(
-                str(fields["internal_id"]), fields.get("message_uuid") or None, fields.get("error") or None
-            )
+            yield MessageResult(str(fields["internal_id"]), *(fields.get(name) or None for name in REPORT_COLUMNS[1:]))
 
 
 #: The columns of a status report file (the sensor's per-message statuses), in order.

@@ -44,6 +44,28 @@ def _fingerprint_number(fingerprint: str | None) -> int:
         return _NO_FINGERPRINT
 
 
+class _Column:
+    """One field's values, row by row: each distinct value once, rows as 4-byte indexes (0 is None)."""
+
+    def __init__(self) -> None:
+        self._values: list[str | None] = [None]
+        self._index: dict[str | None, int] = {None: 0}
+        self._rows = array("I")
+
+    def put(self, row: int, value: str | None) -> None:
+        number = self._index.get(value)
+        if number is None:
+            number = self._index[value] = len(self._values)
+            self._values.append(value)
+        if row == len(self._rows):
+            self._rows.append(number)
+        else:
+            self._rows[row] = number
+
+    def get(self, row: int) -> str | None:
+        return self._values[self._rows[row]]
+
+
 class SettledIndex:
     """``internal_id`` -> :class:`Earlier`, in about 30 bytes per message; an earlier acceptance wins."""
 
@@ -59,6 +81,8 @@ class SettledIndex:
         self._codes: list[str | None] = [None]
         self._code_index: dict[str | None, int] = {None: 0}
         self._other_errors: dict[int, str | None] = {}
+        #: Every other field of a result (``task_id``...): its distinct values, and an index per row.
+        self._extra = {name: _Column() for name in MessageResult._fields[3:]}
 
     def __len__(self) -> int:
         return len(self._errors)
@@ -103,6 +127,8 @@ class SettledIndex:
         else:
             self._other_errors.pop(row, None)
         fp = _fingerprint_number(fingerprint)
+        for name, column in self._extra.items():
+            column.put(row, getattr(result, name))
         if row == len(self._errors):
             self._uuids += packed
             self._uuid_kind.append(kind)
@@ -142,8 +168,9 @@ class SettledIndex:
         fp = self._fingerprints[row]
         code = self._errors[row]
         error = self._other_errors.get(row) if code == _OTHER_ERROR else self._codes[code]
+        extra = (column.get(row) for column in self._extra.values())
         return Earlier(
-            MessageResult(internal_id, uuid, error),
+            MessageResult(internal_id, uuid, error, *extra),
             None if fp == _NO_FINGERPRINT else f"{fp:08x}",
         )
 

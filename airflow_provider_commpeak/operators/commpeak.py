@@ -61,7 +61,7 @@ class SendSmsOperator(BaseOperator):
     :param messages_path: A CSV or JSON Lines file of messages, local or an ObjectStoragePath URL
         such as ``s3://bucket/audience.csv``; read once. Needs ``report_path``. (templated)
     :param messages_format: ``csv`` or ``jsonl`` when the file's suffix does not say.
-    :param report_path: Write each message's result (``internal_id, message_uuid, error``) to this
+    :param report_path: Write each message's result (``internal_id, message_uuid, error, task_id``) to this
         ``.csv`` or ``.jsonl`` file, local or ObjectStoragePath URL, and keep XCom to a summary.
         Required above ``max_xcom_results`` messages. (templated)
     :param sender: The sender of messages that name none, e.g. ``"GLOBAL"``. (templated)
