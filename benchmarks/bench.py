@@ -981,7 +981,9 @@ def main() -> int:
         print("\n## The send ledger: each store's cost on a send (sandbox latency 0, batches of 100, 4 in flight)\n")
         print(table(sends, ["store", "N", "cpu_ms_per_1000", "added_cpu_ms_per_1000", "wall_ms_per_1000"]))
         print("\n## A retry reading its ledger (ledger_path on local disk, batches of 1,000, fresh process)\n")
-        print(table(reads, ["N", "records", "log_mb", "largest_record_bytes", "read_s", "peak_rss_mb", "rss_vs_smallest"]))
+        print(
+            table(reads, ["N", "records", "log_mb", "largest_record_bytes", "read_s", "peak_rss_mb", "rss_vs_smallest"])
+        )
         added = (sends[2]["_cpu"] - sends[0]["_cpu"]) * 1000 / args.ledger_n * 1000
         if added > 5:
             failures.append(f"ledger_path adds {added:.1f} ms CPU per 1,000 messages (target 5)")

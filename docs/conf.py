@@ -28,7 +28,10 @@ nitpick_ignore_regex = [
     ("py:class", r"(airflow|requests|httpx|jinja2|datetime|pytest|collections|typing)\..*"),
     ("py:class", r"(Context|CommPeakHook|SendLedger|StagedMessages|DeliverySnapshot|DeliveryTracker|AlertEvent)"),
     ("py:class", r"(Any|Sequence|Iterable|Callable|Mapping|Iterator|AsyncIterator|TriggerEvent|NoneType)"),
-    ("py:class", r"(SendOutcome|StageStats|SendReport|SendSummary|DryRunReport|RateController|SyncTransport|AsyncTransport)"),
+    (
+        "py:class",
+        r"(SendOutcome|StageStats|SendReport|SendSummary|DryRunReport|RateController|SyncTransport|AsyncTransport)",
+    ),
     (
         "py:class",
         r"(PokeReturnValue|AirflowException|BaseHook|BaseOperator|BaseSensorOperator|BaseTrigger|BaseNotifier)",
