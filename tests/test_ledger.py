@@ -313,6 +313,10 @@ def test_object_storage_keeps_one_object_per_record():
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     root = "memory://commpeak-ledger-test/ledger"
+    try:
+        ObjectStoragePath(root).exists()
+    except ValueError:
+        pytest.skip("this Airflow's ObjectStoragePath has no memory:// filesystem (Airflow 2.11)")
     ledger = SendLedger(ledger_path_store(root, **WHERE))
     finish(ledger, begin(ledger, ["a", "b"]), [MessageResult("a", "u-a", None)])
     folder = ObjectStoragePath(root) / str(RUN_FOLDER) / "3"

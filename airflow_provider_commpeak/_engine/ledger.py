@@ -124,9 +124,11 @@ class SendLedger:
 
     def _get(self, key: str) -> Any:
         assert self.store is not None
+        from airflow_provider_commpeak._engine.ledger_stores import UnreadableRecord
+
         try:
             return self.store.get(key)
-        except ValueError as exc:
+        except UnreadableRecord as exc:
             raise self._corrupt(key, str(exc)) from None
 
     def _read_index(self) -> int:

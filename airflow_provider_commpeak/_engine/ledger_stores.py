@@ -31,6 +31,10 @@ LEDGER_RETENTION = timedelta(days=400)
 CONFIG_SECTION, CONFIG_OPTION = "commpeak", "ledger_path"
 
 
+class UnreadableRecord(ValueError):
+    """A stored record that cannot be parsed (a store raises it; other errors are the store's own)."""
+
+
 class TaskStateLedgerStore:
     """
     Airflow's ``task_state_store`` with every call serialized and an explicit retention.
@@ -101,7 +105,7 @@ class LocalLogLedgerStore:
                     break  # a torn last line: never completed, so never relied on
                 key, tab, _ = line.partition(b"\t")
                 if not tab:
-                    raise ValueError(f"line {number} of the log is damaged")
+                    raise UnreadableRecord(f"line {number} of the log is damaged")
                 offsets[key.decode("utf-8", "replace")] = (position, len(line))
                 position += len(line)
         return offsets
@@ -119,7 +123,7 @@ class LocalLogLedgerStore:
         try:
             return json.loads(line.partition(b"\t")[2])
         except ValueError:
-            raise ValueError("its line in the log is not JSON") from None
+            raise UnreadableRecord("its line in the log is not JSON") from None
 
     def _open(self) -> int:
         os.makedirs(self.folder, exist_ok=True)
@@ -182,7 +186,7 @@ class ObjectStorageLedgerStore:
         try:
             return json.loads(text)
         except ValueError:
-            raise ValueError("the object is not JSON") from None
+            raise UnreadableRecord("the object is not JSON") from None
 
     def set(self, key: str, value: Any) -> None:
         self._path(key).write_text(json.dumps(value, separators=(",", ":")), encoding="utf-8")
@@ -214,7 +218,9 @@ def configured_ledger_path() -> str | None:
     from airflow.providers.common.compat.sdk import conf
 
     value = conf.get(CONFIG_SECTION, CONFIG_OPTION, fallback="")
-    return value.strip() or None if isinstance(value, str) else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip()
 
 
 def store_for(context: Any, *, ledger_path: Any = None) -> Any:
