@@ -357,8 +357,10 @@ def worker_ledger_write(folder: str, n: int, batch: int) -> dict[str, Any]:
         ids = [f"af-0123456789abcdef-{i:024x}" for i in range(start, min(start + batch, n))]
         fp = fingerprint("447700900000", "BENCH", "text")
         numbers = ledger.begin((i, fp) for i in ids)
+        task_id = f"{start:08x}-1111-4000-8000-{start:012x}"  # CommPeak's id of the batch's request
         ledger.finish(
-            numbers, [(MessageResult(i, f"{k:08x}-0000-4000-8000-{k:012x}", None), fp) for k, i in enumerate(ids)]
+            numbers,
+            [(MessageResult(i, f"{k:08x}-0000-4000-8000-{k:012x}", None, task_id), fp) for k, i in enumerate(ids)],
         )
     [log] = Path(folder).rglob("ledger.log")
     with log.open("rb") as handle:

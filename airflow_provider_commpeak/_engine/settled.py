@@ -1,11 +1,13 @@
 """
 What earlier tries settled, held compactly: a retry of a million-message send reads its ledger into
-about 30 bytes per message instead of a dict of result objects (about 500 bytes each).
+about 45 bytes per message instead of a dict of result objects (about 500 bytes each).
 
-An open-addressing hash table over flat arrays: the key is a 64-bit hash of the ``internal_id``
-(a false match needs two ids of one send to share 64 bits, about 1 in 10^8 for a million messages,
-and the content fingerprint check below it), the value the message's uuid (16 bytes when canonical),
-error code (an index into the few distinct codes) and content fingerprint.
+An open-addressing hash table over flat arrays (slots of 4 bytes naming a row; rows in parallel
+arrays): a row's key is a 64-bit hash of the ``internal_id`` (a false match needs two ids of one
+send to share 64 bits: about 1 in 37 million for a million messages, and then the content
+fingerprint check warns), its value the message's uuid (16 bytes when canonical), error code (an
+index into the few distinct codes), content fingerprint, and every other field of a result as an
+index into that field's distinct values.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class Earlier(NamedTuple):
 
 def _key(internal_id: str) -> int:
     digest = hashlib.blake2b(internal_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") or 1  # 0 marks an empty slot
+    return int.from_bytes(digest, "big")
 
 
 def _fingerprint_number(fingerprint: str | None) -> int:
@@ -67,12 +69,13 @@ class _Column:
 
 
 class SettledIndex:
-    """``internal_id`` -> :class:`Earlier`, in about 30 bytes per message; an earlier acceptance wins."""
+    """``internal_id`` -> :class:`Earlier`, in about 45 bytes per message; an earlier acceptance wins."""
 
     def __init__(self) -> None:
         self._mask = 1023
-        self._slots = array("Q", bytes(8 * (self._mask + 1)))
-        self._rows = array("I", bytes(4 * (self._mask + 1)))
+        #: The table: each slot holds a row number plus one (0: empty); a row's key is in ``_keys``.
+        self._slots = array("I", bytes(4 * (self._mask + 1)))
+        self._keys = array("Q")
         self._uuids = bytearray()
         self._uuid_kind = bytearray()
         self._errors = bytearray()
@@ -88,20 +91,17 @@ class SettledIndex:
         return len(self._errors)
 
     def _find(self, key: int) -> int:
+        """The slot of ``key``, or the empty slot where it would go."""
         slot = key & self._mask
-        while self._slots[slot] != _EMPTY and self._slots[slot] != key:
+        while (held := self._slots[slot]) != _EMPTY and self._keys[held - 1] != key:
             slot = (slot + 1) & self._mask
         return slot
 
     def _grow(self) -> None:
-        old_slots, old_rows = self._slots, self._rows
         self._mask = self._mask * 2 + 1
-        self._slots = array("Q", bytes(8 * (self._mask + 1)))
-        self._rows = array("I", bytes(4 * (self._mask + 1)))
-        for key, row in zip(old_slots, old_rows, strict=True):
-            if key != _EMPTY:
-                slot = self._find(key)
-                self._slots[slot], self._rows[slot] = key, row
+        self._slots = array("I", bytes(4 * (self._mask + 1)))
+        for row, key in enumerate(self._keys):
+            self._slots[self._find(key)] = row + 1
 
     def _write(self, row: int, result: MessageResult, fingerprint: str | None) -> None:
         kind, packed = _NO_UUID, bytes(16)
@@ -144,14 +144,15 @@ class SettledIndex:
         """Record an earlier result; a later one replaces it unless the earlier one was accepted."""
         key = _key(result.internal_id)
         slot = self._find(key)
-        if self._slots[slot] == key:
-            row = self._rows[slot]
+        if self._slots[slot] != _EMPTY:
+            row = self._slots[slot] - 1
             if not self._accepted(row):
                 self._write(row, result, fingerprint)
             return
         row = len(self._errors)
         self._write(row, result, fingerprint)
-        self._slots[slot], self._rows[slot] = key, row
+        self._keys.append(key)
+        self._slots[slot] = row + 1
         if len(self._errors) * 3 > (self._mask + 1) * 2:
             self._grow()
 
@@ -176,6 +177,5 @@ class SettledIndex:
 
     def get(self, internal_id: str) -> Earlier | None:
         """What an earlier try settled for ``internal_id``, or ``None``."""
-        key = _key(internal_id)
-        slot = self._find(key)
-        return self._result(internal_id, self._rows[slot]) if self._slots[slot] == key else None
+        held = self._slots[self._find(_key(internal_id))]
+        return None if held == _EMPTY else self._result(internal_id, held - 1)
