@@ -71,7 +71,7 @@ class SendOutcome:
     :param errors: The others, counted by error code.
     :param task_ids: CommPeak's ``task_id`` of each batch request that got an answer.
     :param results: ``{internal_id: {"message_uuid": str | None, "error": str | None, "task_id":
-        str | None}}`` (the fields of :class:`MessageResult`) in input order, or ``None`` when they
+        str | None}}`` (the fields of a result) in input order, or ``None`` when they
         went to ``report_path``.
     :param report_path: Where each message's result was written (CSV or JSON Lines), if it was.
     """
@@ -87,7 +87,7 @@ class SendOutcome:
         """
         Count one message's outcome; keep it when results are kept (a later record replaces an earlier).
 
-        Takes the fields of a :class:`MessageResult` in order: ``outcome.record(*result)``.
+        Takes the fields of a result in order: ``outcome.record(*result)``.
         """
         result = MessageResult(internal_id, message_uuid, error, *more)
         if self.results is not None:
