@@ -235,3 +235,14 @@ def test_min_interval_is_claimed_before_the_send_so_a_racing_callback_is_suppres
     notifier(recipients=["972524265292"], min_interval=600).notify(task_context(map_index=1))
     assert seen == [0]
     assert api.call_count == 1
+
+
+def test_an_alert_held_back_by_min_interval_is_not_remembered_as_sent(airflow_db, api, monkeypatch):
+    clock = [3_000_000.0]
+    monkeypatch.setattr(notifications.time, "time", lambda: clock[0])
+    quiet = notifier(recipients=["972524265292"], min_interval=600)
+    quiet.notify(task_context(run_id="run-1", task_id="a"))
+    quiet.notify(task_context(run_id="run-2", task_id="a"))  # within min_interval: held back
+    clock[0] += 601
+    quiet.notify(task_context(run_id="run-2", task_id="a"))  # the same event, later: it goes out now
+    assert api.call_count == 2

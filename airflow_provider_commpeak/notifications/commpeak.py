@@ -171,6 +171,8 @@ class CommPeakSmsNotifier(BaseNotifier):
         recipients: list[Any] = []
         try:
             recipients = self._recipients(event, fresh)
+            for recipient in set(fresh) - set(recipients):  # held back by min_interval: never sent
+                _RECENT.forget(once[recipient])
             if not recipients:
                 return None
             report = self.hook.send_messages(
