@@ -75,15 +75,18 @@ def _size(value: Any) -> int:
 
 
 def _split(columns: dict[str, list[Any]], state: str) -> list[dict[str, Any]]:
-    """One record of ``columns`` (parallel lists), or halves of it until each is at most :data:`MAX_RECORD_BYTES`."""
+    """One record of ``columns`` (parallel lists), or as few parts as keep each under :data:`MAX_RECORD_BYTES`."""
     record = {"v": RECORD_VERSION, "state": state, **columns}
     count = len(columns["internal_id"])
-    if count <= 1 or _size(record) <= MAX_RECORD_BYTES:
+    size = _size(record)
+    if count <= 1 or size <= MAX_RECORD_BYTES:
         return [record]
-    middle = count // 2
-    return _split({k: v[:middle] for k, v in columns.items()}, state) + _split(
-        {k: v[middle:] for k, v in columns.items()}, state
-    )
+    parts = min(count, -(-size * 10 // (MAX_RECORD_BYTES * 9)))  # a tenth spare for uneven rows
+    step = -(-count // parts)
+    records: list[dict[str, Any]] = []
+    for start in range(0, count, step):
+        records += _split({k: v[start : start + step] for k, v in columns.items()}, state)
+    return records
 
 
 class SendLedger:
