@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-from airflow_provider_commpeak._engine.report import RATE_LIMIT, UNCONFIRMED, MessageResult
+from airflow_provider_commpeak._engine.report import UNCONFIRMED, MessageResult, is_rate_limit
 from airflow_provider_commpeak._engine.settled import SettledIndex
 from airflow_provider_commpeak.exceptions import CommPeakError
 
@@ -222,10 +222,6 @@ class SendLedger:
         self._write(numbers, records)
 
 
-def _is_resendable_refusal(error: Any) -> bool:
-    return isinstance(error, str) and error.strip().upper() == RATE_LIMIT
-
-
 def _read_record(entry: Any) -> Iterable[tuple[MessageResult, str | None]]:
     """The results a record holds; records of versions 1.0 (by kind) and 1.1 (rows) too."""
     if not isinstance(entry, Mapping):
@@ -241,7 +237,7 @@ def _read_record(entry: Any) -> Iterable[tuple[MessageResult, str | None]]:
         others = [entry.get(name) or [None] * len(ids) for name in MessageResult._fields[1:]]
         for internal_id, fp, *values in zip(ids, fps, *others, strict=True):
             result = MessageResult(_text(internal_id), *map(_optional, values))
-            if not _is_resendable_refusal(result.error):
+            if not is_rate_limit(result.error):
                 yield result, fp
         return
     if "v" in entry:
@@ -251,7 +247,7 @@ def _read_record(entry: Any) -> Iterable[tuple[MessageResult, str | None]]:
     for internal_id in entry.get("sending", []):  # version 1.1
         yield MessageResult(_text(internal_id), None, UNCONFIRMED), None
     for internal_id, uuid, error in entry.get("settled", []):
-        if not _is_resendable_refusal(error):
+        if not is_rate_limit(error):
             yield MessageResult(_text(internal_id), _optional(uuid), _optional(error)), None
     for internal_id, uuid in (entry.get("accepted") or {}).items():  # version 1.0
         yield MessageResult(_text(internal_id), _text(uuid), None), None

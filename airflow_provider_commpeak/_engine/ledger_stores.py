@@ -90,6 +90,7 @@ class LocalLogLedgerStore:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._offsets: dict[str, tuple[int, int]] | None = None
+        self._reader: Any = None  # kept open while a retry reads every record
 
     def _scan(self) -> dict[str, tuple[int, int]]:
         """Where the last line of each key starts, and its length (a torn last line is left out)."""
@@ -117,9 +118,10 @@ class LocalLogLedgerStore:
             where = self._offsets.get(key)
             if where is None:
                 return None
-            with open(self.where, "rb") as handle:
-                handle.seek(where[0])
-                line = handle.read(where[1])
+            if self._reader is None:
+                self._reader = open(self.where, "rb")  # noqa: SIM115 - closed by set() and close()
+            self._reader.seek(where[0])
+            line = self._reader.read(where[1])
         try:
             return json.loads(line.partition(b"\t")[2])
         except ValueError:
@@ -142,14 +144,21 @@ class LocalLogLedgerStore:
             if self._fd is None:
                 self._fd = self._open()
             os.write(self._fd, line)
-            if self._offsets is not None:
-                self._offsets = None  # read again on the next get
+            self._forget_reads()
+
+    def _forget_reads(self) -> None:
+        """After a write, the offsets read are stale: scan again on the next get."""
+        self._offsets = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def close(self) -> None:
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+            self._forget_reads()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

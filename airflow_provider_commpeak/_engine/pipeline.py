@@ -46,6 +46,7 @@ from airflow_provider_commpeak._engine.report import (
     ResultSink,
     SendOutcome,
     describe_counts,
+    is_rate_limit,
 )
 from airflow_provider_commpeak._engine.retry import RetryPolicy
 from airflow_provider_commpeak._engine.settled import SettledIndex
@@ -398,11 +399,11 @@ class SendPipeline:
                 else:
                     pushed_back.append(pending._replace(error=NOT_ACCEPTED))
                 continue
-            result = judge_entry(internal_id, entry)
+            result = judge_entry(internal_id, entry, task_id)
             if result is None:
                 pushed_back.append(pending._replace(error=RATE_LIMIT))
             else:
-                settled.append((pending.seq, result._replace(task_id=task_id)))
+                settled.append((pending.seq, result))
         if unmatched_claims and len(by_id) < len(batch):
             self._log.error(
                 "An answer held %d entr(ies) naming no message of its batch (an internal_id echoed "
@@ -451,11 +452,6 @@ def _has_uuid(entry: Mapping[str, Any]) -> bool:
     return raw is not None and raw is not False and raw != "" and raw != 0
 
 
-def is_rate_limit(error: object) -> bool:
-    """Whether a per-message error is CommPeak's ``RATE_LIMIT`` (compared ignoring case and spaces)."""
-    return isinstance(error, str) and error.strip().upper() == RATE_LIMIT
-
-
 def _refused(entry: object) -> bool:
     """An entry that surely stands for no accepted message: an error and no uuid, or ``RATE_LIMIT``."""
     if not isinstance(entry, Mapping):
@@ -488,9 +484,11 @@ def match_entries(internal_ids: list[str], entries: list[Any]) -> tuple[dict[str
     return by_id, claims
 
 
-def judge_entry(internal_id: str, entry: Mapping[str, Any]) -> MessageResult | None:
+def judge_entry(internal_id: str, entry: Mapping[str, Any], task_id: str | None = None) -> MessageResult | None:
     """
     One entry of a ``simple_send`` answer: its result, or ``None`` when it was refused for ``RATE_LIMIT``.
+
+    ``task_id`` is CommPeak's id of the request whose answer holds the entry.
 
     ``RATE_LIMIT`` (in any case) is a refusal even beside a uuid: the message is sent again. An
     entry with a ``message_uuid`` is accepted whatever falsy ``error`` rides with it (``null``,
@@ -504,9 +502,9 @@ def judge_entry(internal_id: str, entry: Mapping[str, Any]) -> MessageResult | N
     present = _has_uuid(entry)
     message_uuid = safe_token(raw_uuid) if present else None
     if present and message_uuid is None:
-        return MessageResult(internal_id, None, UNCONFIRMED)  # a uuid of a shape we cannot keep
+        return MessageResult(internal_id, None, UNCONFIRMED, task_id)  # a uuid of a shape we cannot keep
     if message_uuid is not None:
-        return MessageResult(internal_id, message_uuid, safe_code(error) if error else None)
+        return MessageResult(internal_id, message_uuid, safe_code(error) if error else None, task_id)
     if not error:
-        return MessageResult(internal_id, None, UNCONFIRMED)
-    return MessageResult(internal_id, None, safe_code(error))
+        return MessageResult(internal_id, None, UNCONFIRMED, task_id)
+    return MessageResult(internal_id, None, safe_code(error), task_id)

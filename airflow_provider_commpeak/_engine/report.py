@@ -25,6 +25,12 @@ NOT_SENT = "NOT_SENT"
 #: The API could not be reached (connection refused, DNS, TLS handshake, proxy) after every retry.
 CONNECTION_ERROR = "CONNECTION_ERROR"
 
+
+def is_rate_limit(error: object) -> bool:
+    """Whether a per-message error is CommPeak's ``RATE_LIMIT`` (compared ignoring case and spaces)."""
+    return isinstance(error, str) and error.strip().upper() == RATE_LIMIT
+
+
 #: Errors after which a message surely did not reach CommPeak: a task retry sends it again.
 RESENDABLE = frozenset({RATE_LIMIT, NOT_ACCEPTED, NOT_SENT, CONNECTION_ERROR})
 
@@ -50,6 +56,11 @@ class MessageResult(NamedTuple):
     @property
     def accepted(self) -> bool:
         return self.error is None and bool(self.message_uuid)
+
+
+#: The fields a kept result holds (all but its id), and their values when not given.
+_RESULT_FIELDS = MessageResult._fields[1:]
+_NO_FIELDS = {name: MessageResult._field_defaults.get(name) for name in _RESULT_FIELDS}
 
 
 def describe_counts(counts: Counter[str]) -> str:
@@ -89,12 +100,13 @@ class SendOutcome:
 
         Takes the fields of a result in order: ``outcome.record(*result)``.
         """
-        result = MessageResult(internal_id, message_uuid, error, *more)
         if self.results is not None:
             earlier = self.results.get(internal_id)
             if earlier is not None:
                 self._count(earlier["message_uuid"], earlier["error"], -1)
-            self.results[internal_id] = {name: getattr(result, name) for name in MessageResult._fields[1:]}
+            kept = dict(_NO_FIELDS)
+            kept.update(zip(_RESULT_FIELDS, (message_uuid, error, *more), strict=False))
+            self.results[internal_id] = kept
         self._count(message_uuid, error, 1)
 
     def _count(self, message_uuid: str | None, error: str | None, step: int) -> None:

@@ -177,5 +177,7 @@ class SettledIndex:
 
     def get(self, internal_id: str) -> Earlier | None:
         """What an earlier try settled for ``internal_id``, or ``None``."""
+        if not self._errors:
+            return None  # a first try: no hashing per message
         held = self._slots[self._find(_key(internal_id))]
         return None if held == _EMPTY else self._result(internal_id, held - 1)

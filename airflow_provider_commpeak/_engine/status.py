@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow_provider_commpeak._engine.classify import describe_shape
+from airflow_provider_commpeak._engine.delivery import DEFAULT_FAILURE_STATUSES, DEFAULT_SUCCESS_STATUSES
 from airflow_provider_commpeak.exceptions import CommPeakApiError
 
 #: The status of a message the answer does not name: still pending.
@@ -39,7 +40,7 @@ def _status(value: Any) -> str | None:
 
 
 #: The statuses CommPeak shows for stream messages; any other is logged once and stays pending.
-KNOWN_STATUSES = frozenset({"sent", "delivered", "sent_failed", "undelivered", "no_routes", "rejected", UNKNOWN})
+KNOWN_STATUSES = frozenset({"sent", UNKNOWN, *DEFAULT_SUCCESS_STATUSES, *DEFAULT_FAILURE_STATUSES})
 
 
 class StatusAnswer:

@@ -76,11 +76,27 @@ def httpx_failure(exc: BaseException) -> Failure:
     return Failure.BROKEN
 
 
-def _declared_too_large(headers: Any) -> bool:
-    try:
-        return int(headers.get("Content-Length") or 0) > MAX_ANSWER_BYTES
-    except ValueError:
-        return False
+class _BoundedBody:
+    """An answer's chunks, up to :data:`MAX_ANSWER_BYTES`; ``over`` once past it (the rest is left unread)."""
+
+    def __init__(self, headers: Any) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        try:
+            self.over = int(headers.get("Content-Length") or 0) > MAX_ANSWER_BYTES
+        except ValueError:
+            self.over = False
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk``; ``False`` once the bound is passed (stop reading)."""
+        self.size += len(chunk)
+        self.over = self.size > MAX_ANSWER_BYTES
+        if not self.over:
+            self.chunks.append(chunk)
+        return not self.over
+
+    def content(self) -> bytes | None:
+        return None if self.over else b"".join(self.chunks)
 
 
 def encode_body(payload: dict[str, Any]) -> bytes:
@@ -208,15 +224,12 @@ class SyncTransport:
     @staticmethod
     def _read_bounded(response: requests.Response) -> bytes | None:
         """The body, or ``None`` (unread past the bound) when it is larger than :data:`MAX_ANSWER_BYTES`."""
-        if _declared_too_large(response.headers):
-            return None
-        chunks, size = [], 0
-        for chunk in response.iter_content(chunk_size=65536):
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
+        body = _BoundedBody(response.headers)
+        if not body.over:
+            for chunk in response.iter_content(chunk_size=65536):
+                if not body.add(chunk):
+                    break
+        return body.content()
 
 
 class AsyncTransport:
@@ -277,12 +290,9 @@ class AsyncTransport:
 
     @staticmethod
     async def _read_bounded(response: httpx.Response) -> bytes | None:
-        if _declared_too_large(response.headers):
-            return None
-        chunks, size = [], 0
-        async for chunk in response.aiter_bytes(65536):
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
+        body = _BoundedBody(response.headers)
+        if not body.over:
+            async for chunk in response.aiter_bytes(65536):
+                if not body.add(chunk):
+                    break
+        return body.content()

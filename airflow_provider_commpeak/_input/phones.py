@@ -19,6 +19,8 @@ _SEPARATORS = re.compile(r"[\s\-().\[\]/]")
 #: E.164 allows at most 15 digits; no real number, country code included, has fewer than 7.
 MIN_DIGITS = 7
 MAX_DIGITS = 15
+#: With ``default_region``, a number may start with the region's own international call prefix (``011``, ``810``).
+MAX_DIALLED_DIGITS = MAX_DIGITS + 4
 
 _REASONS = {
     1: "no country uses its calling code",
@@ -114,6 +116,15 @@ def _valid_reading(text: str, region: str | None) -> tuple[str | None, int]:
     return None, int(phonenumbers.is_possible_number_with_reason(number))
 
 
+def _possibly_international(digits: str) -> bool:
+    """The cached length check: only a number that passes it can be a valid international one."""
+    try:
+        _check_international(digits)
+    except PhoneProblem:
+        return False
+    return True
+
+
 def _check_with_region(digits: str, region: str) -> str:
     """
     A number written without an international prefix, read with ``default_region``.
@@ -122,7 +133,7 @@ def _check_with_region(digits: str, region: str) -> str:
     number valid both ways, as two different numbers, is refused: guessing would text a stranger.
     """
     national, national_reason = _valid_reading(digits, region)
-    international = _valid_reading(digits, None)[0] if MIN_DIGITS <= len(digits) <= MAX_DIGITS else None
+    international = _valid_reading(digits, None)[0] if _possibly_international(digits) else None
     if national and international and national != international:
         raise PhoneProblem(
             f"is ambiguous: valid as a national number of region {region} (+{country_calling_code(national)}) "
@@ -182,7 +193,7 @@ def normalize_phone(raw: object, default_region: str | None = None) -> str:
     if international:
         return _check_international(text)
     if default_region is not None:
-        if len(text) > 17:
+        if len(text) > MAX_DIALLED_DIGITS:
             raise PhoneProblem(f"has {len(text)} digits; a phone number has at most {MAX_DIGITS}")
         return _check_with_region(text, default_region)
     if text.startswith("0"):

@@ -37,6 +37,8 @@ def _describe(value: object) -> str:
 
 def _unsendable(text: str) -> str | None:
     """Why a text cannot go on the wire (UTF-8), or ``None``: a lone surrogate is an emoji cut in half."""
+    if text.isascii():
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -427,8 +427,8 @@ class CommPeakHook(BaseHook):
         for status in sorted(read.unfamiliar - self._warned_statuses):
             self._warned_statuses.add(status)
             self.log.warning(
-                "CommPeak answered a status it is not known to use, %r: such messages count as neither "
-                "delivered nor failed (list it in success_statuses or failure_statuses to end the wait)",
+                "CommPeak answered a status it is not known to use, %r: such messages stay pending unless "
+                "the sensor's success_statuses or failure_statuses lists it",
                 status,
             )
         return {uuid: read.statuses.get(uuid, UNKNOWN) for uuid in chunk}
