@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_commpeak import __version__
+
 INTEGRATION = "CommPeak SMS"
 #: The how-to pages of the documentation (``make docs``), under ``docs/howto/``.
 HOW_TO_PAGES = ("connection", "send", "wait", "alerts", "sandbox")
@@ -68,8 +70,6 @@ def _modules(kind: str) -> list[dict[str, Any]]:
 
 def get_provider_info() -> dict[str, Any]:
     """Return the provider's metadata for Airflow's providers manager."""
-    from airflow_provider_commpeak import __version__
-
     return {
         "package-name": "airflow-provider-commpeak",
         "name": "CommPeak",

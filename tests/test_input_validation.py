@@ -189,3 +189,14 @@ def test_expand_recipients_refuses_strings_and_sets():
     for bad in ("972524265292", {"972524265292"}, {"a": 1}, None):
         with pytest.raises(CommPeakValidationError, match="recipients must be a list"):
             expand_recipients(bad, "x")
+
+
+def test_one_message_shape_from_validation_to_the_wire():
+    """The CSV columns, the checked message and the request body share one tuple of fields."""
+    from airflow_provider_commpeak._input.message import MESSAGE_FIELDS, Message
+    from airflow_provider_commpeak.sandbox import server
+
+    [checked] = staged([message(1)])
+    assert isinstance(checked, Message)
+    assert tuple(checked.payload()) == MESSAGE_FIELDS == Message._fields
+    assert set(server.MESSAGE_FIELDS) == set(MESSAGE_FIELDS)  # the sandbox takes the same request fields

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import unittest.mock
 
 import pytest
 import requests
@@ -194,3 +195,33 @@ def test_a_report_that_cannot_be_read_is_not_said_to_have_sent_nothing(commpeak_
     assert event["status"] == "error"
     assert "nothing was sent" not in event["message"]
     assert "cannot be read" in event["message"]
+
+
+def test_hook_params_reach_the_triggers_hook_and_survive_serialization(commpeak_sandbox, delays):
+    """``max_retries=0``: each failed poll is one request; a failed poll waits as the policy says."""
+    uuids = send(commpeak_sandbox, ["972524265292"])
+    commpeak_sandbox.inject("503", count=100, path="/messages_status/")
+    original = trigger(
+        uuids, poll_interval=0.01, max_consecutive_errors=8, hook_params={"max_retries": 0, "backoff_max": 0.02}
+    )
+    _classpath, kwargs = original.serialize()
+    rebuilt = SmsStatusTrigger(**json.loads(json.dumps(kwargs)))
+    assert rebuilt.hook_params == {"max_retries": 0, "backoff_max": 0.02}
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def record(seconds: float, *args, **kwargs):
+        waits.append(seconds)
+        await real_sleep(0)
+
+    with unittest.mock.patch("airflow_provider_commpeak.triggers.commpeak.asyncio.sleep", record):
+        event = first_event(rebuilt)
+    assert event["status"] == "error"
+    assert commpeak_sandbox.requests["/messages_status/"] == 8  # one try per poll, no retries
+    assert len(waits) == 7
+    assert max(waits) <= 0.02  # capped by the hook's backoff_max (uncapped, the 7th would be 0.32-0.64 s)
+
+
+def test_a_trigger_without_hook_params_serializes_as_before():
+    _classpath, kwargs = trigger(["u"]).serialize()
+    assert "hook_params" not in kwargs

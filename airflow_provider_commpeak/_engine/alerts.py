@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from airflow_provider_commpeak._engine.connection import is_loopback
 from airflow_provider_commpeak._input.segments import count_segments
 
 #: The ellipsis ending a trimmed text (three dots: GSM-7, one septet each).
@@ -92,8 +93,6 @@ def _ui_url(dag_id: str, run_id: str, task_id: str | None, map_index: int) -> st
 
 def _is_local(url: str) -> bool:
     from urllib.parse import urlsplit
-
-    from airflow_provider_commpeak._engine.connection import is_loopback
 
     try:
         return is_loopback(urlsplit(url).hostname)

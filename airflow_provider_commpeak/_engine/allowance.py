@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-from airflow_provider_commpeak.exceptions import CommPeakValidationError
-
 
 def allowed_failures_problems(allowed_failures: object, *, name: str = "allowed_failures") -> list[str]:
     """What is wrong with an ``allowed_failures`` value: an int >= 0 (a count) or a float in (0, 1)."""
@@ -16,13 +14,6 @@ def allowed_failures_problems(allowed_failures: object, *, name: str = "allowed_
     if isinstance(allowed_failures, float) and not 0 < allowed_failures < 1:
         return [f"{name} as a float is a fraction and must be in (0, 1); use an int for a count"]
     return []
-
-
-def check_allowed_failures(allowed_failures: object, *, name: str = "allowed_failures") -> None:
-    """Refuse anything but an int >= 0 (a count) or a float in (0, 1) (a fraction)."""
-    problems = allowed_failures_problems(allowed_failures, name=name)
-    if problems:
-        raise CommPeakValidationError(problems, what="arguments")
 
 
 def failures_allowed(allowed_failures: int | float, total: int) -> int:

@@ -8,6 +8,7 @@ between them. Checks collect problems (every problem is reported at once); the c
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 #: Integer arguments: ``name -> (minimum, maximum)``.
@@ -18,13 +19,18 @@ INT_BOUNDS: dict[str, tuple[int, int]] = {
     "max_segments": (1, 100),
     "status_batch_size": (1, 10_000),
     "max_consecutive_errors": (1, 1000),
+    "max_retries": (0, 100),
 }
 #: Arguments in seconds: ``name -> (minimum, maximum)``.
 SECONDS_BOUNDS: dict[str, tuple[float, float]] = {
     "rate_limit_timeout": (1, 86400),
     "timeout": (0.1, 600),
     "min_interval": (0.001, 31 * 86400),
+    "backoff_base": (0, 3600),
+    "backoff_max": (0, 3600),
 }
+#: What ``hook_params`` may set (the hook's JSON-able settings) and how each is bound.
+HOOK_PARAMS = ("timeout", "max_retries", "backoff_base", "backoff_max", "rate_limit_timeout")
 
 
 def int_problem(name: str, value: Any, *, bound: str | None = None) -> list[str]:
@@ -59,4 +65,24 @@ def seconds_problems(**values: Any) -> list[str]:
             or not low <= value <= high
         ):
             problems.append(f"{name} must be a number of seconds between {low:g} and {high:g}, got {value!r}")
+    return problems
+
+
+def hook_params_problems(hook_params: Any) -> list[str]:
+    """
+    Problems with a ``hook_params`` mapping (``None`` is allowed): unknown keys, values out of bounds.
+
+    Only JSON-able settings may travel (a deferred sensor serializes them to the trigger): the
+    hook's ``clock`` and ``sleep`` are for tests and are refused here.
+    """
+    if hook_params is None:
+        return []
+    if not isinstance(hook_params, Mapping):
+        return [f"hook_params must be a dict, got {type(hook_params).__name__}"]
+    problems = []
+    unknown = sorted(str(key) for key in hook_params if key not in HOOK_PARAMS)
+    if unknown:
+        problems.append(f"hook_params has unknown key(s) {', '.join(unknown)} (allowed: {', '.join(HOOK_PARAMS)})")
+    problems += int_problems(**{k: v for k, v in hook_params.items() if k in INT_BOUNDS and k in HOOK_PARAMS})
+    problems += seconds_problems(**{k: v for k, v in hook_params.items() if k in SECONDS_BOUNDS and k in HOOK_PARAMS})
     return problems

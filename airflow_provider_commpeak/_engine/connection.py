@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_commpeak import __version__
 from airflow_provider_commpeak._engine.retry import finite_seconds
 from airflow_provider_commpeak.exceptions import CommPeakError
 
@@ -178,6 +179,4 @@ class CommPeakConnectionConfig:
 
 
 def _user_agent() -> str:
-    from airflow_provider_commpeak import __version__
-
     return f"airflow-provider-commpeak/{__version__}"

@@ -31,6 +31,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
+from airflow_provider_commpeak._engine.ledger_stores import TaskStateLedgerStore, UnreadableRecord
 from airflow_provider_commpeak._engine.report import UNCONFIRMED, MessageResult, is_rate_limit
 from airflow_provider_commpeak._engine.settled import SettledIndex
 from airflow_provider_commpeak.exceptions import CommPeakError
@@ -101,8 +102,6 @@ class SendLedger:
 
     def __init__(self, store: Any | None, *, resend_unconfirmed: bool = False) -> None:
         if store is not None and not hasattr(store, "clear_hint"):
-            from airflow_provider_commpeak._engine.ledger_stores import TaskStateLedgerStore
-
             store = TaskStateLedgerStore(store)
         self.store: LedgerStore | None = store
         self.resend_unconfirmed = resend_unconfirmed
@@ -127,7 +126,6 @@ class SendLedger:
 
     def _get(self, key: str) -> Any:
         assert self.store is not None
-        from airflow_provider_commpeak._engine.ledger_stores import UnreadableRecord
 
         try:
             return self.store.get(key)

@@ -7,6 +7,12 @@ lookup skips the database; and an inline trigger runs with an in-process supervi
 async channel, so ``aget_connection`` finds nothing. Where the normal lookup says "not defined",
 these functions try once more the way that works there; in a real deployment the first lookup
 answers and nothing else happens.
+
+Upstream: the inline trigger's missing channel is apache/airflow#54692 (partly fixed by #55236, 3.1);
+callbacks without connection access, apache/airflow#65269 (comm handlers for the callback
+supervisor, after 3.3); the async path skipping the metadata database, apache/airflow#63929 (open).
+Seen on Airflow 3.0-3.3; Airflow 2.11 needs none of it (its lookup reads the database directly).
+Drop each fallback once the oldest supported Airflow has the fix.
 """
 
 from __future__ import annotations

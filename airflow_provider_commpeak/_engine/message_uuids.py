@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_provider_commpeak._engine.report import iter_report
+from airflow_provider_commpeak._input.records import as_storage_path
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
 
 
@@ -52,9 +54,6 @@ def report_path_of(value: Any) -> Any:
 
 
 def _uuids_from_report(path: Any) -> list[str]:
-    from airflow_provider_commpeak._engine.report import iter_report
-    from airflow_provider_commpeak._input.records import as_storage_path
-
     try:
         return [r.message_uuid for r in iter_report(as_storage_path(path)) if r.accepted and r.message_uuid]
     except (OSError, ValueError) as exc:

@@ -51,7 +51,7 @@ from airflow_provider_commpeak._engine.report import (
 from airflow_provider_commpeak._engine.retry import RetryPolicy
 from airflow_provider_commpeak._engine.settled import SettledIndex
 from airflow_provider_commpeak._engine.transport import SyncTransport, encode_body
-from airflow_provider_commpeak._input.staging import Message
+from airflow_provider_commpeak._input.message import Message
 
 #: Requests in a row whose outcome is unknown (timeouts, 5xx) after which the send stops: an API
 #: that swallows every request would otherwise cost a full timeout per batch.

@@ -6,7 +6,7 @@ import heapq
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from airflow_provider_commpeak._input.staging import Message
+from airflow_provider_commpeak._input.message import Message
 
 
 class Pending(NamedTuple):

@@ -160,10 +160,6 @@ class RateController:
             if self.rate is None:
                 self._start_pacing(now)
 
-    @property
-    def paced(self) -> bool:
-        return self.rate is not None
-
     # -- internals -----------------------------------------------------------------------------------
 
     def _start_pacing(self, now: float) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from airflow_provider_commpeak._input.records import detect_format, file_format, is_local, open_path, read_file_records
+
 #: A message whose send had an unknown outcome: it may have been accepted. Never resent automatically.
 UNCONFIRMED = "UNCONFIRMED"
 #: CommPeak refused the message for its rate limit (given up after ``rate_limit_timeout``).
@@ -214,8 +216,6 @@ class FileSink(OutcomeSink):
     """Writes each message's result to a CSV or JSON Lines report as it settles, and counts it there."""
 
     def __init__(self, path: Any) -> None:
-        from airflow_provider_commpeak._input.records import detect_format, file_format, is_local, open_path
-
         super().__init__()
         # absolute: a sensor on another worker, or the triggerer, reads it from another directory
         where = os.path.abspath(os.fspath(path)) if is_local(path) else str(path)
@@ -240,7 +240,6 @@ def is_report_file(path: Any, columns: tuple[str, ...] | None = None) -> bool:
     columns, or the first of them (a report written before a column was added).
     """
     columns = columns or REPORT_COLUMNS
-    from airflow_provider_commpeak._input.records import open_path
 
     try:
         with open_path(path, "rb") as handle:
@@ -261,8 +260,6 @@ def is_report_file(path: Any, columns: tuple[str, ...] | None = None) -> bool:
 
 def iter_report(path: Any) -> Iterator[MessageResult]:
     """Yield each result of a report file, streaming."""
-    from airflow_provider_commpeak._input.records import read_file_records
-
     for record in read_file_records(path, columns=REPORT_COLUMNS, required=("internal_id",)):
         fields = record.fields if isinstance(record.fields, dict) else None
         if fields is not None and fields.get("internal_id") is not None:
@@ -275,8 +272,6 @@ STATUS_COLUMNS = ("message_uuid", "status")
 
 def write_status_report(path: Any, rows: Iterator[tuple[str, str]]) -> int:
     """Write ``(message_uuid, status)`` rows to a CSV or JSON Lines file; return how many."""
-    from airflow_provider_commpeak._input.records import detect_format, file_format, open_path
-
     writer = file_format(detect_format(path)).writer
     count = 0
     with open_path(path, "w") as handle:

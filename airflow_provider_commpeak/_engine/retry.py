@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from airflow_provider_commpeak._engine.arguments import hook_params_problems
+
 
 def finite_seconds(value: object, *, name: str, minimum: float = 0.0, maximum: float = 86400.0) -> float:
     """
@@ -66,10 +68,11 @@ class RetryPolicy:
     backoff_max: float = 60.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, got {self.max_retries!r}")
-        finite_seconds(self.backoff_base, name="backoff_base", maximum=3600)
-        finite_seconds(self.backoff_max, name="backoff_max", maximum=3600)
+        settings = {"max_retries": self.max_retries, "backoff_base": self.backoff_base, "backoff_max": self.backoff_max}
+        problems = [f"{name} must be set" for name, value in settings.items() if value is None]
+        problems += hook_params_problems(settings)
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def delay(self, attempt: int, retry_after: str | float | None = None) -> float:
         """

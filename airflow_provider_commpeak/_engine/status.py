@@ -12,9 +12,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow_provider_commpeak._engine.classify import describe_shape
-from airflow_provider_commpeak._engine.delivery import DEFAULT_FAILURE_STATUSES, DEFAULT_SUCCESS_STATUSES
 from airflow_provider_commpeak.exceptions import CommPeakApiError
 
+#: Statuses that mean delivered, and that mean it never will be (the sensor's defaults).
+DEFAULT_SUCCESS_STATUSES = ("delivered",)
+DEFAULT_FAILURE_STATUSES = ("sent_failed", "undelivered", "no_routes", "rejected")
 #: The status of a message the answer does not name: still pending.
 UNKNOWN = "unknown"
 

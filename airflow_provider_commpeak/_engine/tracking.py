@@ -14,11 +14,32 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_commpeak._engine.delivery import DeliveryVerdict
 from airflow_provider_commpeak._engine.status import UNKNOWN
 
 #: How many failed uuids a summary (event, XCom) carries at most.
 MAX_FAILED_UUIDS = 1000
+
+
+@dataclass(frozen=True)
+class DeliveryVerdict:
+    """
+    Where a set of messages stands.
+
+    :param succeeded: Messages in a success status.
+    :param failed: Messages in a failure status.
+    :param pending: Messages in neither (``sent``, ``unknown``, ...).
+    :param too_many_failures: ``failed`` exceeds what is allowed: no point waiting.
+    """
+
+    succeeded: int
+    failed: int
+    pending: int
+    too_many_failures: bool
+
+    @property
+    def done(self) -> bool:
+        """Every message reached a final status (or failures already exceed the allowance)."""
+        return self.pending == 0 or self.too_many_failures
 
 
 class CompactUuids:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-#: The fields of one message, as CommPeak's ``POST /simple_send/`` takes them.
-MESSAGE_FIELDS = ("internal_id", "sender", "recipient_phone", "message_content")
+from airflow_provider_commpeak._input.message import MESSAGE_FIELDS
+
 REQUIRED_COLUMNS = ("recipient_phone", "message_content")
 
 #: File suffixes and the format each means.

@@ -22,29 +22,17 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-from airflow_provider_commpeak._input.phones import country_calling_code
-from airflow_provider_commpeak._input.records import Record, iter_records
+from airflow_provider_commpeak._input.message import Message
+from airflow_provider_commpeak._input.phones import country_calling_code, mask_digit_runs
+from airflow_provider_commpeak._input.records import Record, detect_format, is_file_source, iter_records, open_path
 from airflow_provider_commpeak._input.segments import SegmentCount, count_segments
-from airflow_provider_commpeak._input.validation import CheckedMessage, check_record, show_id
+from airflow_provider_commpeak._input.validation import check_record, show_id
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
 
 #: Problems kept while validating; past this only their number is counted.
 MAX_KEPT_PROBLEMS = 1000
-
-
-class Message(NamedTuple):
-    """A message ready to send: validated, its number in international digits, its id final."""
-
-    internal_id: str
-    sender: str
-    recipient_phone: str
-    message_content: str
-
-    def payload(self) -> dict[str, str]:
-        """The message as ``POST /simple_send/`` takes it."""
-        return self._asdict()
 
 
 @dataclass
@@ -82,12 +70,12 @@ class StageStats:
         encodings = ", ".join(f"{n:,} {name}" for name, n in sorted(self.encodings.items()))
         return f"{self.messages:,} message(s), {self.segments:,} SMS segment(s) ({encodings}); by country code {top}"
 
-    def add(self, message: CheckedMessage, count: SegmentCount) -> None:
+    def add(self, message: Message, count: SegmentCount) -> None:
         self.messages += 1
         self.segments += count.segments
         self.encodings[count.encoding] += 1
         self.country_codes[country_calling_code(message.recipient_phone)] += 1
-        self.given_ids += message.internal_id is not None
+        self.given_ids += bool(message.internal_id)
 
 
 class BloomSet:
@@ -123,7 +111,7 @@ def _next_power_of_two(n: int) -> int:
     return 1 << max(n - 1, 1).bit_length()
 
 
-def content_key(message: CheckedMessage) -> bytes:
+def content_key(message: Message) -> bytes:
     """What identifies a message's content (number, sender, text), for generated ids."""
     text = f"{message.recipient_phone}\x1f{message.sender}\x1f{message.message_content}"
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
@@ -135,7 +123,7 @@ def generated_id(namespace: str, key: bytes, occurrence: int) -> str:
 
 
 class _Rows:
-    """Where staged messages wait: a list in memory, or a spool file."""
+    """Where staged messages wait, as ``(where, *message)`` rows: a list in memory, or a spool file."""
 
     def __init__(self, spool: bool) -> None:
         self._list: list[tuple[Any, ...]] | None = None if spool else []
@@ -190,17 +178,17 @@ class StagedMessages:
 
     def __iter__(self) -> Iterator[Message]:
         occurrences: Counter[bytes] = Counter()
-        for _where, internal_id, sender, phone, text in self._rows:
-            if internal_id is None:
-                checked = CheckedMessage(None, sender, phone, text)
-                key = content_key(checked)
+        for row in self._rows:
+            message = Message._make(row[1:])
+            if not message.internal_id:
+                key = content_key(message)
                 occurrence = 0
                 if key in self._repeated:
                     occurrence = occurrences[key]
                     occurrences[key] += 1
                 assert self._namespace is not None
-                internal_id = generated_id(self._namespace, key, occurrence)
-            yield Message(internal_id, sender, phone, text)
+                message = message._replace(internal_id=generated_id(self._namespace, key, occurrence))
+            yield message
 
     def close(self) -> None:
         self._rows.close()
@@ -233,8 +221,6 @@ def stage_messages(
     :param max_segments: Refuse a text that takes more SMS segments than this.
     :raises CommPeakValidationError: Listing every problem (the first thousand, and how many more).
     """
-    from airflow_provider_commpeak._input.records import is_file_source
-
     is_file = is_file_source(source)
     if not is_file and (isinstance(source, (bytes, dict)) or not isinstance(source, Iterable)):
         raise CommPeakValidationError([f"expected a list of messages, got {type(source).__name__}"])
@@ -269,9 +255,6 @@ def stage_messages(
 
 def _check_file(path: Any, source_format: str | None) -> None:
     """Refuse a file whose format cannot be told or that cannot be opened, before reading anything."""
-    from airflow_provider_commpeak._input.phones import mask_digit_runs
-    from airflow_provider_commpeak._input.records import detect_format, open_path
-
     name = mask_digit_runs(str(path)[:200])
     try:
         detect_format(path, source_format)
@@ -322,7 +305,7 @@ def _first_pass(
                 extra += len(checked)
             continue
         assert count is not None
-        if checked.internal_id is None:
+        if not checked.internal_id:
             key = content_key(checked)
             if contents.add(key):
                 repeated.add(key)

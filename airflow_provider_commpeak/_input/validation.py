@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
+from airflow_provider_commpeak._input.message import MESSAGE_FIELDS, Message
 from airflow_provider_commpeak._input.phones import PhoneProblem, mask_digit_runs, mask_phone, normalize_phone
-from airflow_provider_commpeak._input.records import MESSAGE_FIELDS, Record
+from airflow_provider_commpeak._input.records import Record
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
 
 _FIELD_SET = frozenset(MESSAGE_FIELDS)
 #: An internal_id longer than this is refused (a generous bound; CommPeak documents none).
 MAX_INTERNAL_ID_LENGTH = 128
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
-
-
-class CheckedMessage(NamedTuple):
-    """A valid message, its number normalised; ``internal_id`` is ``None`` when one is to be generated."""
-
-    internal_id: str | None
-    sender: str
-    recipient_phone: str
-    message_content: str
 
 
 def show_id(internal_id: object) -> str:
@@ -59,7 +51,7 @@ def check_record(
     default_sender: str | None,
     default_region: str | None,
     reserved_id_prefix: str | None = None,
-) -> CheckedMessage | list[str]:
+) -> Message | list[str]:
     """
     Check one record; return the message ready to send, or its problems (each naming where it is).
 
@@ -129,7 +121,7 @@ def check_record(
     assert phone is not None
     assert isinstance(content, str)
     assert isinstance(sender, str)
-    return CheckedMessage(None if internal_id is None else str(internal_id), sender, phone, content)
+    return Message("" if internal_id is None else str(internal_id), sender, phone, content)
 
 
 def expand_recipients(recipients: object, message_content: object) -> list[dict[str, Any]]:

@@ -13,22 +13,40 @@ from airflow.providers.common.compat.sdk import BaseHook
 from airflow_provider_commpeak._engine.arguments import int_problem, int_problems, seconds_problems
 from airflow_provider_commpeak._engine.classify import Answer, Outcome
 from airflow_provider_commpeak._engine.connection import STATUS_PATH, CommPeakConnectionConfig
-from airflow_provider_commpeak._engine.report import SendOutcome, SendReport, SendSummary
+from airflow_provider_commpeak._engine.ledger import SendLedger
+from airflow_provider_commpeak._engine.lookup import aget_connection, aget_extra, get_connection
+from airflow_provider_commpeak._engine.pipeline import SendPipeline
+from airflow_provider_commpeak._engine.rate import RateController
+from airflow_provider_commpeak._engine.report import (
+    FileSink,
+    OutcomeSink,
+    SendOutcome,
+    SendReport,
+    SendSummary,
+    is_report_file,
+)
 from airflow_provider_commpeak._engine.retry import RetryPolicy
-from airflow_provider_commpeak._input.staging import StageStats
+from airflow_provider_commpeak._engine.status import UNKNOWN, read_statuses
+from airflow_provider_commpeak._engine.transport import AsyncTransport, SyncTransport
+from airflow_provider_commpeak._input.phones import check_region
+from airflow_provider_commpeak._input.records import (
+    as_storage_path,
+    is_file_source,
+    path_exists,
+    same_location,
+)
+from airflow_provider_commpeak._input.staging import StageStats, stage_messages
 from airflow_provider_commpeak.exceptions import (
     CommPeakApiError,
     CommPeakAuthError,
     CommPeakError,
     CommPeakValidationError,
 )
+from airflow_provider_commpeak.get_provider_info import UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
     import requests
 
-    from airflow_provider_commpeak._engine.ledger import SendLedger
-    from airflow_provider_commpeak._engine.rate import RateController
-    from airflow_provider_commpeak._engine.transport import AsyncTransport, SyncTransport
     from airflow_provider_commpeak._input.staging import StagedMessages
 
 #: Deprecated name (1.1.0) of what :meth:`CommPeakHook.dry_run` returns.
@@ -115,8 +133,6 @@ class CommPeakHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Return custom field behaviour (Airflow < 3.2; newer versions read provider info)."""
-        from airflow_provider_commpeak.get_provider_info import UI_FIELD_BEHAVIOUR
-
         return {
             "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
             "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
@@ -148,8 +164,6 @@ class CommPeakHook(BaseHook):
     @cached_property
     def config(self) -> CommPeakConnectionConfig:
         """The connection, read once (not at DAG parse time: only when first used)."""
-        from airflow_provider_commpeak._engine.lookup import get_connection
-
         conn = get_connection(self.commpeak_conn_id)
         return self._config_from(conn.host, conn.port, conn.password, conn.extra_dejson)
 
@@ -168,15 +182,11 @@ class CommPeakHook(BaseHook):
     @cached_property
     def transport(self) -> SyncTransport:
         """The hook's HTTP client (one pooled session)."""
-        from airflow_provider_commpeak._engine.transport import SyncTransport
-
         return SyncTransport(self.config, self.retry_policy)
 
     @cached_property
     def rate_controller(self) -> RateController:
         """The one rate controller every send of this hook shares."""
-        from airflow_provider_commpeak._engine.rate import RateController
-
         return RateController(clock=self._clock)
 
     @property
@@ -225,10 +235,6 @@ class CommPeakHook(BaseHook):
 
         :raises CommPeakValidationError: Listing every problem with its position.
         """
-        from airflow_provider_commpeak._input.phones import check_region
-        from airflow_provider_commpeak._input.records import as_storage_path
-        from airflow_provider_commpeak._input.staging import stage_messages
-
         try:
             region = check_region(default_region)
         except ValueError as exc:
@@ -355,11 +361,6 @@ class CommPeakHook(BaseHook):
         ledger: SendLedger | None,
         on_batch_done: Callable[[SendOutcome], None] | None,
     ) -> SendOutcome:
-        from airflow_provider_commpeak._engine.ledger import SendLedger
-        from airflow_provider_commpeak._engine.pipeline import SendPipeline
-        from airflow_provider_commpeak._engine.report import FileSink, OutcomeSink
-        from airflow_provider_commpeak._input.records import as_storage_path
-
         total = len(staged)
         self.log.info(
             "Sending %s message(s) (%s SMS segment(s)) to %s, %d message(s) per request, up to %d at once",
@@ -408,8 +409,6 @@ class CommPeakHook(BaseHook):
     # -- statuses ----------------------------------------------------------------------------------
 
     def _statuses_from(self, answer: Answer, chunk: list[str]) -> dict[str, str]:
-        from airflow_provider_commpeak._engine.status import UNKNOWN, read_statuses
-
         if answer.outcome is Outcome.AUTH:
             raise CommPeakAuthError(
                 f"CommPeak refused the API key of connection {self.commpeak_conn_id!r} ({answer.description})",
@@ -454,9 +453,6 @@ class CommPeakHook(BaseHook):
 
     async def _aget_transport(self) -> AsyncTransport:
         """The async client, built from the connection read without blocking the event loop."""
-        from airflow_provider_commpeak._engine.lookup import aget_connection, aget_extra
-        from airflow_provider_commpeak._engine.transport import AsyncTransport
-
         if self._async_transport is None:
             conn = await aget_connection(self.commpeak_conn_id)
             extra = await aget_extra(conn)
@@ -485,8 +481,6 @@ class CommPeakHook(BaseHook):
         One try, at most :data:`TEST_CONNECTION_TIMEOUT` seconds, no retries: the UI and CLI wait
         for it. The messages name no connection id (the UI tests under a temporary one).
         """
-        from airflow_provider_commpeak._engine.transport import SyncTransport
-
         try:
             config = self.config
         except CommPeakError as exc:
@@ -520,14 +514,6 @@ def _chunks(items: Iterable[str], size: int) -> Iterable[list[str]]:
 
 def _check_report_path(source: Any, report_path: Any) -> None:
     """Refuse a report path that would overwrite the audience, or any file that is not a report."""
-    from airflow_provider_commpeak._engine.report import is_report_file
-    from airflow_provider_commpeak._input.records import (
-        as_storage_path,
-        is_file_source,
-        path_exists,
-        same_location,
-    )
-
     report = as_storage_path(report_path)
     if is_file_source(source) and same_location(as_storage_path(source), report):
         raise CommPeakValidationError(

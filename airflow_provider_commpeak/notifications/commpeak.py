@@ -12,17 +12,20 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.notifier import BaseNotifier
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 
-from airflow_provider_commpeak._engine.alerts import RecentEvents
-from airflow_provider_commpeak._engine.arguments import int_problems, seconds_problems
-from airflow_provider_commpeak._engine.report import SendOutcome
+from airflow_provider_commpeak._engine.alerts import RecentEvents, default_text, read_event, trim_to_segments
+from airflow_provider_commpeak._engine.arguments import hook_params_problems, int_problems, seconds_problems
+from airflow_provider_commpeak._engine.lookup import get_variable, set_variable
+from airflow_provider_commpeak._engine.report import UNCONFIRMED, SendOutcome
+from airflow_provider_commpeak._input.phones import PhoneProblem, normalize_phone
+from airflow_provider_commpeak._input.validation import expand_recipients
 from airflow_provider_commpeak.exceptions import CommPeakSendError, CommPeakValidationError
+from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
 if TYPE_CHECKING:
     import jinja2
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_commpeak._engine.alerts import AlertEvent
-    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
 #: The events this process already alerted for: a callback firing twice for one event sends once.
 _RECENT = RecentEvents()
@@ -60,6 +63,9 @@ class CommPeakSmsNotifier(BaseNotifier):
     :param max_segments: Trim the text to at most this many SMS segments (default 1: one SMS).
     :param min_interval: Seconds during which a repeat alert for the same DAG/task and recipient is
         suppressed (default ``None``: never suppressed).
+    :param hook_params: Settings of the :class:`~airflow_provider_commpeak.hooks.commpeak.CommPeakHook`
+        (``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``, ``rate_limit_timeout``),
+        checked at DAG parse.
     """
 
     template_fields = ("recipients", "message_content", "sender", "commpeak_conn_id", "default_region")
@@ -74,6 +80,7 @@ class CommPeakSmsNotifier(BaseNotifier):
         default_region: str | None = None,
         max_segments: int = 1,
         min_interval: float | None = None,
+        hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if AIRFLOW_V_3_1_PLUS:
@@ -82,6 +89,7 @@ class CommPeakSmsNotifier(BaseNotifier):
             super().__init__()
         problems = int_problems(max_segments=max_segments) if max_segments is not None else ["max_segments is required"]
         problems += seconds_problems(min_interval=min_interval)
+        problems += hook_params_problems(hook_params)
         if problems:
             raise CommPeakValidationError(problems, what="arguments")
         self.recipients = recipients
@@ -91,6 +99,7 @@ class CommPeakSmsNotifier(BaseNotifier):
         self.default_region = default_region
         self.max_segments = max_segments
         self.min_interval = min_interval
+        self.hook_params = dict(hook_params or {})
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         """
@@ -110,15 +119,11 @@ class CommPeakSmsNotifier(BaseNotifier):
     @cached_property
     def hook(self) -> CommPeakHook:
         """The CommPeak hook (created on first use)."""
-        from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
-
-        return CommPeakHook(commpeak_conn_id=self.commpeak_conn_id)
+        return CommPeakHook(commpeak_conn_id=self.commpeak_conn_id, **self.hook_params)
 
     # -- what to send ------------------------------------------------------------------------------
 
     def _text(self, event: AlertEvent) -> str:
-        from airflow_provider_commpeak._engine.alerts import default_text, trim_to_segments
-
         if self.message_content is None or not str(self.message_content).strip():
             return default_text(event, self.max_segments)
         return trim_to_segments(str(self.message_content), self.max_segments)
@@ -151,10 +156,6 @@ class CommPeakSmsNotifier(BaseNotifier):
 
     def _send(self, context: Context) -> SendOutcome | None:
         """One message per recipient through the hook's send pipeline; ``None`` if there was nothing to send."""
-        from airflow_provider_commpeak._engine.alerts import read_event
-        from airflow_provider_commpeak._engine.report import UNCONFIRMED
-        from airflow_provider_commpeak._input.validation import expand_recipients
-
         event = read_event(context)
         text = self._text(event)
         everyone = [m["recipient_phone"] for m in expand_recipients(self.recipients, "")]
@@ -234,8 +235,6 @@ class CommPeakSmsNotifier(BaseNotifier):
 
 
 def _interval_key(event: AlertEvent, recipient: Any) -> str:
-    from airflow_provider_commpeak._input.phones import PhoneProblem, normalize_phone
-
     with contextlib.suppress(PhoneProblem):  # the send refuses a bad number anyway; any stable key will do
         recipient = normalize_phone(recipient)
     seed = f"{event.dag_id}|{event.task_id}|{recipient}"
@@ -244,8 +243,6 @@ def _interval_key(event: AlertEvent, recipient: Any) -> str:
 
 def _last_alert(key: str) -> float | None:
     """When the alert of ``key`` last went out (Unix time), or ``None``."""
-    from airflow_provider_commpeak._engine.lookup import get_variable
-
     try:
         return float(get_variable(key))  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -253,8 +250,6 @@ def _last_alert(key: str) -> float | None:
 
 
 def _remember_alert(key: str, when: float) -> None:
-    from airflow_provider_commpeak._engine.lookup import set_variable
-
     set_variable(key, str(when), description="CommPeakSmsNotifier min_interval: when this alert last went out")
 
 

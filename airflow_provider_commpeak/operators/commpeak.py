@@ -11,15 +11,17 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_commpeak._engine.allowance import allowed_failures_problems, failures_allowed
-from airflow_provider_commpeak._engine.arguments import int_problems, seconds_problems
+from airflow_provider_commpeak._engine.arguments import hook_params_problems, int_problems, seconds_problems
+from airflow_provider_commpeak._engine.ledger import SendLedger
+from airflow_provider_commpeak._engine.ledger_stores import store_for
+from airflow_provider_commpeak._input.validation import expand_recipients
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakSendError, CommPeakValidationError
+from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_commpeak._engine.ledger import SendLedger
     from airflow_provider_commpeak._engine.report import SendOutcome
-    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
 #: The keys of the report, each also pushed to XCom on its own (``send.output["message_uuids"]``).
 REPORT_KEYS = ("task_ids", "message_uuids", "results", "accepted", "failed")
@@ -74,6 +76,8 @@ class SendSmsOperator(BaseOperator):
     :param max_concurrency: How many batch requests are in flight at once (1-64).
     :param rate_limit_timeout: Give up on rate-limited messages only when the API accepted nothing
         at all for this many seconds (default 600).
+    :param hook_params: More settings of the :class:`~airflow_provider_commpeak.hooks.commpeak.CommPeakHook`
+        (``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``), checked at DAG parse.
     :param ledger_path: A folder for the send ledger (a local path or any ObjectStoragePath URL, e.g.
         ``s3://bucket/commpeak-ledger``), overriding the ``[commpeak] ledger_path`` option. Needed on
         Airflow 2.11-3.2 for retries not to resend; on newer Airflow it replaces ``task_state_store``
@@ -120,6 +124,7 @@ class SendSmsOperator(BaseOperator):
         allowed_failures: int | float = 0,
         max_concurrency: int = 4,
         rate_limit_timeout: float = 600.0,
+        hook_params: dict[str, Any] | None = None,
         resend_unconfirmed: bool = False,
         ledger_path: Any = None,
         max_xcom_results: int = MAX_XCOM_RESULTS,
@@ -154,6 +159,9 @@ class SendSmsOperator(BaseOperator):
             max_segments=max_segments,
         )
         problems += seconds_problems(rate_limit_timeout=rate_limit_timeout)
+        problems += hook_params_problems(hook_params)
+        if isinstance(hook_params, dict) and "rate_limit_timeout" in hook_params:
+            problems.append("set rate_limit_timeout as the operator's argument, not in hook_params")
         problems += allowed_failures_problems(allowed_failures)
         if problems:
             raise CommPeakValidationError(problems, what="arguments")
@@ -178,6 +186,7 @@ class SendSmsOperator(BaseOperator):
         self.allowed_failures = allowed_failures
         self.max_concurrency = max_concurrency
         self.rate_limit_timeout = rate_limit_timeout
+        self.hook_params = dict(hook_params or {})
         self.resend_unconfirmed = resend_unconfirmed
         self.ledger_path = ledger_path
         self.max_xcom_results = max_xcom_results
@@ -189,9 +198,9 @@ class SendSmsOperator(BaseOperator):
     @cached_property
     def hook(self) -> CommPeakHook:
         """The CommPeak hook (created on first use, never at DAG parse time)."""
-        from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
-
-        return CommPeakHook(commpeak_conn_id=self.commpeak_conn_id, rate_limit_timeout=self.rate_limit_timeout)
+        return CommPeakHook(
+            commpeak_conn_id=self.commpeak_conn_id, rate_limit_timeout=self.rate_limit_timeout, **self.hook_params
+        )
 
     # -- input -------------------------------------------------------------------------------------
 
@@ -206,7 +215,6 @@ class SendSmsOperator(BaseOperator):
                     + (["a file of messages goes in messages_path"] if isinstance(self.messages, str) else [])
                 )
             return self.messages
-        from airflow_provider_commpeak._input.validation import expand_recipients
 
         return expand_recipients(self.recipients, self.message_content)
 
@@ -227,9 +235,6 @@ class SendSmsOperator(BaseOperator):
 
     def _ledger(self, context: Context) -> SendLedger:
         """The send ledger of this task instance (see ``ledger_path``); warns when there is none."""
-        from airflow_provider_commpeak._engine.ledger import SendLedger
-        from airflow_provider_commpeak._engine.ledger_stores import store_for
-
         store = store_for(context, ledger_path=self.ledger_path)
         if store is None:
             self.log.warning(

@@ -17,23 +17,26 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_commpeak._engine.allowance import allowed_failures_problems, failures_allowed
-from airflow_provider_commpeak._engine.arguments import int_problems
-from airflow_provider_commpeak._engine.delivery import DEFAULT_FAILURE_STATUSES, DEFAULT_SUCCESS_STATUSES
+from airflow_provider_commpeak._engine.arguments import hook_params_problems, int_problems
 from airflow_provider_commpeak._engine.message_uuids import read_message_uuids, report_path_of
-
-__all__ = ["SmsStatusSensor", "read_message_uuids"]
+from airflow_provider_commpeak._engine.report import STATUS_COLUMNS, is_report_file, write_status_report
+from airflow_provider_commpeak._engine.status import DEFAULT_FAILURE_STATUSES, DEFAULT_SUCCESS_STATUSES
+from airflow_provider_commpeak._engine.tracking import DeliverySnapshot, DeliveryTracker
+from airflow_provider_commpeak._input.records import as_storage_path, path_exists, same_location
 from airflow_provider_commpeak.exceptions import (
     CommPeakApiError,
     CommPeakDeliveryError,
     CommPeakError,
     CommPeakValidationError,
 )
+from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+from airflow_provider_commpeak.triggers.commpeak import SmsStatusTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_commpeak._engine.tracking import DeliverySnapshot, DeliveryTracker
-    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+__all__ = ["SmsStatusSensor", "read_message_uuids"]
+
 
 #: Above this many messages the per-message statuses leave XCom (see ``status_report_path``).
 MAX_XCOM_RESULTS = 10_000
@@ -84,6 +87,9 @@ class SmsStatusSensor(BaseSensorOperator):
     :param max_xcom_results: The most messages whose statuses go to XCom one by one.
     :param status_report_path: Where to write ``message_uuid, status`` per message when there are
         more than ``max_xcom_results`` (``.csv``/``.jsonl``, local or ObjectStoragePath). (templated)
+    :param hook_params: Settings of the :class:`~airflow_provider_commpeak.hooks.commpeak.CommPeakHook`
+        (``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``, ``rate_limit_timeout``),
+        checked at DAG parse; they travel to the trigger when deferred.
     """
 
     template_fields: Sequence[str] = (
@@ -108,6 +114,7 @@ class SmsStatusSensor(BaseSensorOperator):
         max_consecutive_errors: int = 5,
         max_xcom_results: int = MAX_XCOM_RESULTS,
         status_report_path: Any = None,
+        hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -117,6 +124,7 @@ class SmsStatusSensor(BaseSensorOperator):
             max_consecutive_errors=max_consecutive_errors,
             max_xcom_results=max_xcom_results,
         )
+        problems += hook_params_problems(hook_params)
         if problems:
             raise CommPeakValidationError(problems, what="arguments")
         self.message_uuids = message_uuids
@@ -129,15 +137,14 @@ class SmsStatusSensor(BaseSensorOperator):
         self.max_consecutive_errors = max_consecutive_errors
         self.max_xcom_results = max_xcom_results
         self.status_report_path = status_report_path
+        self.hook_params = dict(hook_params or {})
         #: Where the wait stands, kept across pokes in poke mode (a rescheduled sensor starts afresh).
         self._tracker: DeliveryTracker | None = None
 
     @cached_property
     def hook(self) -> CommPeakHook:
         """The CommPeak hook (created on first use, never at DAG parse time)."""
-        from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
-
-        return CommPeakHook(commpeak_conn_id=self.commpeak_conn_id)
+        return CommPeakHook(commpeak_conn_id=self.commpeak_conn_id, **self.hook_params)
 
     @property
     def _success(self) -> frozenset[str]:
@@ -153,8 +160,6 @@ class SmsStatusSensor(BaseSensorOperator):
     # -- poking ------------------------------------------------------------------------------------
 
     def _get_tracker(self) -> DeliveryTracker:
-        from airflow_provider_commpeak._engine.tracking import DeliveryTracker
-
         if self._tracker is None:
             uuids = read_message_uuids(self.message_uuids)
             self._tracker = DeliveryTracker(
@@ -239,9 +244,6 @@ class SmsStatusSensor(BaseSensorOperator):
 
     def _check_status_report_path(self) -> Any:
         """The status report's path, refused if writing it would destroy a file that is not one."""
-        from airflow_provider_commpeak._engine.report import STATUS_COLUMNS, is_report_file
-        from airflow_provider_commpeak._input.records import as_storage_path, path_exists, same_location
-
         path = as_storage_path(self.status_report_path)
         source = report_path_of(self.message_uuids)
         if source is not None and same_location(as_storage_path(source), path):
@@ -258,8 +260,6 @@ class SmsStatusSensor(BaseSensorOperator):
 
     def _write_status_report(self) -> Any:
         """Read every message's status once more and write it to ``status_report_path``."""
-        from airflow_provider_commpeak._engine.report import write_status_report
-
         path = self._check_status_report_path()
         uuids = read_message_uuids(self.message_uuids)
 
@@ -275,8 +275,6 @@ class SmsStatusSensor(BaseSensorOperator):
     # -- deferral ----------------------------------------------------------------------------------
 
     def _defer(self, started: float) -> None:
-        from airflow_provider_commpeak.triggers.commpeak import SmsStatusTrigger
-
         tracker = self._get_tracker()
         timeout = timedelta(seconds=float(self.timeout)) if self.timeout is not None else None
         path = report_path_of(self.message_uuids)
@@ -299,6 +297,7 @@ class SmsStatusSensor(BaseSensorOperator):
                 end_time=started + timeout.total_seconds() if timeout is not None else None,
                 status_batch_size=self.status_batch_size,
                 max_consecutive_errors=self.max_consecutive_errors,
+                hook_params=self.hook_params or None,
                 **source,
             ),
             method_name="execute_complete",
@@ -307,8 +306,6 @@ class SmsStatusSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Turn the trigger's event (counts) into the return value, a failure, a timeout or a skip."""
-        from airflow_provider_commpeak._engine.tracking import DeliverySnapshot
-
         status = event.get("status")
         if status in ("success", "failure"):
             snapshot = DeliverySnapshot.from_event(event, success=self._success, failure=self._failure)

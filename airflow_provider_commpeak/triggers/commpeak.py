@@ -13,6 +13,7 @@ from airflow_provider_commpeak._engine.message_uuids import read_message_uuids
 from airflow_provider_commpeak._engine.retry import backoff_delay
 from airflow_provider_commpeak._engine.tracking import DeliveryTracker
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakError, CommPeakValidationError
+from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
 
 class SmsStatusTrigger(BaseTrigger):
@@ -43,6 +44,9 @@ class SmsStatusTrigger(BaseTrigger):
     :param settled_counts: Messages already final when the sensor deferred, by status: counted in
         every verdict and event (they are not polled again).
     :param settled_failed_uuids: Those of them that failed (at most 1,000).
+    :param hook_params: Settings of the hook (``timeout``, ``max_retries``, ``backoff_base``,
+        ``backoff_max``); a failed poll waits before the next as the hook's retry policy says
+        (exponential from ``poll_interval``, capped at ``backoff_max``).
     :param statuses: Deprecated (kwargs of triggers deferred by version 1.0): ``{uuid: status}``.
     """
 
@@ -61,6 +65,7 @@ class SmsStatusTrigger(BaseTrigger):
         max_consecutive_errors: int = 5,
         settled_counts: dict[str, int] | None = None,
         settled_failed_uuids: list[str] | None = None,
+        hook_params: dict[str, Any] | None = None,
         statuses: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
@@ -81,6 +86,7 @@ class SmsStatusTrigger(BaseTrigger):
         self.max_consecutive_errors = max_consecutive_errors
         self.settled_counts = dict(settled_counts or {})
         self.settled_failed_uuids = list(settled_failed_uuids or [])
+        self.hook_params = dict(hook_params or {})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the classpath and JSON-able kwargs (no secret: the key is read by connection id)."""
@@ -101,6 +107,8 @@ class SmsStatusTrigger(BaseTrigger):
         if self.settled_counts:
             kwargs["settled_counts"] = self.settled_counts
             kwargs["settled_failed_uuids"] = self.settled_failed_uuids
+        if self.hook_params:
+            kwargs["hook_params"] = self.hook_params
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def _tracker(self) -> DeliveryTracker:
@@ -115,9 +123,7 @@ class SmsStatusTrigger(BaseTrigger):
         return TriggerEvent({"status": status, "message": message, **(tracker.snapshot.summary() if tracker else {})})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
-
-        hook = CommPeakHook(commpeak_conn_id=self.commpeak_conn_id)
+        hook = CommPeakHook(commpeak_conn_id=self.commpeak_conn_id, **self.hook_params)
         tracker: DeliveryTracker | None = None
         errors = 0
         try:
@@ -152,7 +158,8 @@ class SmsStatusTrigger(BaseTrigger):
                     if errors >= self.max_consecutive_errors:
                         yield self._event("error", f"{errors} status polls in a row failed, the last: {exc}", tracker)
                         return
-                    wait = max(wait, backoff_delay(errors, base=self.poll_interval, cap=300.0))
+                    cap = max(self.poll_interval, hook.retry_policy.backoff_max)
+                    wait = max(wait, backoff_delay(errors, base=self.poll_interval, cap=cap))
                 verdict = tracker.snapshot.verdict(self.allowed_failures)
                 self.log.info("Waiting for delivery: %s", tracker.snapshot.describe())
                 if verdict.too_many_failures:
