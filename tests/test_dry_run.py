@@ -33,15 +33,18 @@ def test_the_operator_counts_and_sends_nothing(nothing_sent):
         default_region="IL",
         dry_run=True,
     ).execute(context)
+    shin = "U+05E9 HEBREW LETTER SHIN at position 7"
     assert result == {
         "dry_run": True,
         "messages": 4,
-        "segments": 4,
+        "segments": 3,  # 052-426-5292 in IL is 972524265292: the duplicate is not sent, not counted
         "encodings": {"UCS-2": 4},
         "country_codes": {"972": 2, "44": 1, "1": 1},
         "given_ids": 0,
+        "duplicates": 1,
+        "ucs2_reasons": {f"message {i}": shin for i in range(4)},
     }
-    assert context["ti"].xcom["segments"] == 4
+    assert context["ti"].xcom["segments"] == 3
 
 
 def test_a_dry_run_still_refuses_bad_input(nothing_sent):
@@ -73,3 +76,22 @@ def test_max_segments_refuses_long_texts_before_anything_is_sent(nothing_sent):
         "message 1: message_content takes 2 SMS segments (GSM-7), more than max_segments=1",
         "message 2: message_content takes 2 SMS segments (UCS-2), more than max_segments=1",
     ]
+
+
+def test_the_dry_run_names_the_character_that_forces_ucs2(nothing_sent, logs):
+    stats = CommPeakHook().dry_run(
+        [
+            {"recipient_phone": "972524265292", "message_content": "It\u2019s ready", "sender": "S"},
+            {"recipient_phone": "972545330008", "message_content": "plain GSM text", "sender": "S"},
+        ]
+    )  # no internal_id and no id_namespace: works as the docs show it
+    assert stats.ucs2_reasons == {"message 0": "U+2019 RIGHT SINGLE QUOTATION MARK at position 2"}
+    assert "UCS-2 because of message 0: U+2019 RIGHT SINGLE QUOTATION MARK at position 2" in logs.text
+    assert "ready" not in logs.text  # the text itself is never quoted
+
+
+def test_the_dry_run_without_generated_ids_still_asks_for_them_when_told(nothing_sent):
+    with pytest.raises(CommPeakValidationError, match="internal_id is missing"):
+        CommPeakHook().dry_run(
+            [{"recipient_phone": "972524265292", "message_content": "x", "sender": "S"}], id_namespace=None
+        )

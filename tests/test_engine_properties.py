@@ -5,7 +5,9 @@ and much it does not, interleaved with task retries on one ledger (``hypothesis`
 The fake API keeps the truth: which messages it really took. Whatever it answers, these hold:
 
 - no message is taken twice, across every try of the task (the user did not ask for it);
-- every message is settled exactly once in the report, and ``accepted + failed == messages``;
+- every message is settled exactly once in the report, and ``accepted + failed + DUPLICATE == messages``;
+- a message is ``DUPLICATE`` exactly when an earlier one has its number and text (unless duplicates
+  are allowed), and a ``DUPLICATE`` is never taken;
 - a message reported accepted was taken; a message that was taken is never reported with an error
   a retry would resend (``RATE_LIMIT``, ``NOT_ACCEPTED``, ``NOT_SENT``, ``CONNECTION_ERROR``);
 - nothing is sent after a validation error;
@@ -18,6 +20,7 @@ as many, freshly drawn (``HYPOTHESIS_PROFILE=fuzz``).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -256,22 +259,37 @@ def run_send(hook: CommPeakHook, messages: list[dict[str, Any]], store: FakeStat
     retries=st.integers(min_value=0, max_value=2),
     batch_size=st.integers(min_value=1, max_value=8),
     max_concurrency=st.sampled_from([1, 1, 2]),
+    allow_duplicates=st.booleans(),
 )
 def test_whatever_the_api_answers_nothing_is_taken_twice_and_everything_is_settled_once(
-    hook_factory, requests_mock, messages, script, retries, batch_size, max_concurrency
+    hook_factory, requests_mock, messages, script, retries, batch_size, max_concurrency, allow_duplicates
 ):
     api = FakeApi(list(script))
     requests_mock.post(SEND_URL, text=api)
     store = FakeStateStore()
     ids = [m["internal_id"] for m in messages]
+    seen: set[tuple[str, str]] = set()
+    repeats = set()
+    for m in messages:
+        key = (re.sub(r"\D", "", m["recipient_phone"]), m["message_content"])
+        if key in seen and not allow_duplicates:
+            repeats.add(m["internal_id"])
+        seen.add(key)
     for _try in range(1 + retries):
         report = run_send(
-            hook_factory(rate_limit_timeout=30), messages, store, batch_size=batch_size, max_concurrency=max_concurrency
+            hook_factory(rate_limit_timeout=30),
+            messages,
+            store,
+            batch_size=batch_size,
+            max_concurrency=max_concurrency,
+            allow_duplicates=allow_duplicates,
         )
         if report is None:
             continue
         assert list(report.results) == ids, "every message settled exactly once, in input order"
-        assert report.accepted + report.failed == len(messages)
+        assert report.accepted + report.failed + report.errors["DUPLICATE"] == len(messages)
+        assert {i for i, r in report.results.items() if r["error"] == "DUPLICATE"} == repeats
+        assert not any(api.taken[i] for i in repeats), "a DUPLICATE was sent"
         for internal_id, result in report.results.items():
             if result["error"] is None:
                 assert result["message_uuid"] in api.uuids.get(internal_id, ()), "reported accepted, never taken"

@@ -29,7 +29,6 @@ def operator(**kwargs) -> SendSmsOperator:
             {"messages": [message(0)], "recipients": ["972524265292"], "message_content": "x"},
             "exactly one of messages",
         ),
-        ({"messages_path": "m.jsonl"}, "messages_path needs report_path"),
         ({"messages": None}, "exactly one of messages"),
         ({"recipients": ["972524265292"]}, "recipients needs message_content"),
         ({"allowed_failures": -1}, "must not be negative"),

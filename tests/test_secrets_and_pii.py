@@ -82,3 +82,33 @@ def test_the_key_is_registered_with_the_secrets_masker(monkeypatch, commpeak_con
     from conftest import API_KEY as CONN_KEY
 
     assert masked == [CONN_KEY]
+
+
+def rendered_fields(dag_id: str, run_id: str) -> dict[str, dict]:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag_id, run_id=run_id).all()
+        return {row.task_id: row.rendered_fields for row in rows}
+
+
+def test_rendered_fields_stored_by_airflow_hold_no_number_or_text(airflow_db, commpeak_sandbox):
+    """After ``dag.test()``: what the UI's "Rendered Templates" shows, read back from the metadata database."""
+    spec = importlib.util.spec_from_file_location("pii_rendered_constants", TEST_DAGS / "pii_rendered.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag = dag_bag(TEST_DAGS / "pii_rendered.py").dags["pii_rendered"]
+    dag_run = dag.test()
+    states = task_states(dag.dag_id, dag_run.run_id)
+    assert states["send_messages"] == states["send_recipients"] == "success"
+    assert states["send_invalid"] == "failed"  # validation: nothing sent
+    stored = rendered_fields(dag.dag_id, dag_run.run_id)
+    assert {"send_messages", "send_recipients", "send_invalid"} <= set(stored)
+    text = json.dumps(stored)
+    for number in [*module.NUMBERS, module.BAD_NUMBER]:
+        assert number not in text, f"full number {number[:4]}... in the rendered fields"
+    for secret in module.TEXTS:
+        assert secret not in text, "a message text in the rendered fields"
+    assert "<hidden: 3 number(s); 9725****292" in stored["send_recipients"]["recipients"]
+    assert stored["send_messages"]["messages"].startswith("<hidden: 3 message(s)")

@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import json
 import os
+import tempfile
 import threading
 from datetime import timedelta
 from typing import Any
@@ -230,6 +231,26 @@ def configured_ledger_path() -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
     return value.strip()
+
+
+def default_report_path(context: Any, *, ledger_path: Any = None, suffix: str = ".csv") -> str:
+    """
+    Where a send's per-message report goes when the user named no place: ``report<suffix>`` in the
+    task instance's ledger folder when a ledger path is set (shared storage, beside the ledger),
+    else in ``<temp dir>/commpeak-reports/<dag_id>/<run_id>/<task_id>/<map_index>/`` on this machine.
+    The same task instance always gets the same path: a retry rewrites its own report.
+    """
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    parts = _task_folder(ti.dag_id, context["run_id"], ti.task_id, -1 if map_index is None else map_index)
+    name = f"report{suffix}"
+    base = ledger_path or configured_ledger_path()
+    if base is None:
+        return os.path.join(tempfile.gettempdir(), "commpeak-reports", *parts, name)
+    text = str(base)
+    if "://" not in text or text.startswith("file://"):
+        return os.path.join(os.path.abspath(text.removeprefix("file://")), *parts, name)
+    return "/".join([text.rstrip("/"), *parts, name])
 
 
 def store_for(context: Any, *, ledger_path: Any = None) -> Any:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from airflow_provider_commpeak._engine.queue import Pending, PendingQueue
 from airflow_provider_commpeak._engine.rate import RateController
 from airflow_provider_commpeak._engine.report import (
     CONNECTION_ERROR,
+    DUPLICATE,
     NOT_ACCEPTED,
     NOT_SENT,
     RATE_LIMIT,
@@ -134,6 +135,7 @@ class SendPipeline:
         sink: ResultSink,
         ledger: SendLedger,
         on_batch_done: Callable[[SendOutcome], None] | None = None,
+        duplicates: Collection[int] = (),
     ) -> PipelineResult:
         """
         Send every message not settled by an earlier try; put each result in ``sink``.
@@ -143,6 +145,8 @@ class SendPipeline:
         :param sink: Where each message's result goes.
         :param ledger: Earlier tries' results, and where this one's are recorded.
         :param on_batch_done: Called with each batch's results once they are recorded.
+        :param duplicates: Positions of messages not to send (they repeat an earlier one's number
+            and text): each is settled ``DUPLICATE`` without a request.
         """
         self._sink, self._ledger, self._on_batch_done = sink, ledger, on_batch_done
         self._result = PipelineResult()
@@ -152,7 +156,7 @@ class SendPipeline:
         self._consecutive_pushback = 0
         self._last_progress = self._last_pushback = self._clock()
         settled = ledger.settled()
-        self._queue = PendingQueue(self._unsettled(messages, settled))
+        self._queue = PendingQueue(self._unsettled(messages, settled, duplicates))
         threads = [
             threading.Thread(target=self._guarded_sender, name=f"commpeak-send-{i}")
             for i in range(self._max_concurrency)
@@ -171,9 +175,14 @@ class SendPipeline:
         self._finish()
         return self._result
 
-    def _unsettled(self, messages: Iterable[Message], settled: SettledIndex) -> Iterator[tuple[int, Message]]:
-        """The messages to send; those settled by an earlier try go straight to the sink."""
+    def _unsettled(
+        self, messages: Iterable[Message], settled: SettledIndex, duplicates: Collection[int]
+    ) -> Iterator[tuple[int, Message]]:
+        """The messages to send; duplicates and those settled by an earlier try go straight to the sink."""
         for seq, message in enumerate(messages):
+            if seq in duplicates:
+                self._settle_one(seq, MessageResult(message.internal_id, None, DUPLICATE))
+                continue
             earlier = settled.get(message.internal_id)
             if earlier is None:
                 yield seq, message

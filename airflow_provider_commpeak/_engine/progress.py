@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_commpeak._engine.report import MessageResult, describe_counts
+from airflow_provider_commpeak._engine.report import NOT_FAILURES, MessageResult, describe_counts
 
 #: Seconds between two progress lines.
 INTERVAL = 10.0
@@ -36,6 +36,8 @@ class SendProgress:
         self.total = total
         self.accepted = 0
         self.errors: Counter[str] = Counter()
+        #: Messages not sent by decision (``DUPLICATE``): neither accepted nor failed.
+        self.left_out: Counter[str] = Counter()
         self._log = log
         self._clock = clock
         self._interval = interval
@@ -45,11 +47,13 @@ class SendProgress:
 
     @property
     def done(self) -> int:
-        return self.accepted + sum(self.errors.values())
+        return self.accepted + sum(self.errors.values()) + sum(self.left_out.values())
 
     def add(self, result: MessageResult) -> None:
         if result.accepted:
             self.accepted += 1
+        elif result.error in NOT_FAILURES:
+            self.left_out[str(result.error)] += 1
         else:
             self.errors[str(result.error)] += 1
 
@@ -67,6 +71,8 @@ class SendProgress:
         recent = (done - self._done_at_last_line) / max(now - self._last_line, 1e-9)
         failed = sum(self.errors.values())
         failures = f" ({describe_counts(self.errors)})" if failed else ""
+        if self.left_out:
+            failures += f", {sum(self.left_out.values()):,} not sent ({describe_counts(self.left_out)})"
         elapsed = now - self._started
         if final:
             self._log.info(

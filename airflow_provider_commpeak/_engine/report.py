@@ -24,6 +24,10 @@ RATE_LIMIT = "RATE_LIMIT"
 NOT_ACCEPTED = "NOT_ACCEPTED"
 #: Never sent: the send stopped first (a refused key, an unreachable API, a task timeout).
 NOT_SENT = "NOT_SENT"
+#: Not sent on purpose: an earlier message of the send has the same number and text.
+DUPLICATE = "DUPLICATE"
+#: Errors that are a decision, not a failure: never counted against ``allowed_failures``.
+NOT_FAILURES = frozenset({DUPLICATE})
 #: The API could not be reached (connection refused, DNS, TLS handshake, proxy) after every retry.
 CONNECTION_ERROR = "CONNECTION_ERROR"
 
@@ -122,8 +126,13 @@ class SendOutcome:
 
     @property
     def failed(self) -> int:
-        """How many messages were not accepted, or whose outcome is unknown."""
-        return self.messages - self.accepted
+        """How many messages were not accepted, or whose outcome is unknown (``DUPLICATE`` is neither)."""
+        return self.messages - self.accepted - self.not_sent_on_purpose
+
+    @property
+    def not_sent_on_purpose(self) -> int:
+        """Messages left out by decision (``DUPLICATE``), not failures."""
+        return sum(self.errors[kind] for kind in NOT_FAILURES if kind in self.errors)
 
     @property
     def message_uuids(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import NamedTuple
 
 GSM7_BASIC = frozenset(
@@ -74,3 +75,15 @@ def count_segments(text: str) -> SegmentCount:
     widths = [2 if ord(char) > 0xFFFF else 1 for char in text] if astral else None
     units = len(text) + (sum(1 for char in text if ord(char) > 0xFFFF) if astral else 0)
     return SegmentCount("UCS-2", units, _parts(widths, units, UCS2_SINGLE, UCS2_MULTI))
+
+
+def ucs2_reason(text: str) -> str:
+    """
+    The first character that makes ``text`` UCS-2, by code point and name, never quoted:
+    ``"U+2019 RIGHT SINGLE QUOTATION MARK at position 12"`` (0-based); ``""`` for a GSM-7 text.
+    """
+    for position, char in enumerate(text):
+        if char not in GSM7_ALL:
+            name = unicodedata.name(char, "")
+            return f"U+{ord(char):04X}{' ' + name if name else ''} at position {position}"
+    return ""

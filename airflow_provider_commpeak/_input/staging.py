@@ -27,12 +27,16 @@ from typing import Any
 from airflow_provider_commpeak._input.message import Message
 from airflow_provider_commpeak._input.phones import country_calling_code, mask_digit_runs
 from airflow_provider_commpeak._input.records import Record, detect_format, is_file_source, iter_records, open_path
-from airflow_provider_commpeak._input.segments import SegmentCount, count_segments
+from airflow_provider_commpeak._input.segments import SegmentCount, count_segments, ucs2_reason
 from airflow_provider_commpeak._input.validation import check_record, show_id
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
 
 #: Problems kept while validating; past this only their number is counted.
 MAX_KEPT_PROBLEMS = 1000
+#: Messages whose UCS-2 reason a dry run names (the first ones).
+MAX_UCS2_REASONS = 20
+#: Duplicates whose positions are logged (the first ones).
+MAX_LOGGED_DUPLICATES = 20
 
 
 @dataclass
@@ -45,6 +49,10 @@ class StageStats:
     :param encodings: Messages per encoding, ``GSM-7`` or ``UCS-2``.
     :param country_codes: Messages per country calling code.
     :param given_ids: Messages that named their own ``internal_id``.
+    :param duplicates: Of ``messages``, how many repeat an earlier one's number and text: not sent
+        (reported ``DUPLICATE``) unless duplicates are allowed; ``segments`` leaves them out.
+    :param ucs2_reasons: For the first messages that need UCS-2: where (``"line 7"``) and the first
+        character that forces it (``"U+2019 at position 12"``).
     """
 
     messages: int = 0
@@ -52,6 +60,8 @@ class StageStats:
     encodings: Counter[str] = field(default_factory=Counter)
     country_codes: Counter[str] = field(default_factory=Counter)
     given_ids: int = 0
+    duplicates: int = 0
+    ucs2_reasons: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able form (a dry run's XCom)."""
@@ -62,15 +72,25 @@ class StageStats:
             "encodings": dict(self.encodings),
             "country_codes": dict(self.country_codes.most_common()),
             "given_ids": self.given_ids,
+            "duplicates": self.duplicates,
+            "ucs2_reasons": dict(self.ucs2_reasons),
         }
 
     def describe(self) -> str:
         """``"3 message(s), 4 SMS segment(s) (4 UCS-2); by country code +972: 2, +44: 1"``."""
         top = ", ".join(f"+{code}: {n:,}" for code, n in self.country_codes.most_common(5))
         encodings = ", ".join(f"{n:,} {name}" for name, n in sorted(self.encodings.items()))
-        return f"{self.messages:,} message(s), {self.segments:,} SMS segment(s) ({encodings}); by country code {top}"
+        text = f"{self.messages:,} message(s), {self.segments:,} SMS segment(s) ({encodings}); by country code {top}"
+        if self.duplicates:
+            text += f"; {self.duplicates:,} duplicate(s) (same number and text as an earlier message) not sent"
+        if self.ucs2_reasons:
+            shown = "; ".join(f"{where}: {why}" for where, why in list(self.ucs2_reasons.items())[:5])
+            text += f"; UCS-2 because of {shown}"
+        return text
 
-    def add(self, message: Message, count: SegmentCount) -> None:
+    def add(self, message: Message, count: SegmentCount, where: str) -> None:
+        if count.encoding == "UCS-2" and len(self.ucs2_reasons) < MAX_UCS2_REASONS:
+            self.ucs2_reasons[where] = ucs2_reason(message.message_content)
         self.messages += 1
         self.segments += count.segments
         self.encodings[count.encoding] += 1
@@ -115,6 +135,12 @@ def content_key(message: Message) -> bytes:
     """What identifies a message's content (number, sender, text), for generated ids."""
     text = f"{message.recipient_phone}\x1f{message.sender}\x1f{message.message_content}"
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def recipient_text_key(message: Message) -> bytes:
+    """What makes two messages the same SMS to the same person (number and text; not the sender)."""
+    text = f"{message.recipient_phone}\x1f{message.message_content}"
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def generated_id(namespace: str, key: bytes, occurrence: int) -> str:
@@ -167,11 +193,21 @@ class StagedMessages:
     Use as a context manager (or call :meth:`close`) to delete the spool file.
     """
 
-    def __init__(self, rows: _Rows, stats: StageStats, namespace: str | None, repeated: set[bytes]) -> None:
+    def __init__(
+        self,
+        rows: _Rows,
+        stats: StageStats,
+        namespace: str | None,
+        repeated: set[bytes],
+        duplicates: dict[int, tuple[str, str]] | None = None,
+    ) -> None:
         self._rows = rows
         self.stats = stats
         self._namespace = namespace
         self._repeated = repeated
+        #: Positions (in iteration order) of the messages not to send, each with where it is and where
+        #: the earlier message it repeats is (``{5: ("line 7", "line 3")}``).
+        self.duplicates: dict[int, tuple[str, str]] = duplicates or {}
 
     def __len__(self) -> int:
         return self.stats.messages
@@ -208,6 +244,7 @@ def stage_messages(
     default_region: str | None = None,
     id_namespace: str | None = None,
     max_segments: int | None = None,
+    allow_duplicates: bool = False,
 ) -> StagedMessages:
     """
     Validate every message of ``source`` and stage it; raise one error listing every problem.
@@ -219,6 +256,8 @@ def stage_messages(
     :param default_region: The region of national numbers, e.g. ``"IL"``.
     :param id_namespace: The prefix of generated ids; ``None`` makes a missing ``internal_id`` an error.
     :param max_segments: Refuse a text that takes more SMS segments than this.
+    :param allow_duplicates: Send a message repeating an earlier one's number and text too; by
+        default it is staged but listed in ``duplicates`` (the pipeline reports it ``DUPLICATE``).
     :raises CommPeakValidationError: Listing every problem (the first thousand, and how many more).
     """
     is_file = is_file_source(source)
@@ -229,7 +268,7 @@ def stage_messages(
     expected = len(source) if hasattr(source, "__len__") and not is_file else None
     rows = _Rows(spool=is_file)
     try:
-        stats, repeated, id_candidates, problems, extra = _first_pass(
+        stats, repeated, id_candidates, same_candidates, problems, extra = _first_pass(
             iter_records(source, source_format),
             rows,
             default_sender=default_sender,
@@ -237,6 +276,7 @@ def stage_messages(
             reserved_id_prefix=f"{id_namespace}-" if id_namespace else None,
             expected=expected,
             max_segments=max_segments,
+            find_duplicates=not allow_duplicates,
         )
         rows.seal()
         if id_candidates and len(problems) < MAX_KEPT_PROBLEMS:
@@ -247,10 +287,11 @@ def stage_messages(
             if extra:
                 problems.append(f"... and {extra} more problem(s) not listed")
             raise CommPeakValidationError(problems)
+        duplicates = _duplicate_messages(rows, same_candidates, stats) if same_candidates else {}
     except BaseException:
         rows.close()
         raise
-    return StagedMessages(rows, stats, id_namespace, repeated)
+    return StagedMessages(rows, stats, id_namespace, repeated, duplicates)
 
 
 def _check_file(path: Any, source_format: str | None) -> None:
@@ -277,11 +318,14 @@ def _first_pass(
     reserved_id_prefix: str | None,
     expected: int | None,
     max_segments: int | None,
-) -> tuple[StageStats, set[bytes], set[str], list[str], int]:
-    """Validate and stage each record; flag candidate duplicate ids and repeated contents."""
+    find_duplicates: bool,
+) -> tuple[StageStats, set[bytes], set[str], set[bytes], list[str], int]:
+    """Validate and stage each record; flag candidate duplicate ids, repeated contents and messages."""
     stats = StageStats()
     given_ids, contents = BloomSet(expected), BloomSet(expected)
+    same = BloomSet(expected) if find_duplicates else None
     id_candidates: set[str] = set()
+    same_candidates: set[bytes] = set()
     repeated: set[bytes] = set()
     problems: list[str] = []
     extra = 0
@@ -311,9 +355,11 @@ def _first_pass(
                 repeated.add(key)
         elif given_ids.add(checked.internal_id):
             id_candidates.add(checked.internal_id)
-        stats.add(checked, count)
+        if same is not None and same.add(key := recipient_text_key(checked)):
+            same_candidates.add(key)
+        stats.add(checked, count, record.where)
         rows.append((record.where, *checked))
-    return stats, repeated, id_candidates, problems, extra
+    return stats, repeated, id_candidates, same_candidates, problems, extra
 
 
 def _duplicate_problems(rows: _Rows, candidates: set[str]) -> list[str]:
@@ -328,3 +374,24 @@ def _duplicate_problems(rows: _Rows, candidates: set[str]) -> list[str]:
         else:
             first_seen[internal_id] = where
     return problems
+
+
+def _duplicate_messages(rows: _Rows, candidates: set[bytes], stats: StageStats) -> dict[int, tuple[str, str]]:
+    """
+    Exact check of the candidate repeats: ``{position: (where, where the first one is)}`` for each message
+    whose number and text an earlier message already has; counted in ``stats`` (its segments out).
+    """
+    first_seen: dict[bytes, str] = {}
+    duplicates: dict[int, tuple[str, str]] = {}
+    for position, row in enumerate(rows):
+        message = Message._make(row[1:])
+        key = recipient_text_key(message)
+        if key not in candidates:
+            continue
+        if key in first_seen:
+            duplicates[position] = (row[0], first_seen[key])
+            stats.duplicates += 1
+            stats.segments -= count_segments(message.message_content).segments
+        else:
+            first_seen[key] = row[0]
+    return duplicates

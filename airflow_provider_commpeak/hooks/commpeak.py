@@ -226,6 +226,7 @@ class CommPeakHook(BaseHook):
         default_region: str | None = None,
         id_namespace: str | None = None,
         max_segments: int | None = None,
+        allow_duplicates: bool = False,
     ) -> StagedMessages:
         """
         Validate every message and stage it for sending (nothing is sent).
@@ -246,18 +247,22 @@ class CommPeakHook(BaseHook):
             default_region=region,
             id_namespace=id_namespace,
             max_segments=max_segments,
+            allow_duplicates=allow_duplicates,
         )
 
     def dry_run(self, messages: Any, **options: Any) -> StageStats:
         """
         Validate and count what :meth:`send_messages` would send, and send nothing.
 
-        Needs no connection. Parameters as for :meth:`stage`.
+        Needs no connection. Parameters as for :meth:`stage`; messages without ``internal_id`` are
+        accepted (as a send with ``id_namespace`` would) unless ``id_namespace=None`` is passed.
 
-        :returns: Messages, SMS segments, encodings (GSM-7 / UCS-2) and messages per country calling
-            code; logged as well.
+        :returns: Messages, SMS segments (duplicates left out), encodings (GSM-7 / UCS-2) with the
+            character that makes the first UCS-2 messages UCS-2, duplicates, and messages per
+            country calling code; logged as well.
         :raises CommPeakValidationError: If any message is invalid.
         """
+        options.setdefault("id_namespace", "dry-run")
         with self.stage(messages, **options) as staged:
             stats = staged.stats
         self.log.info("Dry run, nothing sent: %s", stats.describe())
@@ -277,6 +282,7 @@ class CommPeakHook(BaseHook):
         ledger: SendLedger | None = None,
         on_batch_done: Callable[[SendOutcome], None] | None = None,
         max_segments: int | None = None,
+        allow_duplicates: bool = False,
         max_attempts: int | None = None,
         rate_limit_backoff: float | None = None,
     ) -> SendOutcome:
@@ -305,6 +311,9 @@ class CommPeakHook(BaseHook):
             batch as it settles (the operator passes the task instance's ``task_state_store``).
         :param on_batch_done: Called with each batch's results once they are recorded.
         :param max_segments: Refuse (before sending anything) a text that takes more SMS segments.
+        :param allow_duplicates: Send a message whose number (normalised) and text repeat an earlier
+            message's of this send. By default it is not sent and is reported ``DUPLICATE`` (counted
+            in the outcome's ``errors``, not in ``failed``).
         :param max_attempts: Deprecated and ignored: refused messages are resent until the API
             accepts them or ``rate_limit_timeout`` passes without progress.
         :param rate_limit_backoff: Deprecated and ignored: refused messages are paced to the rate the
@@ -332,6 +341,7 @@ class CommPeakHook(BaseHook):
             default_region=default_region,
             id_namespace=id_namespace,
             max_segments=max_segments,
+            allow_duplicates=allow_duplicates,
         ) as staged:
             return self._send_staged(
                 staged,
@@ -370,6 +380,15 @@ class CommPeakHook(BaseHook):
             batch_size,
             max_concurrency,
         )
+        if staged.duplicates:
+            shown = ", ".join(f"{where} repeats {first}" for where, first in list(staged.duplicates.values())[:20])
+            self.log.warning(
+                "%d message(s) repeat an earlier message's number and text and are not sent (DUPLICATE): %s%s. "
+                "To send them on purpose pass allow_duplicates=True",
+                len(staged.duplicates),
+                shown,
+                ", ..." if len(staged.duplicates) > 20 else "",
+            )
         sink = OutcomeSink() if report_path is None else FileSink(as_storage_path(report_path))
         pipeline = SendPipeline(
             self.transport,
@@ -384,7 +403,12 @@ class CommPeakHook(BaseHook):
         )
         try:
             result = pipeline.run(
-                staged, total=total, sink=sink, ledger=ledger or SendLedger(None), on_batch_done=on_batch_done
+                staged,
+                total=total,
+                sink=sink,
+                ledger=ledger or SendLedger(None),
+                on_batch_done=on_batch_done,
+                duplicates=staged.duplicates,
             )
         finally:
             sink.close()

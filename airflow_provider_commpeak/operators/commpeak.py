@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
@@ -13,12 +14,15 @@ from airflow.providers.common.compat.sdk import BaseOperator
 from airflow_provider_commpeak._engine.allowance import allowed_failures_problems, failures_allowed
 from airflow_provider_commpeak._engine.arguments import hook_params_problems, int_problems, seconds_problems
 from airflow_provider_commpeak._engine.ledger import SendLedger
-from airflow_provider_commpeak._engine.ledger_stores import store_for
+from airflow_provider_commpeak._engine.ledger_stores import default_report_path, store_for
+from airflow_provider_commpeak._input.phones import mask_phone
+from airflow_provider_commpeak._input.records import as_storage_path, detect_format
 from airflow_provider_commpeak._input.validation import expand_recipients
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakSendError, CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_commpeak._engine.report import SendOutcome
@@ -29,6 +33,24 @@ REPORT_KEYS = ("task_ids", "message_uuids", "results", "accepted", "failed")
 SUMMARY_KEYS = ("report_path", "messages", "accepted", "failed", "errors")
 #: Above this many messages the per-message report goes to ``report_path``, not XCom.
 MAX_XCOM_RESULTS = 10_000
+#: Template fields holding phone numbers or texts: kept off what Airflow stores once rendered.
+HIDDEN_FIELDS = ("messages", "recipients", "message_content")
+#: How many masked numbers a hidden field's summary shows.
+MASKED_SAMPLE = 3
+
+
+def masked_summary(name: str, value: Any) -> str:
+    """What Airflow stores and shows instead of a rendered field holding numbers or texts."""
+    if name == "message_content":
+        return f"<hidden: a text of {len(value)} character(s)>" if isinstance(value, str) else "<hidden>"
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        return "<hidden>"  # never iterate a one-shot iterable here: the send needs it
+    items = value
+    numbers = [item.get("recipient_phone") if isinstance(item, Mapping) else item for item in items[:MASKED_SAMPLE]]
+    sample = ", ".join(mask_phone(number) for number in numbers if isinstance(number, (str, int)))
+    more = ", ..." if len(items) > MASKED_SAMPLE else ""
+    what = "message(s)" if name == "messages" else "number(s)"
+    return f"<hidden: {len(items)} {what}; {sample}{more}>"
 
 
 class SendSmsOperator(BaseOperator):
@@ -61,11 +83,13 @@ class SendSmsOperator(BaseOperator):
         each. (templated)
     :param message_content: The text sent to every number of ``recipients``. (templated)
     :param messages_path: A CSV or JSON Lines file of messages, local or an ObjectStoragePath URL
-        such as ``s3://bucket/audience.csv``; read once. Needs ``report_path``. (templated)
+        such as ``s3://bucket/audience.csv``; read once. Without ``report_path`` the per-message
+        report goes beside the send ledger (``ledger_path``), else to a local temporary file; the
+        summary and the log name it. (templated)
     :param messages_format: ``csv`` or ``jsonl`` when the file's suffix does not say.
     :param report_path: Write each message's result (``internal_id, message_uuid, error, task_id``) to this
         ``.csv`` or ``.jsonl`` file, local or ObjectStoragePath URL, and keep XCom to a summary.
-        Required above ``max_xcom_results`` messages. (templated)
+        Required for a list of more than ``max_xcom_results`` messages. (templated)
     :param sender: The sender of messages that name none, e.g. ``"GLOBAL"``. (templated)
     :param default_region: The region of national numbers, e.g. ``"IL"`` (``052-426-5292`` is sent
         as ``972524265292``); without it a national number is refused. (templated)
@@ -89,6 +113,9 @@ class SendSmsOperator(BaseOperator):
         ``report_path``.
     :param max_segments: Refuse, before anything is sent, a text taking more SMS segments than this
         (default: no cap).
+    :param allow_duplicates: Send a message whose number and text repeat an earlier message's of the
+        same send. By default it is not sent and is reported with error ``DUPLICATE`` (counted, not
+        a failure for ``allowed_failures``).
     :param dry_run: Validate and count (messages, SMS segments, encodings, country calling codes),
         log and return it, and send nothing; needs no connection.
     :param max_attempts: Deprecated and ignored (see ``rate_limit_timeout``).
@@ -129,6 +156,7 @@ class SendSmsOperator(BaseOperator):
         ledger_path: Any = None,
         max_xcom_results: int = MAX_XCOM_RESULTS,
         max_segments: int | None = None,
+        allow_duplicates: bool = False,
         dry_run: bool = False,
         max_attempts: int | None = None,
         **kwargs: Any,
@@ -150,8 +178,6 @@ class SendSmsOperator(BaseOperator):
             problems.append("recipients needs message_content")
         if isinstance(recipients, (set, frozenset)):
             problems.append("recipients must be a list, not a set (a set has no order)")
-        if messages_path is not None and report_path is None:
-            problems.append("messages_path needs report_path")
         problems += int_problems(
             batch_size=batch_size,
             max_concurrency=max_concurrency,
@@ -191,9 +217,13 @@ class SendSmsOperator(BaseOperator):
         self.ledger_path = ledger_path
         self.max_xcom_results = max_xcom_results
         self.max_segments = max_segments
+        self.allow_duplicates = allow_duplicates
         # not ``self.dry_run``: BaseOperator.dry_run() is a method Airflow calls (``tasks test --dry-run``)
         self.price_only = dry_run
         self._input = given[0]
+        #: The rendered messages, numbers and text, kept off the attributes Airflow stores (see
+        #: :meth:`render_template_fields`).
+        self._hidden: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> CommPeakHook:
@@ -204,19 +234,39 @@ class SendSmsOperator(BaseOperator):
 
     # -- input -------------------------------------------------------------------------------------
 
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """
+        Render the templated fields, then hide phone numbers and texts from what Airflow stores.
+
+        Airflow records the rendered template fields (the UI's "Rendered Templates", the metadata
+        database) right after this call; ``messages``, ``recipients`` and ``message_content`` are kept
+        privately for the send and replaced by a masked summary (counts and masked numbers).
+        """
+        super().render_template_fields(context, jinja_env)
+        if self._hidden is not None:  # rendered already: the attributes hold the masked summaries
+            return
+        self._hidden = {name: getattr(self, name) for name in HIDDEN_FIELDS}
+        for name in HIDDEN_FIELDS:
+            if getattr(self, name) is not None:
+                setattr(self, name, masked_summary(name, getattr(self, name)))
+
+    def _value(self, name: str) -> Any:
+        return self._hidden[name] if self._hidden is not None else getattr(self, name)
+
     def _source(self) -> Any:
         """What to send, as the hook takes it: a list of messages, or a file."""
         if self._input == "messages_path":
             return self.messages_path
         if self._input == "messages":
-            if isinstance(self.messages, (str, bytes, Mapping)) or not isinstance(self.messages, Iterable):
+            messages = self._value("messages")
+            if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
                 raise CommPeakValidationError(
-                    [f"expected a list of messages, got {type(self.messages).__name__}"]
-                    + (["a file of messages goes in messages_path"] if isinstance(self.messages, str) else [])
+                    [f"expected a list of messages, got {type(messages).__name__}"]
+                    + (["a file of messages goes in messages_path"] if isinstance(messages, str) else [])
                 )
-            return self.messages
+            return messages
 
-        return expand_recipients(self.recipients, self.message_content)
+        return expand_recipients(self._value("recipients"), self._value("message_content"))
 
     @staticmethod
     def id_namespace(context: Context) -> str:
@@ -257,14 +307,17 @@ class SendSmsOperator(BaseOperator):
             return data
         ledger = self._ledger(context)
         source = self._source()
-        if self.report_path is None and self._input != "messages_path":
+        report_path = self.report_path
+        if report_path is None and self._input != "messages_path":
             self._check_fits_xcom(source)
+        elif report_path is None:
+            report_path = self._default_report_path(context)
         try:
             outcome = self.hook.send_messages(
                 source,
                 batch_size=self.batch_size,
                 max_concurrency=self.max_concurrency,
-                report_path=self.report_path,
+                report_path=report_path,
                 ledger=ledger,
                 **self._stage_options(context),
             )
@@ -284,7 +337,24 @@ class SendSmsOperator(BaseOperator):
             "id_namespace": self.id_namespace(context),
             "source_format": self.messages_format,
             "max_segments": self.max_segments,
+            "allow_duplicates": self.allow_duplicates,
         }
+
+    def _default_report_path(self, context: Context) -> str:
+        """Where the report of a ``messages_path`` send goes when ``report_path`` is not given (logged)."""
+        try:
+            suffix = (
+                ".jsonl"
+                if detect_format(as_storage_path(self.messages_path), self.messages_format) == "jsonl"
+                else ".csv"
+            )
+        except ValueError:
+            suffix = ".csv"  # the hook refuses the audience with its own message
+        path = default_report_path(context, ledger_path=self.ledger_path, suffix=suffix)
+        if "://" not in path:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.log.info("No report_path given: the per-message report goes to %s", path)
+        return path
 
     def _check_fits_xcom(self, source: Any) -> None:
         size = len(source) if hasattr(source, "__len__") else None
@@ -311,7 +381,7 @@ class SendSmsOperator(BaseOperator):
             raise CommPeakSendError(
                 f"{failed} of {total} message(s) failed ({outcome.describe_errors()}); "
                 f"allowed_failures={self.allowed_failures!r} permits {limit}. "
-                f"{total - failed} were accepted and will not be resent by a retry of this task "
+                f"{outcome.accepted} were accepted and will not be resent by a retry of this task "
                 "where it has a send ledger (ledger_path, or task_state_store on Airflow >= 3.3).",
                 report=data,
             )
