@@ -15,6 +15,7 @@ import pytest
 
 from helpers import API_KEY
 from helpers.faults import FAULT_FIGURES, fault_matrix
+from helpers.readme import readme_dag
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,6 +25,7 @@ def _dags_folder() -> str:
     folder = Path(tempfile.mkdtemp(prefix="commpeak-dags-"))
     for source in [*(REPO / "example_dags").glob("*.py"), *(REPO / "tests" / "dags").glob("*.py")]:
         (folder / source.name).symlink_to(source)
+    (folder / "readme_dag.py").write_text(readme_dag())
     return str(folder)
 
 

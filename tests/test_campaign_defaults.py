@@ -46,7 +46,7 @@ def test_messages_path_alone_sends_and_names_its_default_report(requests_mock, t
     assert f"the per-message report goes to {report}" in logs.text
     with open(report) as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["internal_id"] for row in rows] == ["row-0", "row-1", "row-2"]
+    assert [(row["internal_id"], row["line"]) for row in rows] == [("row-0", "2"), ("row-1", "3"), ("row-2", "4")]
 
 
 def test_the_default_report_sits_beside_the_ledger_when_there_is_one(requests_mock, tmp_path):

@@ -37,3 +37,37 @@ def test_ten_thousand_messages_through_dag_test_each_accepted_once(
     if ledger == "ledger_path":
         [log] = (tmp_path / "ledger" / dag.dag_id).rglob("ledger.log")
         assert len(log.read_text().splitlines()) > 200  # written ahead and settled, each of 100 batches
+
+
+def test_a_csv_campaign_with_the_operators_defaults_runs_and_every_row_is_traceable(
+    airflow_db, commpeak_sandbox, tmp_path, monkeypatch
+):
+    """messages_path alone; the sensor takes send.output; the delivery report joins rows and statuses."""
+    import csv
+
+    audience = tmp_path / "audience.csv"
+    rows = [("r1", "052-426-5292", "Hi Dana"), ("r2", "+972 54-533-0008", "Hi Avi"), ("r3", "972524265292", "Hi Dana")]
+    with audience.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["internal_id", "recipient_phone", "message_content"])
+        writer.writerows(rows)
+    monkeypatch.setenv("COMMPEAK_TEST_AUDIENCE", str(audience))
+    monkeypatch.setenv("COMMPEAK_TEST_DELIVERY", str(tmp_path / "delivery.csv"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    bag = dag_bag(TEST_DAGS / "csv_campaign.py")
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags["commpeak_csv_campaign"]
+    dag_run = dag.test()
+    assert run_state(dag_run) == "success"
+    summary = xcom_value(dag.dag_id, dag_run.run_id, "send")
+    assert (summary["messages"], summary["accepted"], summary["failed"]) == (3, 2, 0)
+    assert summary["errors"] == {"DUPLICATE": 1}  # r3 is r1's number and text: sent once
+    assert sorted(m["internal_id"] for m in commpeak_sandbox.accepted) == ["r1", "r2"]
+    with open(tmp_path / "delivery.csv") as handle:
+        delivery = list(csv.DictReader(handle))
+    delivery.sort(key=lambda r: int(r["line"]))  # a report file is written as messages settle
+    assert [(r["internal_id"], r["line"], r["status"], r["send_error"]) for r in delivery] == [
+        ("r1", "2", "delivered", ""),
+        ("r2", "3", "delivered", ""),
+        ("r3", "4", "", "DUPLICATE"),
+    ]

@@ -75,6 +75,41 @@ def test_a_quote_left_open_to_the_end_is_refused(no_request, tmp_path):
     assert problem.startswith("line 2: not valid CSV (unexpected end of data)")
 
 
+def test_the_end_of_a_file_inside_a_quote_says_so(no_request, tmp_path):
+    path = tmp_path / "otp.csv"
+    path.write_text(OTP_ROWS.replace('4444",S', "4444,S"))
+    [problem] = problems(no_request, path)
+    assert problem.endswith("a quote is left open (the file ends inside a quoted cell)")
+
+
+def test_a_quote_inside_an_unquoted_cell_is_refused_with_its_line_and_cell(no_request, tmp_path):
+    """The csv module would send ``he said "hi"`` with its quotes as text, silently."""
+    path = tmp_path / "quotes.csv"
+    path.write_text('recipient_phone,message_content\n447700900001,fine\n447700900002,he said "hi"\n')
+    [problem] = problems(no_request, path, default_sender="S")
+    assert problem.startswith("line 3: cell 2 holds a quote but is not quoted")
+    assert "hi" not in problem.replace('""hi""', "")  # the hint's example, never the cell
+
+
+def test_a_closing_quote_followed_by_text_gets_its_own_hint(no_request, tmp_path):
+    path = tmp_path / "quotes.csv"
+    path.write_text('recipient_phone,message_content\n447700900001,"he said" hi\n')
+    [problem] = problems(no_request, path)
+    assert problem.startswith("line 2: not valid CSV (',' expected after '\"')")
+    assert "a quoted cell is followed by more text before the next comma" in problem
+    assert "left open" not in problem
+
+
+def test_quotes_written_the_csv_way_are_sent_as_text(commpeak_conn, requests_mock, tmp_path):
+    from helpers import SEND_URL, accepted_answer
+
+    requests_mock.post(SEND_URL, json=accepted_answer)
+    path = tmp_path / "quotes.csv"
+    path.write_text('recipient_phone,message_content\n447700900001,"he said ""hi"", twice"\n')
+    CommPeakHook().send_messages(path, id_namespace="af-0", default_sender="S")
+    assert requests_mock.last_request.json()["messages"][0]["message_content"] == 'he said "hi", twice'
+
+
 def test_a_ragged_row_names_its_line(no_request, tmp_path):
     path = tmp_path / "ragged.csv"
     path.write_text("recipient_phone,message_content\n447700900001,hi\n447700900002,hi,extra\n")
@@ -332,7 +367,7 @@ def test_a_relative_report_path_is_published_absolute_for_a_reader_elsewhere(san
 
 
 def test_each_format_has_a_reader_and_a_writer_and_any_other_is_refused(tmp_path):
-    from airflow_provider_commpeak._engine.report import write_status_report
+    from airflow_provider_commpeak._engine.report import STATUS_COLUMNS, write_status_report
     from airflow_provider_commpeak._input.records import FILE_FORMATS, file_format
 
     assert set(FILE_FORMATS) == {"csv", "jsonl"}
@@ -340,8 +375,7 @@ def test_each_format_has_a_reader_and_a_writer_and_any_other_is_refused(tmp_path
         file_format("parquet")
     for suffix in ("csv", "jsonl"):
         path = tmp_path / f"statuses.{suffix}"
-        assert write_status_report(path, iter([("u1", "delivered"), ("u2", "sent")])) == 2
-        rows = [
-            r.fields for r in read_file_records(path, columns=("message_uuid", "status"), required=("message_uuid",))
-        ]
+        rows_in = [{"message_uuid": "u1", "status": "delivered"}, {"message_uuid": "u2", "status": "sent"}]
+        assert write_status_report(path, iter(rows_in)) == 2
+        rows = [r.fields for r in read_file_records(path, columns=STATUS_COLUMNS, required=("message_uuid",))]
         assert [(r["message_uuid"], r["status"]) for r in rows] == [("u1", "delivered"), ("u2", "sent")]

@@ -629,9 +629,9 @@ def test_one_outcome_whatever_the_sink(hook, requests_mock, tmp_path):
         assert outcome.errors_by_kind() == {"INVALID_RECIPIENT": 1}
     assert in_memory.to_dict()["results"]["m0"] == {"message_uuid": "u0", "error": None, "task_id": "t"}
     assert [row.split(",") for row in (tmp_path / "r.csv").read_text().splitlines()] == [
-        ["internal_id", "message_uuid", "error", "task_id"],
-        ["m0", "u0", "", "t"],
-        ["m1", "", "INVALID_RECIPIENT", "t"],
+        ["internal_id", "message_uuid", "error", "task_id", "line"],
+        ["m0", "u0", "", "t", ""],  # a list has no lines
+        ["m1", "", "INVALID_RECIPIENT", "t", ""],
     ]
     assert in_file.to_dict() == {
         "report_path": str(tmp_path / "r.csv"),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 import time
 
@@ -258,7 +259,7 @@ def test_xcom_stays_bounded_at_100k_messages_and_statuses_go_to_a_file(requests_
     assert xcom["counts"] == {"delivered": 99_900, "undelivered": 100}
     assert set(xcom["failed_uuids"]) == failed
     lines = (tmp_path / "statuses.csv").read_text().splitlines()
-    assert lines[0] == "message_uuid,status"
+    assert lines[0] == "message_uuid,status,internal_id,line,send_error"
     assert len(lines) == 100_001
 
 
@@ -380,3 +381,44 @@ def test_a_status_report_is_overwritten_by_the_next_run(requests_mock, tmp_path)
     result = sensor(message_uuids=str(report), status_report_path=str(target), max_xcom_results=1).poke(make_context())
     assert result.xcom_value["succeeded"] == 3
     assert len(target.read_text().splitlines()) == 4
+
+
+def test_a_delivery_failure_names_the_failed_rows_and_writes_the_joined_report(requests_mock, tmp_path):
+    """The send's report file joins each row's internal_id and line with its uuid and final status."""
+    from airflow_provider_commpeak._engine.report import FileSink, MessageResult
+
+    send_report = tmp_path / "send.csv"
+    sink = FileSink(send_report, line_of=lambda seq: seq + 2)
+    results = [
+        MessageResult("row-0", "u0", None, "t"),
+        MessageResult("row-1", "u1", None, "t"),
+        MessageResult("972524265292", "u2", None, "t"),  # an id that is a phone number: masked
+        MessageResult("row-3", None, "INVALID_RECIPIENT", "t"),
+    ]
+    for seq, result in enumerate(results):
+        sink.add(seq, result)
+    sink.close()
+    statuses = {"u0": "delivered", "u1": "undelivered", "u2": "rejected"}
+    requests_mock.post(STATUS_URL, json=answer_with(statuses))
+    s = sensor(message_uuids={"report_path": str(send_report)}, status_report_path=str(tmp_path / "delivery.csv"))
+    with pytest.raises(CommPeakDeliveryError) as info:
+        s.execute(make_context())
+    text = str(info.value)
+    assert "Failed: internal_id 'row-1' (line 3), internal_id '9725****292' (line 4)" in text
+    assert f"Every message's status: {tmp_path / 'delivery.csv'}" in text
+    assert "972524265292" not in text
+    with open(tmp_path / "delivery.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["internal_id"], r["line"], r["message_uuid"], r["status"], r["send_error"]) for r in rows] == [
+        ("row-0", "2", "u0", "delivered", ""),
+        ("row-1", "3", "u1", "undelivered", ""),
+        ("972524265292", "4", "u2", "rejected", ""),
+        ("row-3", "5", "", "", "INVALID_RECIPIENT"),
+    ]
+
+
+def test_a_delivery_failure_without_a_report_path_says_how_to_get_one(requests_mock):
+    requests_mock.post(STATUS_URL, json=answer_with({"u1": "undelivered"}))
+    s = sensor(message_uuids={"message_uuids": ["u1"], "results": {"m1": {"message_uuid": "u1", "error": None}}})
+    with pytest.raises(CommPeakDeliveryError, match="Failed: internal_id 'm1'. Pass status_report_path"):
+        s.execute(make_context())

@@ -2,12 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
-from airflow_provider_commpeak._engine.report import iter_report
+from airflow_provider_commpeak._engine.report import iter_report, iter_report_rows
 from airflow_provider_commpeak._input.records import as_storage_path
+from airflow_provider_commpeak._input.validation import show_id
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
+
+
+class SentMessage(NamedTuple):
+    """One message of a send, as its report tells it: enough to find its row again."""
+
+    message_uuid: str | None
+    internal_id: str | None
+    line: str | None
+    send_error: str | None
+
+
+def iter_sent(value: Any) -> Iterator[SentMessage]:
+    """
+    Every message of the send ``value`` describes, streaming: from a report file (in the order the
+    messages settled; its ``line`` column gives the input order), a report's ``results`` (input
+    order), or (a bare list of uuids) the uuids alone.
+    """
+    path = report_path_of(value)
+    if path is not None:
+        for result, line in iter_report_rows(as_storage_path(path)):
+            uuid = result.message_uuid if result.accepted else None
+            yield SentMessage(uuid, result.internal_id, line, None if result.accepted else result.error)
+        return
+    if isinstance(value, Mapping) and isinstance(value.get("results"), Mapping):
+        for internal_id, result in value["results"].items():
+            accepted = result.get("error") is None and bool(result.get("message_uuid"))
+            uuid = result.get("message_uuid") if accepted else None
+            yield SentMessage(uuid, str(internal_id), None, None if accepted else result.get("error"))
+        return
+    for uuid in read_message_uuids(value):
+        yield SentMessage(uuid, None, None, None)
+
+
+def name_messages(value: Any, uuids: Collection[str], *, limit: int = 20) -> list[str]:
+    """
+    How a user finds up to ``limit`` of ``uuids`` in their input: ``"internal_id 'row-7' (line 9)"``
+    (an id's runs of 7+ digits masked), else the uuid itself. Never a number or a text.
+    """
+    wanted = {uuid.lower() for uuid in uuids}
+    named: list[str] = []
+    for sent in iter_sent(value):
+        if sent.message_uuid is None or sent.message_uuid.lower() not in wanted:
+            continue
+        if sent.internal_id is None:
+            named.append(sent.message_uuid)
+        else:
+            named.append(f"internal_id {show_id(sent.internal_id)}" + (f" (line {sent.line})" if sent.line else ""))
+        if len(named) >= limit:
+            break
+    return named
 
 
 def read_message_uuids(value: Any) -> list[str]:

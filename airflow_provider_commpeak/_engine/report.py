@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -217,15 +217,17 @@ class OutcomeSink:
         self._kept = {}
 
 
-#: The columns of a report file, in order: the fields of a result.
-REPORT_COLUMNS = MessageResult._fields
+#: The columns of a report file, in order: the fields of a result, then the input file's line of the
+#: message (empty for a list).
+REPORT_COLUMNS = (*MessageResult._fields, "line")
 
 
 class FileSink(OutcomeSink):
     """Writes each message's result to a CSV or JSON Lines report as it settles, and counts it there."""
 
-    def __init__(self, path: Any) -> None:
+    def __init__(self, path: Any, line_of: Callable[[int], int | None] | None = None) -> None:
         super().__init__()
+        self._line_of = line_of
         # absolute: a sensor on another worker, or the triggerer, reads it from another directory
         where = os.path.abspath(os.fspath(path)) if is_local(path) else str(path)
         self.outcome = SendOutcome(results=None, report_path=where)
@@ -235,7 +237,7 @@ class FileSink(OutcomeSink):
         self._write = writer(self._handle, REPORT_COLUMNS)
 
     def add(self, seq: int, result: MessageResult) -> None:
-        self._write(result._asdict())
+        self._write({**result._asdict(), "line": self._line_of(seq) if self._line_of else None})
         self.outcome.record(*result)
 
     def close(self) -> None:
@@ -269,23 +271,33 @@ def is_report_file(path: Any, columns: tuple[str, ...] | None = None) -> bool:
 
 def iter_report(path: Any) -> Iterator[MessageResult]:
     """Yield each result of a report file, streaming."""
+    for result, _line in iter_report_rows(path):
+        yield result
+
+
+def iter_report_rows(path: Any) -> Iterator[tuple[MessageResult, str | None]]:
+    """Yield each result of a report file with its input line (``None`` when it has none), streaming."""
     for record in read_file_records(path, columns=REPORT_COLUMNS, required=("internal_id",)):
         fields = record.fields if isinstance(record.fields, dict) else None
         if fields is not None and fields.get("internal_id") is not None:
-            yield MessageResult(str(fields["internal_id"]), *(fields.get(name) or None for name in REPORT_COLUMNS[1:]))
+            result = MessageResult(str(fields["internal_id"]), *(fields.get(name) or None for name in _RESULT_FIELDS))
+            line = fields.get("line")
+            yield result, (str(line) if line not in (None, "") else None)
 
 
-#: The columns of a status report file (the sensor's per-message statuses), in order.
-STATUS_COLUMNS = ("message_uuid", "status")
+#: The columns of a status report file (the sensor's delivery report): each message's uuid and final
+#: status, joined with its ``internal_id``, its input ``line`` and, for a message never accepted,
+#: the send's error.
+STATUS_COLUMNS = ("message_uuid", "status", "internal_id", "line", "send_error")
 
 
-def write_status_report(path: Any, rows: Iterator[tuple[str, str]]) -> int:
-    """Write ``(message_uuid, status)`` rows to a CSV or JSON Lines file; return how many."""
+def write_status_report(path: Any, rows: Iterator[Mapping[str, Any]]) -> int:
+    """Write rows keyed by :data:`STATUS_COLUMNS` to a CSV or JSON Lines file; return how many."""
     writer = file_format(detect_format(path)).writer
     count = 0
     with open_path(path, "w") as handle:
         write = writer(handle, STATUS_COLUMNS)
-        for uuid, status in rows:
-            write({"message_uuid": uuid, "status": status})
+        for row in rows:
+            write(row)
             count += 1
     return count

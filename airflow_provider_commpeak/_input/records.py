@@ -237,13 +237,53 @@ def _header_problems(header: list[str], columns: tuple[str, ...], required: tupl
     return problems
 
 
+def _csv_error_hint(exc: csv.Error) -> str:
+    """What a strict CSV parse error most likely means, in the user's terms."""
+    text = str(exc)
+    if "expected after" in text:
+        return (
+            "a quoted cell is followed by more text before the next comma; quote the whole cell and "
+            'double each quote inside it ("he said ""hi""")'
+        )
+    if "end of data" in text or "EOF" in text:
+        return "a quote is left open (the file ends inside a quoted cell)"
+    return "is a quote left open?"
+
+
+def _stray_quote_cell(raw: str) -> int | None:
+    """
+    The 1-based number of the first cell of a raw CSV record holding a quote without being quoted
+    itself (``he said "hi"``: the csv module keeps such quotes as text), else ``None``.
+    """
+    cell, i, size = 1, 0, len(raw)
+    while i <= size:
+        if i < size and raw[i] == '"':  # a quoted cell: skip to its closing quote ("" is a quote)
+            i += 1
+            while i < size:
+                if raw[i] == '"':
+                    if i + 1 < size and raw[i + 1] == '"':
+                        i += 2
+                        continue
+                    break
+                i += 1
+            i += 1
+        end = raw.find(",", i)
+        end = size if end < 0 else end
+        if '"' in raw[i:end]:
+            return cell
+        i, cell = end + 1, cell + 1
+    return None
+
+
 def _csv_records(lines: Iterator[_Line], columns: tuple[str, ...], required: tuple[str, ...]) -> Iterator[Record]:
     decode_problems: list[tuple[int, str]] = []
+    raw_record: list[str] = []
 
     def watched() -> Iterator[str]:
         for number, line in enumerate(lines, 1):
             if line.problem is not None:
                 decode_problems.append((number, line.problem))
+            raw_record.append(line)
             yield line
 
     reader = csv.reader(watched(), strict=True)
@@ -263,6 +303,7 @@ def _csv_records(lines: Iterator[_Line], columns: tuple[str, ...], required: tup
     names = [name.strip() for name in header]
     position, last_line = 0, reader.line_num
     while True:
+        raw_record.clear()
         try:
             row = next(reader)
         except StopIteration:
@@ -271,10 +312,11 @@ def _csv_records(lines: Iterator[_Line], columns: tuple[str, ...], required: tup
             yield Record(
                 position,
                 last_line + 1,
-                problem=f"line {last_line + 1}: not valid CSV ({exc}); is a quote left open?",
+                problem=f"line {last_line + 1}: not valid CSV ({exc}); {_csv_error_hint(exc)}",
             )
             return
         first_line, last_line = last_line + 1, reader.line_num
+        stray = _stray_quote_cell("".join(raw_record).rstrip("\r\n")) if '"' in "".join(raw_record) else None
         if decode_problems:
             for number, problem in decode_problems:
                 yield Record(position, number, problem=problem)
@@ -288,6 +330,15 @@ def _csv_records(lines: Iterator[_Line], columns: tuple[str, ...], required: tup
                 position,
                 first_line,
                 problem=f"line {first_line}: {len(row)} cell(s) where the header has {len(names)}",
+            )
+        elif stray is not None:
+            yield Record(
+                position,
+                first_line,
+                problem=(
+                    f"line {first_line}: cell {stray} holds a quote but is not quoted, so the quote would be "
+                    'sent as text; quote the whole cell and double each quote inside it ("he said ""hi""")'
+                ),
             )
         elif last_line > first_line and any(_swallows_rows(cell) for cell in row):
             yield Record(

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -156,8 +157,12 @@ class _Rows:
         self._dir = tempfile.mkdtemp(prefix="commpeak-stage-") if spool else None
         self._path = os.path.join(self._dir, "messages.jsonl") if self._dir else None
         self._writer = open(self._path, "w", encoding="utf-8") if self._path else None  # noqa: SIM115
+        #: The file line each row starts on (4 bytes a message; files only).
+        self.lines: array[int] | None = array("L") if spool else None
 
-    def append(self, row: tuple[Any, ...]) -> None:
+    def append(self, row: tuple[Any, ...], line: int | None = None) -> None:
+        if self.lines is not None:
+            self.lines.append(line or 0)
         if self._list is not None:
             self._list.append(row)
         else:
@@ -225,6 +230,11 @@ class StagedMessages:
                 assert self._namespace is not None
                 message = message._replace(internal_id=generated_id(self._namespace, key, occurrence))
             yield message
+
+    def line_of(self, position: int) -> int | None:
+        """The file line the message at ``position`` starts on; ``None`` for a list."""
+        lines = self._rows.lines
+        return lines[position] or None if lines is not None and position < len(lines) else None
 
     def close(self) -> None:
         self._rows.close()
@@ -358,7 +368,7 @@ def _first_pass(
         if same is not None and same.add(key := recipient_text_key(checked)):
             same_candidates.add(key)
         stats.add(checked, count, record.where)
-        rows.append((record.where, *checked))
+        rows.append((record.where, *checked), record.line)
     return stats, repeated, id_candidates, same_candidates, problems, extra
 
 

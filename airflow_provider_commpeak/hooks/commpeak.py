@@ -389,7 +389,7 @@ class CommPeakHook(BaseHook):
                 shown,
                 ", ..." if len(staged.duplicates) > 20 else "",
             )
-        sink = OutcomeSink() if report_path is None else FileSink(as_storage_path(report_path))
+        sink = OutcomeSink() if report_path is None else FileSink(as_storage_path(report_path), staged.line_of)
         pipeline = SendPipeline(
             self.transport,
             self.rate_controller,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -18,7 +18,13 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_commpeak._engine.allowance import allowed_failures_problems, failures_allowed
 from airflow_provider_commpeak._engine.arguments import hook_params_problems, int_problems
-from airflow_provider_commpeak._engine.message_uuids import read_message_uuids, report_path_of
+from airflow_provider_commpeak._engine.message_uuids import (
+    SentMessage,
+    iter_sent,
+    name_messages,
+    read_message_uuids,
+    report_path_of,
+)
 from airflow_provider_commpeak._engine.report import STATUS_COLUMNS, is_report_file, write_status_report
 from airflow_provider_commpeak._engine.status import DEFAULT_FAILURE_STATUSES, DEFAULT_SUCCESS_STATUSES
 from airflow_provider_commpeak._engine.tracking import DeliverySnapshot, DeliveryTracker
@@ -38,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["SmsStatusSensor", "read_message_uuids"]
 
 
+#: How many failed messages a delivery failure names (by ``internal_id`` and line).
+MAX_NAMED_FAILURES = 20
 #: Above this many messages the per-message statuses leave XCom (see ``status_report_path``).
 MAX_XCOM_RESULTS = 10_000
 #: Airflow's own deferral timeout fires this long after the trigger's deadline: a backstop for a
@@ -85,8 +93,10 @@ class SmsStatusSensor(BaseSensorOperator):
         ``[operators] default_deferrable`` setting).
     :param max_consecutive_errors: Deferrable mode: how many failed polls in a row end the wait.
     :param max_xcom_results: The most messages whose statuses go to XCom one by one.
-    :param status_report_path: Where to write ``message_uuid, status`` per message when there are
-        more than ``max_xcom_results`` (``.csv``/``.jsonl``, local or ObjectStoragePath). (templated)
+    :param status_report_path: Where to write the delivery report when the wait ends (success or
+        failure): per message of the send, ``message_uuid, status, internal_id, line, send_error``
+        (``.csv``/``.jsonl``, local or ObjectStoragePath; rows in the send report's order). Give ``message_uuids`` the
+        send's whole output (``send.output``) for ``internal_id`` and ``line``. (templated)
     :param hook_params: Settings of the :class:`~airflow_provider_commpeak.hooks.commpeak.CommPeakHook`
         (``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``, ``rate_limit_timeout``),
         checked at DAG parse; they travel to the trigger when deferred.
@@ -219,6 +229,21 @@ class SmsStatusSensor(BaseSensorOperator):
             f"{snapshot.failed} of {snapshot.total} message(s) failed delivery, more than the "
             f"{self._allowed(snapshot.total)} allowed ({snapshot.describe()})"
         )
+        try:
+            named = name_messages(self.message_uuids, snapshot.failed_uuids, limit=MAX_NAMED_FAILURES)
+        except (CommPeakError, OSError, ValueError) as exc:  # naming them must not hide the failure
+            self.log.warning("Could not name the failed messages: %s", exc)
+            named = []
+        if named:
+            more = ", ..." if snapshot.failed > len(named) else ""
+            message += f". Failed: {', '.join(named)}{more}"
+        if self.status_report_path is not None:
+            try:
+                message += f". Every message's status: {self._write_status_report()}"
+            except (CommPeakError, OSError, ValueError) as exc:
+                self.log.warning("Could not write the status report: %s", exc)
+        else:
+            message += ". Pass status_report_path for every message's status, internal_id and line in a file"
         self._give_up(CommPeakDeliveryError(message, statuses=dict(snapshot.statuses or {})))
 
     def _give_up(self, error: Exception) -> NoReturn:
@@ -229,17 +254,19 @@ class SmsStatusSensor(BaseSensorOperator):
         raise error
 
     def _result(self, snapshot: DeliverySnapshot) -> dict[str, Any]:
-        """The XCom value: statuses one by one when few, else counts (and a status report file)."""
+        """The XCom value: statuses one by one when few, else counts; and the status report's path."""
+        written = None if self.status_report_path is None else str(self._write_status_report())
         if snapshot.statuses is not None:
-            return {
+            result: dict[str, Any] = {
                 "statuses": dict(snapshot.statuses),
                 "succeeded": snapshot.succeeded,
                 "failed": snapshot.failed,
             }
+            if written is not None:
+                result["status_report_path"] = written
+            return result
         summary = snapshot.summary()
-        summary["status_report_path"] = None
-        if self.status_report_path is not None:
-            summary["status_report_path"] = str(self._write_status_report())
+        summary["status_report_path"] = written
         return summary
 
     def _check_status_report_path(self) -> Any:
@@ -259,18 +286,29 @@ class SmsStatusSensor(BaseSensorOperator):
         return path
 
     def _write_status_report(self) -> Any:
-        """Read every message's status once more and write it to ``status_report_path``."""
+        """Read every message's status once more and write the delivery report to ``status_report_path``."""
         path = self._check_status_report_path()
-        uuids = read_message_uuids(self.message_uuids)
-
-        def rows() -> Any:
-            for start in range(0, len(uuids), self.status_batch_size):
-                chunk = uuids[start : start + self.status_batch_size]
-                yield from self.hook.get_statuses(chunk, batch_size=self.status_batch_size).items()
-
-        written = write_status_report(path, rows())
+        written = write_status_report(path, self._delivery_rows())
         self.log.info("Wrote the status of %d message(s) to %s", written, path)
         return path
+
+    def _delivery_rows(self) -> Iterator[dict[str, Any]]:
+        """Each message of the send with its status, statuses read a batch at a time."""
+        batch: list[SentMessage] = []
+        for sent in iter_sent(self.message_uuids):
+            batch.append(sent)
+            if len(batch) >= self.status_batch_size:
+                yield from self._with_statuses(batch)
+                batch = []
+        yield from self._with_statuses(batch)
+
+    def _with_statuses(self, batch: list[SentMessage]) -> Iterator[dict[str, Any]]:
+        uuids = list(dict.fromkeys(sent.message_uuid for sent in batch if sent.message_uuid))
+        statuses = self.hook.get_statuses(uuids, batch_size=self.status_batch_size) if uuids else {}
+        for sent in batch:
+            row = sent._asdict()
+            row["status"] = statuses.get(sent.message_uuid) if sent.message_uuid else None
+            yield row
 
     # -- deferral ----------------------------------------------------------------------------------
 
