@@ -63,6 +63,9 @@ def test_template_fields():
         "default_region",
         "commpeak_conn_id",
         "ledger_path",
+        "opt_out_text",
+        "suppression_path",
+        "valid_until",
     }
 
 

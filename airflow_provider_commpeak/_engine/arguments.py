@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 #: Integer arguments: ``name -> (minimum, maximum)``.
@@ -86,3 +87,24 @@ def hook_params_problems(hook_params: Any) -> list[str]:
     problems += int_problems(**{k: v for k, v in hook_params.items() if k in INT_BOUNDS and k in HOOK_PARAMS})
     problems += seconds_problems(**{k: v for k, v in hook_params.items() if k in SECONDS_BOUNDS and k in HOOK_PARAMS})
     return problems
+
+
+def valid_until_problems(valid_until: Any) -> list[str]:
+    """``valid_until`` must be a timezone-aware ``datetime`` (``None`` is allowed)."""
+    if valid_until is None:
+        return []
+    if not isinstance(valid_until, datetime):
+        return [f"valid_until must be a datetime, got {type(valid_until).__name__}"]
+    if valid_until.tzinfo is None or valid_until.utcoffset() is None:
+        return ["valid_until must be timezone-aware (e.g. pendulum.now('UTC').add(minutes=10))"]
+    return []
+
+
+def valid_for_problems(valid_for: Any) -> list[str]:
+    """``valid_for`` must be a positive ``timedelta`` or number of seconds (``None`` is allowed)."""
+    if valid_for is None:
+        return []
+    seconds = valid_for.total_seconds() if isinstance(valid_for, timedelta) else valid_for
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
+        return [f"valid_for must be a positive timedelta or number of seconds, got {valid_for!r}"]
+    return []

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ from airflow_provider_commpeak._engine.queue import Pending, PendingQueue
 from airflow_provider_commpeak._engine.rate import RateController
 from airflow_provider_commpeak._engine.report import (
     CONNECTION_ERROR,
-    DUPLICATE,
+    EXPIRED,
     NOT_ACCEPTED,
     NOT_SENT,
     RATE_LIMIT,
@@ -70,6 +70,7 @@ class PipelineResult:
     :param stopped_by: The answer that stopped sending early (refused key, redirect, unreachable
         API...), if one did.
     :param gave_up: The API accepted nothing for ``rate_limit_timeout`` seconds while refusing.
+    :param expired: The messages' validity ended before all were accepted (the rest are ``EXPIRED``).
     :param error: An exception raised inside the pipeline (e.g. by ``on_batch_done``), re-raised by
         the caller after everything was recorded.
     """
@@ -80,6 +81,7 @@ class PipelineResult:
     settled: int = 0
     stopped_by: Answer | None = None
     gave_up: bool = False
+    expired: bool = False
     error: BaseException | None = field(default=None, repr=False)
 
 
@@ -135,7 +137,8 @@ class SendPipeline:
         sink: ResultSink,
         ledger: SendLedger,
         on_batch_done: Callable[[SendOutcome], None] | None = None,
-        duplicates: Collection[int] = (),
+        left_out: Mapping[int, str] | None = None,
+        expires_at: float | None = None,
     ) -> PipelineResult:
         """
         Send every message not settled by an earlier try; put each result in ``sink``.
@@ -145,10 +148,13 @@ class SendPipeline:
         :param sink: Where each message's result goes.
         :param ledger: Earlier tries' results, and where this one's are recorded.
         :param on_batch_done: Called with each batch's results once they are recorded.
-        :param duplicates: Positions of messages not to send (they repeat an earlier one's number
-            and text): each is settled ``DUPLICATE`` without a request.
+        :param left_out: Positions of messages not to send, each with its error (``DUPLICATE``,
+            ``SUPPRESSED``): each is settled so without a request.
+        :param expires_at: On the pipeline's clock, when the messages stop being worth sending: no
+            request starts after it; every message not accepted by then is ``EXPIRED``.
         """
         self._sink, self._ledger, self._on_batch_done = sink, ledger, on_batch_done
+        self._expires_at = expires_at
         self._result = PipelineResult()
         self._progress = SendProgress(total, self._log, clock=self._clock)
         self._in_flight = 0
@@ -156,7 +162,7 @@ class SendPipeline:
         self._consecutive_pushback = 0
         self._last_progress = self._last_pushback = self._clock()
         settled = ledger.settled()
-        self._queue = PendingQueue(self._unsettled(messages, settled, duplicates))
+        self._queue = PendingQueue(self._unsettled(messages, settled, left_out or {}))
         threads = [
             threading.Thread(target=self._guarded_sender, name=f"commpeak-send-{i}")
             for i in range(self._max_concurrency)
@@ -176,12 +182,12 @@ class SendPipeline:
         return self._result
 
     def _unsettled(
-        self, messages: Iterable[Message], settled: SettledIndex, duplicates: Collection[int]
+        self, messages: Iterable[Message], settled: SettledIndex, left_out: Mapping[int, str]
     ) -> Iterator[tuple[int, Message]]:
-        """The messages to send; duplicates and those settled by an earlier try go straight to the sink."""
+        """The messages to send; those left out and those settled by an earlier try go straight to the sink."""
         for seq, message in enumerate(messages):
-            if seq in duplicates:
-                self._settle_one(seq, MessageResult(message.internal_id, None, DUPLICATE))
+            if seq in left_out:
+                self._settle_one(seq, MessageResult(message.internal_id, None, left_out[seq]))
                 continue
             earlier = settled.get(message.internal_id)
             if earlier is None:
@@ -195,9 +201,14 @@ class SendPipeline:
     def _finish(self) -> None:
         """Account for whatever was never sent, and log the outcome."""
         with self._lock:
+            expired = 0
             for pending in self._queue.drain():  # pushed back keep their last error; untried are NOT_SENT
-                self._settle_one(
-                    pending.seq, MessageResult(pending.message.internal_id, None, pending.error or NOT_SENT)
+                error = EXPIRED if self._result.expired else pending.error or NOT_SENT
+                expired += error == EXPIRED
+                self._settle_one(pending.seq, MessageResult(pending.message.internal_id, None, error))
+            if expired:
+                self._log.error(
+                    "The messages' validity ended: %d message(s) not accepted by then are not sent (EXPIRED)", expired
                 )
             if self._result.changed:
                 self._log.warning(
@@ -235,10 +246,14 @@ class SendPipeline:
     def _sender(self) -> None:
         while not self._stop.is_set():
             allowed, wait = self._controller.reserve(self._batch_size)
+            if self._expires_at is not None:
+                wait = min(wait, max(self._expires_at - self._clock(), 0.0))
             if wait > 0 and (self._sleep(wait) or self._stop.is_set()):
+                self._controller.release(allowed)
                 return
             with self._lock:
-                if self._gave_up():
+                if self._gave_up() or self._expired():
+                    self._controller.release(allowed)
                     return
                 batch = self._queue.take(allowed)
                 if not batch:
@@ -257,6 +272,16 @@ class SendPipeline:
                 with self._lock:
                     self._in_flight -= 1
                     self._changed.notify_all()
+
+    def _expired(self) -> bool:
+        """Under the lock: whether the messages' validity has ended (then no request starts)."""
+        if self._expires_at is None or self._clock() < self._expires_at:
+            return False
+        if not self._result.expired:
+            self._result.expired = True
+            self._stop.set()
+            self._changed.notify_all()
+        return True
 
     def _gave_up(self) -> bool:
         """Under the lock: give up when the API took nothing for ``rate_limit_timeout`` while refusing."""

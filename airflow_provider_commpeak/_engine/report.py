@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from airflow_provider_commpeak._input.message import DUPLICATE, SUPPRESSED
 from airflow_provider_commpeak._input.records import detect_format, file_format, is_local, open_path, read_file_records
 
 #: A message whose send had an unknown outcome: it may have been accepted. Never resent automatically.
@@ -24,10 +25,10 @@ RATE_LIMIT = "RATE_LIMIT"
 NOT_ACCEPTED = "NOT_ACCEPTED"
 #: Never sent: the send stopped first (a refused key, an unreachable API, a task timeout).
 NOT_SENT = "NOT_SENT"
-#: Not sent on purpose: an earlier message of the send has the same number and text.
-DUPLICATE = "DUPLICATE"
 #: Errors that are a decision, not a failure: never counted against ``allowed_failures``.
-NOT_FAILURES = frozenset({DUPLICATE})
+NOT_FAILURES = frozenset({DUPLICATE, SUPPRESSED})
+#: Not sent: the messages' validity (``valid_until`` / ``valid_for``) ended before it was accepted.
+EXPIRED = "EXPIRED"
 #: The API could not be reached (connection refused, DNS, TLS handshake, proxy) after every retry.
 CONNECTION_ERROR = "CONNECTION_ERROR"
 
@@ -38,7 +39,7 @@ def is_rate_limit(error: object) -> bool:
 
 
 #: Errors after which a message surely did not reach CommPeak: a task retry sends it again.
-RESENDABLE = frozenset({RATE_LIMIT, NOT_ACCEPTED, NOT_SENT, CONNECTION_ERROR})
+RESENDABLE = frozenset({RATE_LIMIT, NOT_ACCEPTED, NOT_SENT, CONNECTION_ERROR, EXPIRED})
 
 
 class MessageResult(NamedTuple):
@@ -126,12 +127,12 @@ class SendOutcome:
 
     @property
     def failed(self) -> int:
-        """How many messages were not accepted, or whose outcome is unknown (``DUPLICATE`` is neither)."""
+        """How many messages were not accepted, or whose outcome is unknown (not those left out on purpose)."""
         return self.messages - self.accepted - self.not_sent_on_purpose
 
     @property
     def not_sent_on_purpose(self) -> int:
-        """Messages left out by decision (``DUPLICATE``), not failures."""
+        """Messages left out by decision (``DUPLICATE``, ``SUPPRESSED``), not failures."""
         return sum(self.errors[kind] for kind in NOT_FAILURES if kind in self.errors)
 
     @property

@@ -34,3 +34,8 @@ class Message(NamedTuple):
 
 #: The fields of one message, as CommPeak's ``POST /simple_send/`` takes them (and CSV columns).
 MESSAGE_FIELDS: tuple[str, ...] = Message._fields
+
+#: A valid message not sent on purpose: an earlier message of the send has its number and text.
+DUPLICATE = "DUPLICATE"
+#: A valid message not sent on purpose: its number is on the suppression list.
+SUPPRESSED = "SUPPRESSED"

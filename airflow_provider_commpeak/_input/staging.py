@@ -25,9 +25,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_commpeak._input.message import Message
-from airflow_provider_commpeak._input.phones import country_calling_code, mask_digit_runs
-from airflow_provider_commpeak._input.records import Record, detect_format, is_file_source, iter_records, open_path
+from airflow_provider_commpeak._input.message import DUPLICATE, SUPPRESSED, Message
+from airflow_provider_commpeak._input.phones import PhoneProblem, country_calling_code, mask_digit_runs, normalize_phone
+from airflow_provider_commpeak._input.records import (
+    Record,
+    as_storage_path,
+    detect_format,
+    is_file_source,
+    iter_records,
+    open_path,
+)
+from airflow_provider_commpeak._input.safeguards import Safeguards, describe_destination, iter_suppressed
 from airflow_provider_commpeak._input.segments import SegmentCount, count_segments, ucs2_reason
 from airflow_provider_commpeak._input.validation import check_record, show_id
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
@@ -54,6 +62,14 @@ class StageStats:
         (reported ``DUPLICATE``) unless duplicates are allowed; ``segments`` leaves them out.
     :param ucs2_reasons: For the first messages that need UCS-2: where (``"line 7"``) and the first
         character that forces it (``"U+2019 at position 12"``).
+    :param suppressed: Of ``messages``, how many are to numbers on the suppression list: not sent
+        (reported ``SUPPRESSED``); ``segments`` leaves them out.
+    :param segments_by_code: ``segments`` per country calling code.
+    :param segments_before_smart_encoding: With smart encoding, the segments the texts would take
+        without it (``None`` without smart encoding).
+    :param cost_by_code: With prices, the estimated cost per country calling code.
+    :param estimated_cost: With prices, the estimated cost in all (of the priced segments).
+    :param unpriced_segments: With prices, segments to calling codes without a price (and no default).
     """
 
     messages: int = 0
@@ -63,10 +79,16 @@ class StageStats:
     given_ids: int = 0
     duplicates: int = 0
     ucs2_reasons: dict[str, str] = field(default_factory=dict)
+    suppressed: int = 0
+    segments_by_code: Counter[str] = field(default_factory=Counter)
+    segments_before_smart_encoding: int | None = None
+    cost_by_code: dict[str, float] = field(default_factory=dict)
+    estimated_cost: float | None = None
+    unpriced_segments: Counter[str] = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-able form (a dry run's XCom)."""
-        return {
+        """The JSON-able form (a dry run's XCom); the safeguards' figures only when they apply."""
+        data: dict[str, Any] = {
             "dry_run": True,
             "messages": self.messages,
             "segments": self.segments,
@@ -76,6 +98,16 @@ class StageStats:
             "duplicates": self.duplicates,
             "ucs2_reasons": dict(self.ucs2_reasons),
         }
+        if self.suppressed:
+            data["suppressed"] = self.suppressed
+        if self.segments_before_smart_encoding is not None:
+            data["segments_before_smart_encoding"] = self.segments_before_smart_encoding
+        if self.estimated_cost is not None:
+            data["segments_by_code"] = dict(self.segments_by_code.most_common())
+            data["cost_by_code"] = dict(self.cost_by_code)
+            data["estimated_cost"] = self.estimated_cost
+            data["unpriced_segments"] = dict(self.unpriced_segments)
+        return data
 
     def describe(self) -> str:
         """``"3 message(s), 4 SMS segment(s) (4 UCS-2); by country code +972: 2, +44: 1"``."""
@@ -84,6 +116,19 @@ class StageStats:
         text = f"{self.messages:,} message(s), {self.segments:,} SMS segment(s) ({encodings}); by country code {top}"
         if self.duplicates:
             text += f"; {self.duplicates:,} duplicate(s) (same number and text as an earlier message) not sent"
+        if self.suppressed:
+            text += f"; {self.suppressed:,} to numbers on the suppression list not sent"
+        if self.segments_before_smart_encoding is not None:
+            text += (
+                f"; smart encoding: {self.segments_before_smart_encoding:,} segment(s) before, {self.segments:,} after"
+            )
+        if self.estimated_cost is not None:
+            costs = ", ".join(
+                f"+{code}: {cost:,.2f}" for code, cost in sorted(self.cost_by_code.items(), key=lambda i: -i[1])[:5]
+            )
+            text += f"; estimated cost {self.estimated_cost:,.2f} ({costs})"
+            if self.unpriced_segments:
+                text += f", {sum(self.unpriced_segments.values()):,} segment(s) without a price"
         if self.ucs2_reasons:
             shown = "; ".join(f"{where}: {why}" for where, why in list(self.ucs2_reasons.items())[:5])
             text += f"; UCS-2 because of {shown}"
@@ -92,11 +137,19 @@ class StageStats:
     def add(self, message: Message, count: SegmentCount, where: str) -> None:
         if count.encoding == "UCS-2" and len(self.ucs2_reasons) < MAX_UCS2_REASONS:
             self.ucs2_reasons[where] = ucs2_reason(message.message_content)
+        code = country_calling_code(message.recipient_phone)
         self.messages += 1
         self.segments += count.segments
+        self.segments_by_code[code] += count.segments
         self.encodings[count.encoding] += 1
-        self.country_codes[country_calling_code(message.recipient_phone)] += 1
+        self.country_codes[code] += 1
         self.given_ids += bool(message.internal_id)
+
+    def take_out(self, message: Message) -> None:
+        """A counted message that will not be sent: its segments leave the totals."""
+        segments = count_segments(message.message_content).segments
+        self.segments -= segments
+        self.segments_by_code[country_calling_code(message.recipient_phone)] -= segments
 
 
 class BloomSet:
@@ -114,6 +167,15 @@ class BloomSet:
         bits = 1 << 27 if expected is None else min(1 << 27, max(1 << 16, _next_power_of_two(expected * 32)))
         self._mask = bits - 1
         self._bits = bytearray(bits // 8)
+
+    def __contains__(self, key: object) -> bool:
+        digest = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        low, high = digest & 0xFFFF_FFFF, (digest >> 32) | 1
+        for i in range(self.HASHES):
+            index = (low + i * high) & self._mask
+            if not self._bits[index >> 3] & (1 << (index & 7)):
+                return False
+        return True
 
     def add(self, key: object) -> bool:
         digest = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
@@ -205,6 +267,7 @@ class StagedMessages:
         namespace: str | None,
         repeated: set[bytes],
         duplicates: dict[int, tuple[str, str]] | None = None,
+        left_out: dict[int, str] | None = None,
     ) -> None:
         self._rows = rows
         self.stats = stats
@@ -213,6 +276,8 @@ class StagedMessages:
         #: Positions (in iteration order) of the messages not to send, each with where it is and where
         #: the earlier message it repeats is (``{5: ("line 7", "line 3")}``).
         self.duplicates: dict[int, tuple[str, str]] = duplicates or {}
+        #: Positions of the messages not to send, each with its error (``DUPLICATE``, ``SUPPRESSED``).
+        self.left_out: dict[int, str] = left_out or {}
 
     def __len__(self) -> int:
         return self.stats.messages
@@ -255,6 +320,7 @@ def stage_messages(
     id_namespace: str | None = None,
     max_segments: int | None = None,
     allow_duplicates: bool = False,
+    safeguards: Safeguards | None = None,
 ) -> StagedMessages:
     """
     Validate every message of ``source`` and stage it; raise one error listing every problem.
@@ -268,6 +334,7 @@ def stage_messages(
     :param max_segments: Refuse a text that takes more SMS segments than this.
     :param allow_duplicates: Send a message repeating an earlier one's number and text too; by
         default it is staged but listed in ``duplicates`` (the pipeline reports it ``DUPLICATE``).
+    :param safeguards: Countries, spend caps, an opt-out footer, smart encoding, a suppression list.
     :raises CommPeakValidationError: Listing every problem (the first thousand, and how many more).
     """
     is_file = is_file_source(source)
@@ -278,7 +345,7 @@ def stage_messages(
     expected = len(source) if hasattr(source, "__len__") and not is_file else None
     rows = _Rows(spool=is_file)
     try:
-        stats, repeated, id_candidates, same_candidates, problems, extra = _first_pass(
+        found = _first_pass(
             iter_records(source, source_format),
             rows,
             default_sender=default_sender,
@@ -287,21 +354,31 @@ def stage_messages(
             expected=expected,
             max_segments=max_segments,
             find_duplicates=not allow_duplicates,
+            safeguards=safeguards,
         )
         rows.seal()
-        if id_candidates and len(problems) < MAX_KEPT_PROBLEMS:
-            problems.extend(_duplicate_problems(rows, id_candidates))
-        if stats.messages == 0 and not problems and not extra:
+        stats, problems = found.stats, found.problems
+        if found.id_candidates and len(problems) < MAX_KEPT_PROBLEMS:
+            problems.extend(_duplicate_problems(rows, found.id_candidates))
+        if stats.messages == 0 and not problems and not found.extra and not found.refused:
             problems.append("the source holds no messages" if is_file else "the list of messages is empty")
-        if problems or extra:
-            if extra:
-                problems.append(f"... and {extra} more problem(s) not listed")
+        suppressed: set[str] = set()
+        if found.phones is not None and safeguards is not None:
+            suppressed, unreadable = _suppressed_numbers(safeguards.suppression_path, found.phones, default_region)
+            problems.extend(unreadable)
+        if problems or found.extra:
+            if found.extra:
+                problems.append(f"... and {found.extra} more problem(s) not listed")
             raise CommPeakValidationError(problems)
-        duplicates = _duplicate_messages(rows, same_candidates, stats) if same_candidates else {}
+        left_out, duplicates = _left_out(rows, found.same_candidates, suppressed, stats)
+        if safeguards is not None:
+            problems.extend(_spend_problems(stats, safeguards))
+            if problems:
+                raise CommPeakValidationError(problems)
     except BaseException:
         rows.close()
         raise
-    return StagedMessages(rows, stats, id_namespace, repeated, duplicates)
+    return StagedMessages(rows, stats, id_namespace, found.repeated, duplicates, left_out)
 
 
 def _check_file(path: Any, source_format: str | None) -> None:
@@ -319,6 +396,28 @@ def _check_file(path: Any, source_format: str | None) -> None:
         raise CommPeakValidationError([f"the messages file {name!r} cannot be read ({type(exc).__name__})"]) from None
 
 
+@dataclass
+class _FirstPass:
+    """What the validating pass found besides the staged rows."""
+
+    stats: StageStats = field(default_factory=StageStats)
+    repeated: set[bytes] = field(default_factory=set)
+    id_candidates: set[str] = field(default_factory=set)
+    same_candidates: set[bytes] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+    extra: int = 0
+    #: Numbers refused by a country rule: ``(destination, why) -> [count, first positions]``.
+    refused: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    #: The audience's numbers, when a suppression list is to be checked against them.
+    phones: BloomSet | None = None
+
+    def problem(self, found: list[str]) -> None:
+        if len(self.problems) < MAX_KEPT_PROBLEMS:
+            self.problems.extend(found)
+        else:
+            self.extra += len(found)
+
+
 def _first_pass(
     records: Iterable[Record],
     rows: _Rows,
@@ -329,16 +428,15 @@ def _first_pass(
     expected: int | None,
     max_segments: int | None,
     find_duplicates: bool,
-) -> tuple[StageStats, set[bytes], set[str], set[bytes], list[str], int]:
+    safeguards: Safeguards | None,
+) -> _FirstPass:
     """Validate and stage each record; flag candidate duplicate ids, repeated contents and messages."""
-    stats = StageStats()
+    found = _FirstPass()
+    stats = found.stats
     given_ids, contents = BloomSet(expected), BloomSet(expected)
     same = BloomSet(expected) if find_duplicates else None
-    id_candidates: set[str] = set()
-    same_candidates: set[bytes] = set()
-    repeated: set[bytes] = set()
-    problems: list[str] = []
-    extra = 0
+    if safeguards is not None and safeguards.suppression_path is not None:
+        found.phones = BloomSet(expected)
     for record in records:
         checked = check_record(
             record,
@@ -346,30 +444,47 @@ def _first_pass(
             default_region=default_region,
             reserved_id_prefix=reserved_id_prefix,
         )
-        count = count_segments(checked.message_content) if not isinstance(checked, list) else None
-        if count is not None and max_segments is not None and count.segments > max_segments:
-            checked = [
-                f"{record.where}: message_content takes {count.segments} SMS segments ({count.encoding}), "
-                f"more than max_segments={max_segments}"
-            ]
         if isinstance(checked, list):
-            if len(problems) < MAX_KEPT_PROBLEMS:
-                problems.extend(checked)
-            else:
-                extra += len(checked)
+            found.problem(checked)
             continue
-        assert count is not None
+        if safeguards is not None:
+            refusal = safeguards.refusal(checked.recipient_phone)
+            if refusal is not None:
+                entry = found.refused.setdefault((describe_destination(checked.recipient_phone), refusal), [0, []])
+                entry[0] += 1
+                if len(entry[1]) < 3:
+                    entry[1].append(record.where)
+                continue
+            final_text = safeguards.text(checked.message_content)
+            if safeguards.smart_encoding:
+                before = count_segments(safeguards.text(checked.message_content, smart=False)).segments
+                stats.segments_before_smart_encoding = (stats.segments_before_smart_encoding or 0) + before
+            checked = checked._replace(message_content=final_text)
+        count = count_segments(checked.message_content)
+        if max_segments is not None and count.segments > max_segments:
+            found.problem(
+                [
+                    f"{record.where}: message_content takes {count.segments} SMS segments ({count.encoding}), "
+                    f"more than max_segments={max_segments}"
+                    + (" (opt_out_text included)" if safeguards is not None and safeguards.opt_out_text else "")
+                ]
+            )
+            continue
         if not checked.internal_id:
             key = content_key(checked)
             if contents.add(key):
-                repeated.add(key)
+                found.repeated.add(key)
         elif given_ids.add(checked.internal_id):
-            id_candidates.add(checked.internal_id)
+            found.id_candidates.add(checked.internal_id)
         if same is not None and same.add(key := recipient_text_key(checked)):
-            same_candidates.add(key)
+            found.same_candidates.add(key)
+        if found.phones is not None:
+            found.phones.add(checked.recipient_phone)
         stats.add(checked, count, record.where)
         rows.append((record.where, *checked), record.line)
-    return stats, repeated, id_candidates, same_candidates, problems, extra
+    for (destination, why), (n, positions) in sorted(found.refused.items(), key=lambda item: -item[1][0]):
+        found.problem([f"{n:,} message(s) to {destination}, {why} (e.g. {', '.join(positions)})"])
+    return found
 
 
 def _duplicate_problems(rows: _Rows, candidates: set[str]) -> list[str]:
@@ -386,22 +501,88 @@ def _duplicate_problems(rows: _Rows, candidates: set[str]) -> list[str]:
     return problems
 
 
-def _duplicate_messages(rows: _Rows, candidates: set[bytes], stats: StageStats) -> dict[int, tuple[str, str]]:
+def _left_out(
+    rows: _Rows, candidates: set[bytes], suppressed: set[str], stats: StageStats
+) -> tuple[dict[int, str], dict[int, tuple[str, str]]]:
     """
-    Exact check of the candidate repeats: ``{position: (where, where the first one is)}`` for each message
-    whose number and text an earlier message already has; counted in ``stats`` (its segments out).
+    The messages not to send, by position: ``SUPPRESSED`` (their number is on the suppression list)
+    or ``DUPLICATE`` (an earlier message has their number and text); counted in ``stats``, their
+    segments taken out. Also, for the log, where each duplicate and its first are.
     """
-    first_seen: dict[bytes, str] = {}
+    left_out: dict[int, str] = {}
     duplicates: dict[int, tuple[str, str]] = {}
+    if not candidates and not suppressed:
+        return left_out, duplicates
+    first_seen: dict[bytes, str] = {}
     for position, row in enumerate(rows):
         message = Message._make(row[1:])
+        if message.recipient_phone in suppressed:
+            left_out[position] = SUPPRESSED
+            stats.suppressed += 1
+            stats.take_out(message)
+            continue
         key = recipient_text_key(message)
         if key not in candidates:
             continue
         if key in first_seen:
+            left_out[position] = DUPLICATE
             duplicates[position] = (row[0], first_seen[key])
             stats.duplicates += 1
-            stats.segments -= count_segments(message.message_content).segments
+            stats.take_out(message)
         else:
             first_seen[key] = row[0]
-    return duplicates
+    return left_out, duplicates
+
+
+def _suppressed_numbers(path: Any, audience: BloomSet, default_region: str | None) -> tuple[set[str], list[str]]:
+    """
+    The audience's numbers that the suppression list holds, read streaming: a listed number counts
+    only if the audience's Bloom filter may hold it, so memory follows the overlap, not the list.
+    An entry that is not a number is a problem (an opt-out that cannot be read cannot be honoured).
+    """
+    name = mask_digit_runs(str(path)[:200])
+    found: set[str] = set()
+    unreadable: list[int] = []
+    try:
+        for line, raw in iter_suppressed(as_storage_path(path)):
+            try:
+                number = normalize_phone(raw, default_region)
+            except PhoneProblem:
+                unreadable.append(line)
+                continue
+            if number in audience:
+                found.add(number)
+    except OSError as exc:
+        return found, [f"the suppression list {name!r} cannot be read ({type(exc).__name__})"]
+    if not unreadable:
+        return found, []
+    shown = ", ".join(str(n) for n in unreadable[:10])
+    return found, [
+        f"the suppression list {name!r} has {len(unreadable):,} entr(ies) that are not phone numbers "
+        f"(line(s) {shown}{', ...' if len(unreadable) > 10 else ''}); a national number needs default_region"
+    ]
+
+
+def _spend_problems(stats: StageStats, safeguards: Safeguards) -> list[str]:
+    """Count the estimated cost into ``stats``; the spend caps it breaks."""
+    problems = []
+    if safeguards.prices:
+        for code, segments in stats.segments_by_code.items():
+            price = safeguards.price(code)
+            if price is None:
+                stats.unpriced_segments[code] = segments
+            else:
+                stats.cost_by_code[code] = round(segments * price, 6)
+        stats.estimated_cost = round(sum(stats.cost_by_code.values()), 6)
+    cap = safeguards.max_total_segments
+    if cap is not None and stats.segments > cap:
+        problems.append(f"the campaign takes {stats.segments:,} SMS segments, more than max_total_segments={cap:,}")
+    if safeguards.max_cost is not None:
+        if stats.unpriced_segments:
+            codes = ", ".join(f"+{code}" for code in sorted(stats.unpriced_segments))
+            problems.append(f"max_cost: no price for {codes} (add them to prices, or a 'default')")
+        elif (stats.estimated_cost or 0) > safeguards.max_cost:
+            problems.append(
+                f"the campaign's estimated cost {stats.estimated_cost:,.2f} is above max_cost={safeguards.max_cost:,.2f}"
+            )
+    return problems

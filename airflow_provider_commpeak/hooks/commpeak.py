@@ -5,12 +5,18 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_provider_commpeak._engine.arguments import int_problem, int_problems, seconds_problems
+from airflow_provider_commpeak._engine.arguments import (
+    int_problem,
+    int_problems,
+    seconds_problems,
+    valid_until_problems,
+)
 from airflow_provider_commpeak._engine.classify import Answer, Outcome
 from airflow_provider_commpeak._engine.connection import STATUS_PATH, CommPeakConnectionConfig
 from airflow_provider_commpeak._engine.ledger import SendLedger
@@ -35,6 +41,7 @@ from airflow_provider_commpeak._input.records import (
     path_exists,
     same_location,
 )
+from airflow_provider_commpeak._input.safeguards import Safeguards
 from airflow_provider_commpeak._input.staging import StageStats, stage_messages
 from airflow_provider_commpeak.exceptions import (
     CommPeakApiError,
@@ -52,7 +59,7 @@ if TYPE_CHECKING:
 #: Deprecated name (1.1.0) of what :meth:`CommPeakHook.dry_run` returns.
 DryRunReport = StageStats
 
-__all__ = ["CommPeakHook", "DryRunReport", "SendOutcome", "SendReport", "SendSummary", "StageStats"]
+__all__ = ["CommPeakHook", "DryRunReport", "Safeguards", "SendOutcome", "SendReport", "SendSummary", "StageStats"]
 
 #: A uuid no message has, to prove the key on ``messages_status`` without sending an SMS.
 PROBE_UUID = "00000000-0000-0000-0000-000000000000"
@@ -227,6 +234,7 @@ class CommPeakHook(BaseHook):
         id_namespace: str | None = None,
         max_segments: int | None = None,
         allow_duplicates: bool = False,
+        safeguards: Safeguards | None = None,
     ) -> StagedMessages:
         """
         Validate every message and stage it for sending (nothing is sent).
@@ -248,6 +256,7 @@ class CommPeakHook(BaseHook):
             id_namespace=id_namespace,
             max_segments=max_segments,
             allow_duplicates=allow_duplicates,
+            safeguards=safeguards if safeguards is not None and safeguards.active else None,
         )
 
     def dry_run(self, messages: Any, **options: Any) -> StageStats:
@@ -283,6 +292,8 @@ class CommPeakHook(BaseHook):
         on_batch_done: Callable[[SendOutcome], None] | None = None,
         max_segments: int | None = None,
         allow_duplicates: bool = False,
+        safeguards: Safeguards | None = None,
+        valid_until: datetime | None = None,
         max_attempts: int | None = None,
         rate_limit_backoff: float | None = None,
     ) -> SendOutcome:
@@ -314,6 +325,13 @@ class CommPeakHook(BaseHook):
         :param allow_duplicates: Send a message whose number (normalised) and text repeat an earlier
             message's of this send. By default it is not sent and is reported ``DUPLICATE`` (counted
             in the outcome's ``errors``, not in ``failed``).
+        :param safeguards: Campaign safeguards (:class:`~airflow_provider_commpeak.hooks.commpeak.Safeguards`):
+            destination countries, spend caps, an opt-out footer, smart encoding, a suppression list
+            (numbers on it are reported ``SUPPRESSED``, not sent, not failures). All checked before
+            anything is sent.
+        :param valid_until: A timezone-aware time after which the messages are worthless (an OTP):
+            no request starts after it, and every message not accepted by then, including one
+            waiting out a rate limit, is reported ``EXPIRED`` (a failure). Validation still runs.
         :param max_attempts: Deprecated and ignored: refused messages are resent until the API
             accepts them or ``rate_limit_timeout`` passes without progress.
         :param rate_limit_backoff: Deprecated and ignored: refused messages are paced to the rate the
@@ -332,6 +350,7 @@ class CommPeakHook(BaseHook):
                     stacklevel=2,
                 )
         _check(int_problems(batch_size=batch_size, max_concurrency=max_concurrency, max_segments=max_segments))
+        _check(valid_until_problems(valid_until))
         if report_path is not None:
             _check_report_path(messages, report_path)
         with self.stage(
@@ -342,9 +361,11 @@ class CommPeakHook(BaseHook):
             id_namespace=id_namespace,
             max_segments=max_segments,
             allow_duplicates=allow_duplicates,
+            safeguards=safeguards,
         ) as staged:
             return self._send_staged(
                 staged,
+                valid_until=valid_until,
                 batch_size=batch_size,
                 max_concurrency=max_concurrency,
                 report_path=report_path,
@@ -365,6 +386,7 @@ class CommPeakHook(BaseHook):
         self,
         staged: StagedMessages,
         *,
+        valid_until: datetime | None = None,
         batch_size: int,
         max_concurrency: int,
         report_path: Any,
@@ -389,6 +411,10 @@ class CommPeakHook(BaseHook):
                 shown,
                 ", ..." if len(staged.duplicates) > 20 else "",
             )
+        if staged.stats.suppressed:
+            self.log.info(
+                "%d message(s) to numbers on the suppression list are not sent (SUPPRESSED)", staged.stats.suppressed
+            )
         sink = OutcomeSink() if report_path is None else FileSink(as_storage_path(report_path), staged.line_of)
         pipeline = SendPipeline(
             self.transport,
@@ -408,7 +434,8 @@ class CommPeakHook(BaseHook):
                 sink=sink,
                 ledger=ledger or SendLedger(None),
                 on_batch_done=on_batch_done,
-                duplicates=staged.duplicates,
+                left_out=staged.left_out,
+                expires_at=None if valid_until is None else self._clock() + (valid_until.timestamp() - time.time()),
             )
         finally:
             sink.close()

@@ -17,6 +17,7 @@ from airflow_provider_commpeak._engine.arguments import hook_params_problems, in
 from airflow_provider_commpeak._engine.lookup import get_variable, set_variable
 from airflow_provider_commpeak._engine.report import UNCONFIRMED, SendOutcome
 from airflow_provider_commpeak._input.phones import PhoneProblem, normalize_phone
+from airflow_provider_commpeak._input.safeguards import smart_encode
 from airflow_provider_commpeak._input.validation import expand_recipients
 from airflow_provider_commpeak.exceptions import CommPeakSendError, CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
@@ -66,6 +67,8 @@ class CommPeakSmsNotifier(BaseNotifier):
     :param hook_params: Settings of the :class:`~airflow_provider_commpeak.hooks.commpeak.CommPeakHook`
         (``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``, ``rate_limit_timeout``),
         checked at DAG parse.
+    :param smart_encoding: Replace characters that force UCS-2 but have a GSM-7 look-alike (curly
+        quotes, dashes, ellipsis...) so an alert costs one segment where it can (default ``True``).
     """
 
     template_fields = ("recipients", "message_content", "sender", "commpeak_conn_id", "default_region")
@@ -81,6 +84,7 @@ class CommPeakSmsNotifier(BaseNotifier):
         max_segments: int = 1,
         min_interval: float | None = None,
         hook_params: dict[str, Any] | None = None,
+        smart_encoding: bool = True,
         **kwargs: Any,
     ) -> None:
         if AIRFLOW_V_3_1_PLUS:
@@ -100,6 +104,7 @@ class CommPeakSmsNotifier(BaseNotifier):
         self.max_segments = max_segments
         self.min_interval = min_interval
         self.hook_params = dict(hook_params or {})
+        self.smart_encoding = smart_encoding
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         """
@@ -125,8 +130,9 @@ class CommPeakSmsNotifier(BaseNotifier):
 
     def _text(self, event: AlertEvent) -> str:
         if self.message_content is None or not str(self.message_content).strip():
-            return default_text(event, self.max_segments)
-        return trim_to_segments(str(self.message_content), self.max_segments)
+            return default_text(event, self.max_segments)  # ids and a URL: GSM-7 already
+        text = str(self.message_content)
+        return trim_to_segments(smart_encode(text) if self.smart_encoding else text, self.max_segments)
 
     def _recipients(self, event: AlertEvent, recipients: list[Any]) -> list[Any]:
         """The recipients not alerted for this DAG/task within ``min_interval``; each kept one is claimed."""

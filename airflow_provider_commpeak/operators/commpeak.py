@@ -6,17 +6,25 @@ import hashlib
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_commpeak._engine.allowance import allowed_failures_problems, failures_allowed
-from airflow_provider_commpeak._engine.arguments import hook_params_problems, int_problems, seconds_problems
+from airflow_provider_commpeak._engine.arguments import (
+    hook_params_problems,
+    int_problems,
+    seconds_problems,
+    valid_for_problems,
+    valid_until_problems,
+)
 from airflow_provider_commpeak._engine.ledger import SendLedger
 from airflow_provider_commpeak._engine.ledger_stores import default_report_path, store_for
 from airflow_provider_commpeak._input.phones import mask_phone
 from airflow_provider_commpeak._input.records import as_storage_path, detect_format
+from airflow_provider_commpeak._input.safeguards import Safeguards, safeguard_problems
 from airflow_provider_commpeak._input.validation import expand_recipients
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakSendError, CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
@@ -37,6 +45,21 @@ MAX_XCOM_RESULTS = 10_000
 HIDDEN_FIELDS = ("messages", "recipients", "message_content")
 #: How many masked numbers a hidden field's summary shows.
 MASKED_SAMPLE = 3
+
+
+def _as_datetime(value: Any) -> Any:
+    """An ISO 8601 text as a ``datetime`` (anything else as it is, for the check to name)."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _templated(value: Any) -> bool:
+    """Whether a value is still a Jinja template (checked once rendered)."""
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 def masked_summary(name: str, value: Any) -> str:
@@ -116,6 +139,26 @@ class SendSmsOperator(BaseOperator):
     :param allow_duplicates: Send a message whose number and text repeat an earlier message's of the
         same send. By default it is not sent and is reported with error ``DUPLICATE`` (counted, not
         a failure for ``allowed_failures``).
+    :param allowed_countries: Send only to these destinations: ISO regions (``"IL"``) or calling
+        codes (``"44"``); a number to any other is refused at validation, with counts per country.
+    :param blocked_countries: Never send to these destinations (refused at validation).
+    :param max_total_segments: Refuse, before anything is sent, a campaign taking more SMS segments.
+    :param prices: Price of one SMS segment per destination (ISO region or calling code), with an
+        optional ``"default"``: the dry run and the log show the estimated cost per country and in all.
+    :param max_cost: Refuse, before anything is sent, a campaign whose estimated cost is above this.
+    :param opt_out_text: Appended to every message on a new line, e.g. ``"Reply STOP to opt out"``;
+        counted in segments and ``max_segments``. (templated)
+    :param smart_encoding: Replace characters that force UCS-2 but have a GSM-7 look-alike (curly
+        quotes, dashes, ellipsis, no-break spaces...) where that makes the whole text GSM-7.
+    :param suppression_path: A file of numbers never to text (``.txt``, ``.csv``, ``.jsonl``; local
+        or ObjectStoragePath URL), read as recipients are (``default_region`` applies); a message to
+        one of them is not sent and is reported ``SUPPRESSED`` (not a failure). (templated)
+    :param valid_for: How long the messages are worth sending (an OTP), a ``timedelta`` or seconds,
+        counted from the DAG run's start (so a retry does not extend it): no request starts after
+        that, and every message not accepted by then, including one waiting out a rate limit, is
+        reported ``EXPIRED`` (a failure).
+    :param valid_until: The same as a timezone-aware ``datetime`` or ISO 8601 text; with both, the
+        earlier wins. (templated)
     :param dry_run: Validate and count (messages, SMS segments, encodings, country calling codes),
         log and return it, and send nothing; needs no connection.
     :param max_attempts: Deprecated and ignored (see ``rate_limit_timeout``).
@@ -131,6 +174,9 @@ class SendSmsOperator(BaseOperator):
         "default_region",
         "commpeak_conn_id",
         "ledger_path",
+        "opt_out_text",
+        "suppression_path",
+        "valid_until",
     )
     template_fields_renderers = {"messages": "json", "recipients": "json"}
     ui_color = "#f4a261"
@@ -157,6 +203,16 @@ class SendSmsOperator(BaseOperator):
         max_xcom_results: int = MAX_XCOM_RESULTS,
         max_segments: int | None = None,
         allow_duplicates: bool = False,
+        allowed_countries: Sequence[str] | None = None,
+        blocked_countries: Sequence[str] | None = None,
+        max_total_segments: int | None = None,
+        prices: Mapping[str, float] | None = None,
+        max_cost: float | None = None,
+        opt_out_text: str | None = None,
+        smart_encoding: bool = False,
+        suppression_path: Any = None,
+        valid_for: timedelta | float | None = None,
+        valid_until: datetime | str | None = None,
         dry_run: bool = False,
         max_attempts: int | None = None,
         **kwargs: Any,
@@ -189,6 +245,23 @@ class SendSmsOperator(BaseOperator):
         if isinstance(hook_params, dict) and "rate_limit_timeout" in hook_params:
             problems.append("set rate_limit_timeout as the operator's argument, not in hook_params")
         problems += allowed_failures_problems(allowed_failures)
+        self._safeguard_values = {
+            "allowed_countries": allowed_countries,
+            "blocked_countries": blocked_countries,
+            "max_total_segments": max_total_segments,
+            "prices": prices,
+            "max_cost": max_cost,
+            "smart_encoding": smart_encoding,
+        }
+        problems += safeguard_problems(
+            **self._safeguard_values,
+            max_segments=max_segments,
+            opt_out_text=None if _templated(opt_out_text) else opt_out_text,
+            suppression_path=None if _templated(suppression_path) else suppression_path,
+        )
+        problems += valid_for_problems(valid_for)
+        if not _templated(valid_until):
+            problems += valid_until_problems(_as_datetime(valid_until))
         if problems:
             raise CommPeakValidationError(problems, what="arguments")
         if max_attempts is not None:
@@ -218,6 +291,10 @@ class SendSmsOperator(BaseOperator):
         self.max_xcom_results = max_xcom_results
         self.max_segments = max_segments
         self.allow_duplicates = allow_duplicates
+        self.opt_out_text = opt_out_text
+        self.valid_for = valid_for
+        self.valid_until = valid_until
+        self.suppression_path = suppression_path
         # not ``self.dry_run``: BaseOperator.dry_run() is a method Airflow calls (``tasks test --dry-run``)
         self.price_only = dry_run
         self._input = given[0]
@@ -315,6 +392,7 @@ class SendSmsOperator(BaseOperator):
         try:
             outcome = self.hook.send_messages(
                 source,
+                valid_until=self._deadline(context),
                 batch_size=self.batch_size,
                 max_concurrency=self.max_concurrency,
                 report_path=report_path,
@@ -338,7 +416,39 @@ class SendSmsOperator(BaseOperator):
             "source_format": self.messages_format,
             "max_segments": self.max_segments,
             "allow_duplicates": self.allow_duplicates,
+            "safeguards": self._safeguards(),
         }
+
+    def _safeguards(self) -> Safeguards:
+        """The campaign safeguards, with the rendered footer and suppression list."""
+        try:
+            return Safeguards.build(
+                **self._safeguard_values,
+                max_segments=self.max_segments,
+                opt_out_text=self.opt_out_text,
+                suppression_path=self.suppression_path,
+            )
+        except ValueError as exc:
+            raise CommPeakValidationError(str(exc).split("; "), what="arguments") from None
+
+    def _deadline(self, context: Context) -> datetime | None:
+        """When the messages stop being worth sending: ``valid_until``, or the run's start + ``valid_for``."""
+        deadlines = []
+        if self.valid_until is not None:
+            until = _as_datetime(self.valid_until)
+            problems = valid_until_problems(until)
+            if problems:
+                raise CommPeakValidationError(problems, what="arguments")
+            deadlines.append(until)
+        if self.valid_for is not None:
+            dag_run = context.get("dag_run")
+            started = getattr(dag_run, "start_date", None) or datetime.now(UTC)
+            seconds = self.valid_for.total_seconds() if isinstance(self.valid_for, timedelta) else float(self.valid_for)
+            deadlines.append(started + timedelta(seconds=seconds))
+        deadline = min(deadlines) if deadlines else None
+        if deadline is not None:
+            self.log.info("The messages are valid until %s: none is sent after that", deadline.isoformat())
+        return deadline
 
     def _default_report_path(self, context: Context) -> str:
         """Where the report of a ``messages_path`` send goes when ``report_path`` is not given (logged)."""
