@@ -5,6 +5,7 @@ ledger's store calls going through Airflow's one-request-at-a-time in-process su
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -71,3 +72,33 @@ def test_a_csv_campaign_with_the_operators_defaults_runs_and_every_row_is_tracea
         ("r2", "3", "delivered", ""),
         ("r3", "4", "", "DUPLICATE"),
     ]
+
+
+def test_a_campaign_whose_window_opens_soon_defers_resumes_on_time_and_sends_each_once(
+    airflow_db, commpeak_sandbox, tmp_path, monkeypatch
+):
+    """In Israel's time (the recipients'), the window opens 8 s from now: the task defers, then sends."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    local_now = datetime.now(ZoneInfo("Asia/Jerusalem"))
+    opens = (local_now + timedelta(seconds=8)).replace(microsecond=0)
+    if opens.date() != local_now.date() or (local_now + timedelta(hours=1)).date() != local_now.date():
+        pytest.skip("too close to midnight in Israel for a same-day window")
+    monkeypatch.setenv("COMMPEAK_TEST_WINDOW_START", opens.time().isoformat(timespec="seconds"))
+    monkeypatch.setenv("COMMPEAK_TEST_WINDOW_END", (local_now + timedelta(hours=1)).time().isoformat("seconds"))
+    monkeypatch.setenv("AIRFLOW__COMMPEAK__LEDGER_PATH", str(tmp_path / "ledger"))
+    bag = dag_bag(TEST_DAGS / "quiet_hours_campaign.py")
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags["commpeak_quiet_hours"]
+    # the sandbox stamps acceptances with this process's monotonic clock
+    opens_monotonic = time.monotonic() + (opens - datetime.now(UTC)).total_seconds()
+    dag_run = dag.test()
+    assert run_state(dag_run) == "success"
+    times = Counter(m["internal_id"] for m in commpeak_sandbox.accepted)
+    assert len(times) == 40
+    assert max(times.values()) == 1
+    first = min(m["accepted_at"] for m in commpeak_sandbox.accepted)
+    assert first >= opens_monotonic - 0.05, f"sent {opens_monotonic - first:.1f} s before the window opened"
+    report = xcom_value(dag.dag_id, dag_run.run_id, "send")
+    assert (report["accepted"], report["failed"]) == (40, 0)

@@ -29,11 +29,11 @@ def test_every_example_parses_without_errors_or_connection_lookups(monkeypatch):
     monkeypatch.setattr(BaseHook, "get_connection", classmethod(no_lookup))
     bag = dag_bag()
     assert bag.import_errors == {}
-    expected = {"commpeak_send_and_wait", "commpeak_campaign", "commpeak_failure_alert"}
+    expected = {"commpeak_send_and_wait", "commpeak_campaign", "commpeak_failure_alert", "commpeak_compliant_campaign"}
     if AIRFLOW_V_3_1_PLUS:
         expected.add("commpeak_deadline_alert")
     assert set(bag.dag_ids) == expected
-    assert len(list(EXAMPLES.glob("*.py"))) == 4
+    assert len(list(EXAMPLES.glob("*.py"))) == 5
 
 
 def assert_each_accepted_once(sandbox, expected: int) -> None:
@@ -108,3 +108,26 @@ def test_failure_alert_stays_quiet_on_success(airflow_db, commpeak_sandbox):
     dag = load_example("commpeak_failure_alert")
     assert run_state(dag.test(run_conf={"fail": False})) == "success"
     assert commpeak_sandbox.accepted == []
+
+
+def test_the_compliant_campaign_sends_each_allowed_row_once_and_reports_every_row(
+    airflow_db, commpeak_sandbox, tmp_path, monkeypatch
+):
+    import csv
+
+    monkeypatch.setenv("AIRFLOW__COMMPEAK__LEDGER_PATH", str(tmp_path / "ledger"))  # Airflow 2.11 needs one
+    dag = load_example("commpeak_compliant_campaign")
+    conf = {"workdir": f"file://{tmp_path}", "window_start": "00:00", "window_end": "23:59:59"}
+    dag_run = dag.test(run_conf=conf)
+    assert run_state(dag_run) == "success"
+    accepted = commpeak_sandbox.accepted
+    assert sorted(m["internal_id"] for m in accepted) == ["cust-0", "cust-1", "cust-2", "cust-4", "cust-5"]
+    assert_each_accepted_once(commpeak_sandbox, 5)  # cust-3 replied STOP: SUPPRESSED
+    assert {m["message_content"] for m in accepted} == {"Winter sale - 20% off everything...\nSTOP? reply STOP"}
+    summary = xcom_value(dag.dag_id, dag_run.run_id, "send")
+    assert (summary["accepted"], summary["failed"], summary["errors"]) == (5, 0, {"SUPPRESSED": 1})
+    [delivery] = list(tmp_path.rglob("delivery.csv"))
+    with delivery.open() as handle:
+        rows = {row["internal_id"]: row for row in csv.DictReader(handle)}
+    assert rows["cust-3"]["send_error"] == "SUPPRESSED"
+    assert rows["cust-0"]["status"] == "delivered"

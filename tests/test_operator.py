@@ -66,6 +66,7 @@ def test_template_fields():
         "opt_out_text",
         "suppression_path",
         "valid_until",
+        "send_window",
     }
 
 

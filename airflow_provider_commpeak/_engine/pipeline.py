@@ -52,7 +52,7 @@ from airflow_provider_commpeak._engine.report import (
 from airflow_provider_commpeak._engine.retry import RetryPolicy
 from airflow_provider_commpeak._engine.settled import SettledIndex
 from airflow_provider_commpeak._engine.transport import SyncTransport, encode_body
-from airflow_provider_commpeak._input.message import Message
+from airflow_provider_commpeak._input.message import WAITING, Message
 
 #: Requests in a row whose outcome is unknown (timeouts, 5xx) after which the send stops: an API
 #: that swallows every request would otherwise cost a full timeout per batch.
@@ -70,7 +70,8 @@ class PipelineResult:
     :param stopped_by: The answer that stopped sending early (refused key, redirect, unreachable
         API...), if one did.
     :param gave_up: The API accepted nothing for ``rate_limit_timeout`` seconds while refusing.
-    :param expired: The messages' validity ended before all were accepted (the rest are ``EXPIRED``).
+    :param expired: The messages' validity ended, or their send window closed, before all were
+        accepted (the rest are ``EXPIRED``, or ``WAITING``).
     :param error: An exception raised inside the pipeline (e.g. by ``on_batch_done``), re-raised by
         the caller after everything was recorded.
     """
@@ -139,6 +140,7 @@ class SendPipeline:
         on_batch_done: Callable[[SendOutcome], None] | None = None,
         left_out: Mapping[int, str] | None = None,
         expires_at: float | None = None,
+        window_closes_at: float | None = None,
     ) -> PipelineResult:
         """
         Send every message not settled by an earlier try; put each result in ``sink``.
@@ -152,9 +154,13 @@ class SendPipeline:
             ``SUPPRESSED``): each is settled so without a request.
         :param expires_at: On the pipeline's clock, when the messages stop being worth sending: no
             request starts after it; every message not accepted by then is ``EXPIRED``.
+        :param window_closes_at: On the pipeline's clock, when the send window closes for a message
+            being sent: no request starts after it; the messages not accepted by then are ``WAITING``.
         """
         self._sink, self._ledger, self._on_batch_done = sink, ledger, on_batch_done
-        self._expires_at = expires_at
+        stops = [(at, code) for at, code in ((expires_at, EXPIRED), (window_closes_at, WAITING)) if at is not None]
+        self._expires_at: float | None = min(stops)[0] if stops else None
+        self._stop_code: str = min(stops)[1] if stops else EXPIRED
         self._result = PipelineResult()
         self._progress = SendProgress(total, self._log, clock=self._clock)
         self._in_flight = 0
@@ -201,15 +207,17 @@ class SendPipeline:
     def _finish(self) -> None:
         """Account for whatever was never sent, and log the outcome."""
         with self._lock:
-            expired = 0
+            stopped = 0
             for pending in self._queue.drain():  # pushed back keep their last error; untried are NOT_SENT
-                error = EXPIRED if self._result.expired else pending.error or NOT_SENT
-                expired += error == EXPIRED
+                error = self._stop_code if self._result.expired else pending.error or NOT_SENT
+                stopped += self._result.expired
                 self._settle_one(pending.seq, MessageResult(pending.message.internal_id, None, error))
-            if expired:
+            if stopped and self._stop_code == EXPIRED:
                 self._log.error(
-                    "The messages' validity ended: %d message(s) not accepted by then are not sent (EXPIRED)", expired
+                    "The messages' validity ended: %d message(s) not accepted by then are not sent (EXPIRED)", stopped
                 )
+            elif stopped:
+                self._log.info("The send window closed: %d message(s) wait for it to open again (WAITING)", stopped)
             if self._result.changed:
                 self._log.warning(
                     "%d message(s) settled by an earlier try had other content then (number, sender or text) "

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from airflow_provider_commpeak._input.message import DUPLICATE, SUPPRESSED
+from airflow_provider_commpeak._input.message import DUPLICATE, SUPPRESSED, WAITING
 from airflow_provider_commpeak._input.records import detect_format, file_format, is_local, open_path, read_file_records
 
 #: A message whose send had an unknown outcome: it may have been accepted. Never resent automatically.
@@ -26,7 +26,7 @@ NOT_ACCEPTED = "NOT_ACCEPTED"
 #: Never sent: the send stopped first (a refused key, an unreachable API, a task timeout).
 NOT_SENT = "NOT_SENT"
 #: Errors that are a decision, not a failure: never counted against ``allowed_failures``.
-NOT_FAILURES = frozenset({DUPLICATE, SUPPRESSED})
+NOT_FAILURES = frozenset({DUPLICATE, SUPPRESSED, WAITING})
 #: Not sent: the messages' validity (``valid_until`` / ``valid_for``) ended before it was accepted.
 EXPIRED = "EXPIRED"
 #: The API could not be reached (connection refused, DNS, TLS handshake, proxy) after every retry.
@@ -100,6 +100,8 @@ class SendOutcome:
     task_ids: list[str] = field(default_factory=list)
     results: dict[str, dict[str, str | None]] | None = field(default_factory=dict)
     report_path: str | None = None
+    #: When messages still ``WAITING`` for their send window can go (ISO 8601, UTC), if any wait.
+    resume_at: str | None = None
 
     def record(self, internal_id: str, message_uuid: str | None, error: str | None, *more: str | None) -> None:
         """

@@ -39,3 +39,5 @@ MESSAGE_FIELDS: tuple[str, ...] = Message._fields
 DUPLICATE = "DUPLICATE"
 #: A valid message not sent on purpose: its number is on the suppression list.
 SUPPRESSED = "SUPPRESSED"
+#: A valid message held back: its recipient's send window is closed now (sent when it opens).
+WAITING = "WAITING"

@@ -21,6 +21,7 @@ from typing import Any
 
 from airflow_provider_commpeak._input.phones import country_calling_code
 from airflow_provider_commpeak._input.segments import GSM7_ALL, count_segments
+from airflow_provider_commpeak._input.send_window import SendWindow, send_window_problems
 
 #: What smart encoding replaces: characters that force UCS-2 but have a GSM-7 look-alike.
 SMART_REPLACEMENTS: dict[str, str] = {
@@ -155,6 +156,8 @@ class Safeguards:
     :param suppression_path: A file of numbers never to text (opt-outs): ``.txt`` (one per line),
         ``.csv`` (a ``recipient_phone`` column, or numbers in the first column) or ``.jsonl``; local
         or an ObjectStoragePath URL. Numbers in any format, read as recipients are.
+    :param send_window: Quiet hours: the local hours (and weekdays) a recipient may be texted, from
+        the time zones of their number; a message outside them is held back (``WAITING``).
     """
 
     allowed_countries: tuple[str, ...] | None = None
@@ -165,6 +168,7 @@ class Safeguards:
     opt_out_text: str | None = None
     smart_encoding: bool = False
     suppression_path: Any = None
+    send_window: SendWindow | None = None
     _allowed: _Destinations | None = field(default=None, init=False, repr=False, compare=False)
     _blocked: _Destinations | None = field(default=None, init=False, repr=False, compare=False)
     _prices: dict[str, float] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -185,6 +189,11 @@ class Safeguards:
             opt_out_text=values.get("opt_out_text") or None,
             smart_encoding=bool(values.get("smart_encoding")),
             suppression_path=values.get("suppression_path"),
+            send_window=(
+                None
+                if values.get("send_window") is None
+                else SendWindow.build(values["send_window"], values.get("send_window_days"))
+            ),
         )
         if made.allowed_countries is not None:
             object.__setattr__(made, "_allowed", _Destinations(_entries(made.allowed_countries)))
@@ -298,6 +307,7 @@ def safeguard_problems(**values: Any) -> list[str]:
         problems.append(f"suppression_path must be a path or URL, got {type(path).__name__}")
     elif isinstance(path, (str, os.PathLike)) and suppression_format(path) is None:
         problems.append("suppression_path: name it .txt, .csv or .jsonl")
+    problems += send_window_problems(values.get("send_window"), values.get("send_window_days"))
     footer = values.get("opt_out_text")
     if footer is not None:
         if not isinstance(footer, str):

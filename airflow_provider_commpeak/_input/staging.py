@@ -23,9 +23,11 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from airflow_provider_commpeak._input.message import DUPLICATE, SUPPRESSED, Message
+from airflow_provider_commpeak._input import send_window as wall_clock
+from airflow_provider_commpeak._input.message import DUPLICATE, SUPPRESSED, WAITING, Message
 from airflow_provider_commpeak._input.phones import PhoneProblem, country_calling_code, mask_digit_runs, normalize_phone
 from airflow_provider_commpeak._input.records import (
     Record,
@@ -37,6 +39,7 @@ from airflow_provider_commpeak._input.records import (
 )
 from airflow_provider_commpeak._input.safeguards import Safeguards, describe_destination, iter_suppressed
 from airflow_provider_commpeak._input.segments import SegmentCount, count_segments, ucs2_reason
+from airflow_provider_commpeak._input.send_window import time_zones_of
 from airflow_provider_commpeak._input.validation import check_record, show_id
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
 
@@ -70,6 +73,9 @@ class StageStats:
     :param cost_by_code: With prices, the estimated cost per country calling code.
     :param estimated_cost: With prices, the estimated cost in all (of the priced segments).
     :param unpriced_segments: With prices, segments to calling codes without a price (and no default).
+    :param waiting: With a send window, messages whose recipients' window is closed now (held back).
+    :param window_closes_at: With a send window, when it first closes for a message sendable now.
+    :param window_next_open: With a send window, when it next opens for a message held back.
     """
 
     messages: int = 0
@@ -85,6 +91,9 @@ class StageStats:
     cost_by_code: dict[str, float] = field(default_factory=dict)
     estimated_cost: float | None = None
     unpriced_segments: Counter[str] = field(default_factory=Counter)
+    waiting: int = 0
+    window_closes_at: datetime | None = None
+    window_next_open: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able form (a dry run's XCom); the safeguards' figures only when they apply."""
@@ -102,6 +111,10 @@ class StageStats:
             data["suppressed"] = self.suppressed
         if self.segments_before_smart_encoding is not None:
             data["segments_before_smart_encoding"] = self.segments_before_smart_encoding
+        if self.waiting or self.window_closes_at is not None:
+            data["sendable_now"] = self.messages - self.waiting
+            data["waiting_for_window"] = self.waiting
+            data["window_next_open"] = None if self.window_next_open is None else self.window_next_open.isoformat()
         if self.estimated_cost is not None:
             data["segments_by_code"] = dict(self.segments_by_code.most_common())
             data["cost_by_code"] = dict(self.cost_by_code)
@@ -118,6 +131,9 @@ class StageStats:
             text += f"; {self.duplicates:,} duplicate(s) (same number and text as an earlier message) not sent"
         if self.suppressed:
             text += f"; {self.suppressed:,} to numbers on the suppression list not sent"
+        if self.waiting:
+            opens = self.window_next_open.isoformat(timespec="minutes") if self.window_next_open else "?"
+            text += f"; {self.messages - self.waiting:,} can go now, {self.waiting:,} wait for their send window (from {opens})"
         if self.segments_before_smart_encoding is not None:
             text += (
                 f"; smart encoding: {self.segments_before_smart_encoding:,} segment(s) before, {self.segments:,} after"
@@ -371,6 +387,8 @@ def stage_messages(
                 problems.append(f"... and {found.extra} more problem(s) not listed")
             raise CommPeakValidationError(problems)
         left_out, duplicates = _left_out(rows, found.same_candidates, suppressed, stats)
+        stats.waiting -= len(left_out.keys() & found.waiting.keys())  # left out for good: not waiting
+        left_out = {**found.waiting, **left_out}
         if safeguards is not None:
             problems.extend(_spend_problems(stats, safeguards))
             if problems:
@@ -410,6 +428,8 @@ class _FirstPass:
     refused: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     #: The audience's numbers, when a suppression list is to be checked against them.
     phones: BloomSet | None = None
+    #: Positions held back for their send window.
+    waiting: dict[int, str] = field(default_factory=dict)
 
     def problem(self, found: list[str]) -> None:
         if len(self.problems) < MAX_KEPT_PROBLEMS:
@@ -437,6 +457,9 @@ def _first_pass(
     same = BloomSet(expected) if find_duplicates else None
     if safeguards is not None and safeguards.suppression_path is not None:
         found.phones = BloomSet(expected)
+    window = safeguards.send_window if safeguards is not None else None
+    now = wall_clock.utcnow()
+    verdicts: dict[tuple[str, ...], tuple[bool, datetime | None]] = {}
     for record in records:
         checked = check_record(
             record,
@@ -478,12 +501,37 @@ def _first_pass(
             found.id_candidates.add(checked.internal_id)
         if same is not None and same.add(key := recipient_text_key(checked)):
             found.same_candidates.add(key)
+        if window is not None:
+            zones = time_zones_of(checked.recipient_phone)
+            if zones not in verdicts:
+                is_open = window.is_open(zones, now)
+                verdicts[zones] = (is_open, window.closes_at(zones, now) if is_open else window.next_open(zones, now))
+            is_open, when = verdicts[zones]
+            if when is None:
+                why = (
+                    "whose time zone is unknown"
+                    if not zones
+                    else "whose send window never opens in all their time zones"
+                )
+                entry = found.refused.setdefault((describe_destination(checked.recipient_phone), why), [0, []])
+                entry[0] += 1
+                if len(entry[1]) < 3:
+                    entry[1].append(record.where)
+                continue
+            if is_open:
+                stats.window_closes_at = min(filter(None, (stats.window_closes_at, when)))
+            else:
+                found.waiting[stats.messages] = WAITING
+                stats.waiting += 1
+                stats.window_next_open = min(filter(None, (stats.window_next_open, when)))
         if found.phones is not None:
             found.phones.add(checked.recipient_phone)
         stats.add(checked, count, record.where)
         rows.append((record.where, *checked), record.line)
     for (destination, why), (n, positions) in sorted(found.refused.items(), key=lambda item: -item[1][0]):
         found.problem([f"{n:,} message(s) to {destination}, {why} (e.g. {', '.join(positions)})"])
+    if window is not None and found.refused:
+        found.problem(["(quiet hours need each number's time zone; remove or fix those numbers)"])
     return found
 
 

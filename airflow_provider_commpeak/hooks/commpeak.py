@@ -24,6 +24,7 @@ from airflow_provider_commpeak._engine.lookup import aget_connection, aget_extra
 from airflow_provider_commpeak._engine.pipeline import SendPipeline
 from airflow_provider_commpeak._engine.rate import RateController
 from airflow_provider_commpeak._engine.report import (
+    EXPIRED,
     FileSink,
     OutcomeSink,
     SendOutcome,
@@ -34,6 +35,8 @@ from airflow_provider_commpeak._engine.report import (
 from airflow_provider_commpeak._engine.retry import RetryPolicy
 from airflow_provider_commpeak._engine.status import UNKNOWN, read_statuses
 from airflow_provider_commpeak._engine.transport import AsyncTransport, SyncTransport
+from airflow_provider_commpeak._input import send_window as wall_clock
+from airflow_provider_commpeak._input.message import WAITING
 from airflow_provider_commpeak._input.phones import check_region
 from airflow_provider_commpeak._input.records import (
     as_storage_path,
@@ -411,6 +414,19 @@ class CommPeakHook(BaseHook):
                 shown,
                 ", ..." if len(staged.duplicates) > 20 else "",
             )
+        stats, left_out = staged.stats, staged.left_out
+        if stats.waiting and valid_until is not None and (stats.window_next_open or valid_until) >= valid_until:
+            left_out = {seq: EXPIRED if code == WAITING else code for seq, code in left_out.items()}
+            self.log.error(
+                "%d message(s) wait for a send window that opens only after valid_until: EXPIRED", stats.waiting
+            )
+            stats.waiting = 0
+        if stats.waiting:
+            self.log.info(
+                "%d message(s) wait for their recipients' send window, which next opens at %s",
+                stats.waiting,
+                stats.window_next_open and stats.window_next_open.isoformat(timespec="seconds"),
+            )
         if staged.stats.suppressed:
             self.log.info(
                 "%d message(s) to numbers on the suppression list are not sent (SUPPRESSED)", staged.stats.suppressed
@@ -434,12 +450,17 @@ class CommPeakHook(BaseHook):
                 sink=sink,
                 ledger=ledger or SendLedger(None),
                 on_batch_done=on_batch_done,
-                left_out=staged.left_out,
-                expires_at=None if valid_until is None else self._clock() + (valid_until.timestamp() - time.time()),
+                left_out=left_out,
+                expires_at=self._on_clock(valid_until),
+                window_closes_at=self._on_clock(stats.window_closes_at),
             )
         finally:
             sink.close()
         outcome = sink.outcome
+        if outcome.errors.get(WAITING):
+            # held back from the start: when their window opens; cut off by a closing window: from then
+            resumes = [at for at in (stats.window_next_open, stats.window_closes_at if result.expired else None) if at]
+            outcome.resume_at = min(resumes).isoformat() if resumes else None
         if result.error is not None:
             raise result.error
         if result.settled != total:
@@ -456,6 +477,10 @@ class CommPeakHook(BaseHook):
             error.report = outcome
             raise error
         return outcome
+
+    def _on_clock(self, moment: datetime | None) -> float | None:
+        """A wall-clock moment on the hook's monotonic clock (what the pipeline paces by)."""
+        return None if moment is None else self._clock() + (moment - wall_clock.utcnow()).total_seconds()
 
     # -- statuses ----------------------------------------------------------------------------------
 

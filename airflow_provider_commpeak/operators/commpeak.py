@@ -22,12 +22,18 @@ from airflow_provider_commpeak._engine.arguments import (
 )
 from airflow_provider_commpeak._engine.ledger import SendLedger
 from airflow_provider_commpeak._engine.ledger_stores import default_report_path, store_for
+from airflow_provider_commpeak._input.message import WAITING
 from airflow_provider_commpeak._input.phones import mask_phone
 from airflow_provider_commpeak._input.records import as_storage_path, detect_format
 from airflow_provider_commpeak._input.safeguards import Safeguards, safeguard_problems
 from airflow_provider_commpeak._input.validation import expand_recipients
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakSendError, CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+
+try:  # Airflow 3 (the standard provider), else Airflow 2.11
+    from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+except ImportError:  # pragma: no cover - Airflow 2.11 without the standard provider
+    from airflow.triggers.temporal import DateTimeTrigger  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
     import jinja2
@@ -58,8 +64,8 @@ def _as_datetime(value: Any) -> Any:
 
 
 def _templated(value: Any) -> bool:
-    """Whether a value is still a Jinja template (checked once rendered)."""
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
+    """Whether a value is known only once rendered (a Jinja template, an XComArg): checked then."""
+    return (isinstance(value, str) and ("{{" in value or "{%" in value)) or hasattr(value, "resolve")
 
 
 def masked_summary(name: str, value: Any) -> str:
@@ -159,6 +165,13 @@ class SendSmsOperator(BaseOperator):
         reported ``EXPIRED`` (a failure).
     :param valid_until: The same as a timezone-aware ``datetime`` or ISO 8601 text; with both, the
         earlier wins. (templated)
+    :param send_window: Quiet hours: a pair of local times, e.g. ``("08:00", "21:00")`` (it may wrap
+        midnight). (templated) A message goes out only while its recipient's local time, from the time zones of
+        the number, is inside it (in all of them for a number spanning several). The operator sends
+        what is allowed now, defers (freeing its worker slot) until the window next opens for the
+        rest, and resumes; never outside the window, never twice (needs a send ledger).
+    :param send_window_days: Weekdays the window opens on, e.g. ``["mon", "tue", "wed", "thu",
+        "fri"]`` (or 0-6, Monday 0); default every day.
     :param dry_run: Validate and count (messages, SMS segments, encodings, country calling codes),
         log and return it, and send nothing; needs no connection.
     :param max_attempts: Deprecated and ignored (see ``rate_limit_timeout``).
@@ -177,6 +190,7 @@ class SendSmsOperator(BaseOperator):
         "opt_out_text",
         "suppression_path",
         "valid_until",
+        "send_window",
     )
     template_fields_renderers = {"messages": "json", "recipients": "json"}
     ui_color = "#f4a261"
@@ -211,6 +225,8 @@ class SendSmsOperator(BaseOperator):
         opt_out_text: str | None = None,
         smart_encoding: bool = False,
         suppression_path: Any = None,
+        send_window: tuple[str, str] | None = None,
+        send_window_days: Sequence[str | int] | None = None,
         valid_for: timedelta | float | None = None,
         valid_until: datetime | str | None = None,
         dry_run: bool = False,
@@ -252,12 +268,19 @@ class SendSmsOperator(BaseOperator):
             "prices": prices,
             "max_cost": max_cost,
             "smart_encoding": smart_encoding,
+            "send_window_days": send_window_days,
         }
         problems += safeguard_problems(
             **self._safeguard_values,
             max_segments=max_segments,
             opt_out_text=None if _templated(opt_out_text) else opt_out_text,
             suppression_path=None if _templated(suppression_path) else suppression_path,
+            send_window=(
+                None
+                if _templated(send_window)
+                or (isinstance(send_window, (tuple, list)) and any(map(_templated, send_window)))
+                else send_window
+            ),
         )
         problems += valid_for_problems(valid_for)
         if not _templated(valid_until):
@@ -292,6 +315,7 @@ class SendSmsOperator(BaseOperator):
         self.max_segments = max_segments
         self.allow_duplicates = allow_duplicates
         self.opt_out_text = opt_out_text
+        self.send_window = send_window
         self.valid_for = valid_for
         self.valid_until = valid_until
         self.suppression_path = suppression_path
@@ -383,6 +407,14 @@ class SendSmsOperator(BaseOperator):
             self._publish(context, data)
             return data
         ledger = self._ledger(context)
+        if self.send_window is not None and not ledger.durable:
+            raise CommPeakValidationError(
+                [
+                    "send_window needs a send ledger (ledger_path, the [commpeak] ledger_path option, or "
+                    "Airflow >= 3.3): the send resumes after deferring and must not resend what it sent"
+                ],
+                what="arguments",
+            )
         source = self._source()
         report_path = self.report_path
         if report_path is None and self._input != "messages_path":
@@ -403,10 +435,25 @@ class SendSmsOperator(BaseOperator):
             if exc.report is not None:
                 self._publish(context, exc.report.to_dict())
             raise
+        waiting = outcome.errors.get(WAITING, 0)
+        if waiting and outcome.resume_at is not None:
+            self.log.info(
+                "%d message(s) wait for their recipients' send window: deferring until %s, then sending them",
+                waiting,
+                outcome.resume_at,
+            )
+            self.defer(
+                trigger=DateTimeTrigger(moment=datetime.fromisoformat(outcome.resume_at)),
+                method_name="resume_send",
+            )
         data = outcome.to_dict()
         self._publish(context, data)
         self._enforce_allowed_failures(outcome, data)
         return data
+
+    def resume_send(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Back from waiting for a send window: send what is due now (the ledger skips what was sent)."""
+        return self.execute(context)
 
     def _stage_options(self, context: Context) -> dict[str, Any]:
         return {
@@ -427,6 +474,7 @@ class SendSmsOperator(BaseOperator):
                 max_segments=self.max_segments,
                 opt_out_text=self.opt_out_text,
                 suppression_path=self.suppression_path,
+                send_window=None if self.send_window is None else tuple(self.send_window),
             )
         except ValueError as exc:
             raise CommPeakValidationError(str(exc).split("; "), what="arguments") from None
