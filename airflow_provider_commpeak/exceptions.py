@@ -3,6 +3,14 @@
 Every class derives from :class:`CommPeakError`, itself an ``AirflowException``, so a DAG author can
 catch the whole family at once. No error text carries the API key, a full phone number or a message
 text.
+
+Retries: :class:`CommPeakValidationError` and :class:`CommPeakKeyRefusedError` (the key refused
+before the API accepted anything with it) are also Airflow's ``AirflowFailException``: bad input or
+a wrong key fails the task at once, on every supported Airflow, without spending its retries
+(another try would fail the same way). A key refused in the middle of a send, after the API
+accepted messages with it, is a plain :class:`CommPeakAuthError` and retried like every other
+error (a rate-limit give-up, an unreachable API, failures over ``allowed_failures``): with the
+task's ``retries`` and ``retry_delay`` (or its ``retry_policy`` on Airflow >= 3.3).
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -56,7 +64,7 @@ class CommPeakApiError(CommPeakError):
 
 
 class CommPeakAuthError(CommPeakApiError):
-    """The API refused the key (HTTP 401 or 403). Never retried: a wrong key stays wrong."""
+    """The API refused the key (HTTP 401 or 403). Never retried by the hook: a wrong key stays wrong."""
 
     def __init__(self, message: str, *, http_status: int | None = None, detail: Any = None) -> None:
         super().__init__(message, http_status=http_status, detail=detail)
@@ -64,9 +72,16 @@ class CommPeakAuthError(CommPeakApiError):
         self.report: SendOutcome | None = None
 
 
-class CommPeakValidationError(CommPeakError, ValueError):
+class CommPeakKeyRefusedError(CommPeakAuthError, AirflowFailException):
     """
-    The input is invalid; nothing was sent.
+    The API refused the key before accepting anything with it (a status read, or a send's first
+    answers): the task fails at once, without spending its retries.
+    """
+
+
+class CommPeakValidationError(CommPeakError, AirflowFailException, ValueError):
+    """
+    The input is invalid; nothing was sent. Fails the task without using its retries.
 
     :param problems: One line per problem, each naming the message's position.
     """

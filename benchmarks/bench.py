@@ -282,6 +282,47 @@ def worker_dry_run(path: str) -> dict[str, Any]:
     }
 
 
+def worker_suppressed_dry_run(audience: str, suppression: str) -> dict[str, Any]:
+    """A dry run of an audience against a suppression list: time, peak memory, how many are suppressed."""
+    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook, Safeguards
+
+    started = time.perf_counter()
+    report = CommPeakHook().dry_run(audience, safeguards=Safeguards.build(suppression_path=suppression))
+    return {"wall": time.perf_counter() - started, "rss": peak_rss_mb(), "suppressed": report.suppressed}
+
+
+def suppression_lists(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The same audience against suppression lists of growing size: peak memory must not follow the list."""
+    folder = Path(tempfile.mkdtemp())
+    audience = folder / "audience.jsonl"
+    with audience.open("w") as out:
+        for message in messages(args.suppression_audience):
+            out.write(json.dumps(message) + "\n")
+    rows = []
+    for n in args.suppression_sizes:
+        path = folder / f"optouts-{n}.txt"
+        with path.open("w") as out:  # every tenth audience number, then numbers the audience never has
+            out.writelines(f"+4477009{i:05d}\n" for i in range(0, min(n, args.suppression_audience), 10))
+            out.writelines(
+                f"+1202{i % 10_000_000:07d}\n" for i in range(n - len(range(0, min(n, args.suppression_audience), 10)))
+            )
+        result = run_worker("suppressed-dry-run", str(audience), str(path))
+        path.unlink()
+        rows.append(
+            {
+                "list_numbers": n,
+                "wall_s": f"{result['wall']:.1f}",
+                "peak_rss_mb": f"{result['rss']:.0f}",
+                "_rss": result["rss"],
+                "suppressed": result["suppressed"],
+            }
+        )
+    audience.unlink()
+    for row in rows:
+        row["rss_vs_smallest"] = f"{row['_rss'] / rows[0]['_rss']:.2f}x"
+    return rows
+
+
 def worker_phones(n: int) -> dict[str, Any]:
     """Seconds to normalise n numbers: the cached fast path vs a libphonenumber parse each."""
     import phonenumbers
@@ -857,10 +898,14 @@ def main() -> int:
     parser.add_argument(
         "--ledger-read-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000]
     )
+    parser.add_argument("--suppression-audience", type=int, default=10_000, help="audience of the suppression run")
+    parser.add_argument(
+        "--suppression-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 10_000_000]
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
     parser.add_argument(
         "--only",
-        default="throughput,bound,rate,drain,shared,streaming,ledger,dryrun,phones,polling,scale,imports",
+        default="throughput,bound,rate,drain,shared,streaming,ledger,dryrun,suppression,phones,polling,scale,imports",
         help="comma-separated sections to run (default: all)",
     )
     args = parser.parse_args()
@@ -870,6 +915,7 @@ def main() -> int:
         args.scale_n = 20_000
         args.polling_n, args.settle_gap, args.stream_sizes, args.import_repeats = 5000, 0.6, [2000, 20000], 3
         args.ledger_n, args.ledger_read_sizes = 5000, [2000, 20000]
+        args.suppression_audience, args.suppression_sizes = 2000, [2000, 200_000]
 
     print(
         f"# airflow-provider-commpeak benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
@@ -1001,6 +1047,18 @@ def main() -> int:
     if "dryrun" in sections:
         print("\n## Dry run of a file (no request, no connection): time and peak RSS\n")
         print(table(dry_runs(args), ["N", "wall_s", "peak_rss_mb", "rss_vs_smallest", "segments"]))
+    if "suppression" in sections:
+        lists = suppression_lists(args)
+        print(
+            f"\n## A suppression list against an audience of {args.suppression_audience:,} (dry run, fresh process)\n"
+        )
+        print(table(lists, ["list_numbers", "wall_s", "peak_rss_mb", "rss_vs_smallest", "suppressed"]))
+        if lists[-1]["_rss"] > 1.5 * lists[0]["_rss"]:
+            failures.append(
+                f"a suppression list of {lists[-1]['list_numbers']:,} took {lists[-1]['rss_vs_smallest']} the memory"
+            )
+        if len({row["suppressed"] for row in lists}) != 1:
+            failures.append("the suppressed count changed with the list's size")
     if "phones" in sections:
         n = 1_000_000 if not args.quick else 100_000
         result = run_worker("phones", str(n))
@@ -1079,6 +1137,8 @@ if __name__ == "__main__":
             result = worker_ledger_read(rest[0])
         elif kind == "dry-run":
             result = worker_dry_run(rest[0])
+        elif kind == "suppressed-dry-run":
+            result = worker_suppressed_dry_run(rest[0], rest[1])
         elif kind == "phones":
             result = worker_phones(int(rest[0]))
         elif kind == "trigger":

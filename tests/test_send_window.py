@@ -174,3 +174,21 @@ def test_the_window_closing_mid_send_stops_sending_on_time(commpeak_conn, delays
     assert outcome.accepted == len(times)
     assert outcome.errors == {"WAITING": 10 - len(times)}
     assert outcome.resume_at is not None
+
+
+def test_a_deferral_that_outlives_valid_until_expires_the_waiting_messages(api, now):
+    """Deferred for the window; by the time it opens the OTPs are worthless: EXPIRED, never sent late."""
+    store = FakeStateStore()
+    op = SendSmsOperator(
+        task_id="send",
+        messages=[message(0, phone=IL), message(1, phone=NY)],
+        send_window=("08:00", "21:00"),
+        valid_until=utc(2026, 12, 1, 13, 30),  # New York's window opens at 13:00 UTC
+        allowed_failures=1,
+    )
+    with pytest.raises(TaskDeferred):
+        op.execute(make_context(store=store))
+    now.value = utc(2026, 12, 1, 13, 45)  # the triggerer was slow: resumed after valid_until
+    result = op.resume_send(make_context(store=store), event=None)
+    assert sent_ids(api) == [["m0"]]
+    assert {k: v["error"] for k, v in result["results"].items()} == {"m0": None, "m1": "EXPIRED"}

@@ -65,6 +65,7 @@ class PipelineResult:
     How a send ended (per-message results are in the sink).
 
     :param requests: Send requests made.
+    :param refused: Messages the API pushed back (``RATE_LIMIT``, left out, a 429/503), each time.
     :param skipped: Messages an earlier try had settled (not sent again).
     :param changed: Of those, how many had other content then under the same ``internal_id``.
     :param stopped_by: The answer that stopped sending early (refused key, redirect, unreachable
@@ -77,6 +78,7 @@ class PipelineResult:
     """
 
     requests: int = 0
+    refused: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     changed: int = 0
     settled: int = 0
@@ -352,6 +354,7 @@ class SendPipeline:
         """Account for a batch's answer (recorded in the ledger already): sink, queue, controller, in that order."""
         with self._lock:
             self._result.requests += 1
+            self._result.refused += len(pushed_back)
             for seq, result in settled:
                 self._settle_one(seq, result)
             if task_id is not None:

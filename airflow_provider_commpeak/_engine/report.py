@@ -102,6 +102,9 @@ class SendOutcome:
     report_path: str | None = None
     #: When messages still ``WAITING`` for their send window can go (ISO 8601, UTC), if any wait.
     resume_at: str | None = None
+    #: Send requests made, and messages the API pushed back (each time), for metrics (not in XCom).
+    requests: int = 0
+    refused: int = 0
 
     def record(self, internal_id: str, message_uuid: str | None, error: str | None, *more: str | None) -> None:
         """

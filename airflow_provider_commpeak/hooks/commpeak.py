@@ -50,6 +50,7 @@ from airflow_provider_commpeak.exceptions import (
     CommPeakApiError,
     CommPeakAuthError,
     CommPeakError,
+    CommPeakKeyRefusedError,
     CommPeakValidationError,
 )
 from airflow_provider_commpeak.get_provider_info import UI_FIELD_BEHAVIOUR
@@ -457,6 +458,7 @@ class CommPeakHook(BaseHook):
         finally:
             sink.close()
         outcome = sink.outcome
+        outcome.requests, outcome.refused = result.requests, result.refused
         if outcome.errors.get(WAITING):
             # held back from the start: when their window opens; cut off by a closing window: from then
             resumes = [at for at in (stats.window_next_open, stats.window_closes_at if result.expired else None) if at]
@@ -470,7 +472,10 @@ class CommPeakHook(BaseHook):
             )
         stop = result.stopped_by
         if stop is not None and stop.outcome is Outcome.AUTH:
-            error = CommPeakAuthError(
+            # refused from the start: the key is wrong, fail without retries; refused after accepting
+            # messages (revoked mid-campaign, an edge's hiccup): a retry may go on where it stopped
+            kind = CommPeakKeyRefusedError if outcome.accepted == 0 else CommPeakAuthError
+            error = kind(
                 f"CommPeak refused the API key of connection {self.commpeak_conn_id!r} ({stop.description})",
                 http_status=stop.status_code,
             )
@@ -486,7 +491,7 @@ class CommPeakHook(BaseHook):
 
     def _statuses_from(self, answer: Answer, chunk: list[str]) -> dict[str, str]:
         if answer.outcome is Outcome.AUTH:
-            raise CommPeakAuthError(
+            raise CommPeakKeyRefusedError(
                 f"CommPeak refused the API key of connection {self.commpeak_conn_id!r} ({answer.description})",
                 http_status=answer.status_code,
             )

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.notifier import BaseNotifier
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 
+from airflow_provider_commpeak import _metrics as metrics
 from airflow_provider_commpeak._engine.alerts import RecentEvents, default_text, read_event, trim_to_segments
 from airflow_provider_commpeak._engine.arguments import hook_params_problems, int_problems, seconds_problems
 from airflow_provider_commpeak._engine.lookup import get_variable, set_variable
-from airflow_provider_commpeak._engine.report import UNCONFIRMED, SendOutcome
+from airflow_provider_commpeak._engine.report import DUPLICATE, UNCONFIRMED, SendOutcome
 from airflow_provider_commpeak._input.phones import PhoneProblem, normalize_phone
 from airflow_provider_commpeak._input.safeguards import smart_encode
 from airflow_provider_commpeak._input.validation import expand_recipients
@@ -181,6 +182,7 @@ class CommPeakSmsNotifier(BaseNotifier):
             for recipient in set(fresh) - set(recipients):  # held back by min_interval: never sent
                 _RECENT.forget(once[recipient])
             if not recipients:
+                metrics.alert(0, len(everyone), metrics.task_tags(context))
                 return None
             report = self.hook.send_messages(
                 [{"recipient_phone": number, "message_content": text} for number in recipients],
@@ -197,11 +199,12 @@ class CommPeakSmsNotifier(BaseNotifier):
         refused = [
             recipient
             for recipient, result in zip(recipients, (report.results or {}).values(), strict=False)
-            if result["error"] is not None and result["error"] != UNCONFIRMED
+            if result["error"] is not None and result["error"] not in (UNCONFIRMED, DUPLICATE)
         ]
         for recipient in refused:  # not accepted: neither "already sent" nor counted for min_interval
             _RECENT.forget(once[recipient])
         self._release(event, refused)
+        metrics.alert(report.accepted, len(everyone) - len(recipients), metrics.task_tags(context))
         return report
 
     def _check(self, report: SendOutcome | None) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_commpeak import _metrics as metrics
 from airflow_provider_commpeak._engine.allowance import allowed_failures_problems, failures_allowed
 from airflow_provider_commpeak._engine.arguments import (
     hook_params_problems,
@@ -435,6 +436,7 @@ class SendSmsOperator(BaseOperator):
             if exc.report is not None:
                 self._publish(context, exc.report.to_dict())
             raise
+        metrics.send_outcome(outcome, pace=self.hook.rate_controller.rate, tags=metrics.task_tags(context))
         waiting = outcome.errors.get(WAITING, 0)
         if waiting and outcome.resume_at is not None:
             self.log.info(

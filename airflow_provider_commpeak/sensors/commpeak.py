@@ -16,6 +16,7 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
+from airflow_provider_commpeak import _metrics as metrics
 from airflow_provider_commpeak._engine.allowance import allowed_failures_problems, failures_allowed
 from airflow_provider_commpeak._engine.arguments import hook_params_problems, int_problems
 from airflow_provider_commpeak._engine.message_uuids import (
@@ -150,6 +151,8 @@ class SmsStatusSensor(BaseSensorOperator):
         self.hook_params = dict(hook_params or {})
         #: Where the wait stands, kept across pokes in poke mode (a rescheduled sensor starts afresh).
         self._tracker: DeliveryTracker | None = None
+        #: The running task's context (for metric tags).
+        self._context: Context | None = None
 
     @cached_property
     def hook(self) -> CommPeakHook:
@@ -181,6 +184,7 @@ class SmsStatusSensor(BaseSensorOperator):
         return self._tracker
 
     def poke(self, context: Context) -> PokeReturnValue:
+        self._context = context
         tracker = self._get_tracker()
         if len(tracker.pending):
             tracker.update(self.hook.get_statuses(tracker.pending, batch_size=self.status_batch_size))
@@ -217,6 +221,7 @@ class SmsStatusSensor(BaseSensorOperator):
     # -- outcomes ----------------------------------------------------------------------------------
 
     def _log_verdict(self, snapshot: DeliverySnapshot) -> None:
+        metrics.delivery(snapshot.summary(), metrics.task_tags(self._context))
         self.log.info(
             "Delivery: %s; %d failed, %d allowed",
             snapshot.describe(),
@@ -225,6 +230,7 @@ class SmsStatusSensor(BaseSensorOperator):
         )
 
     def _fail(self, snapshot: DeliverySnapshot) -> NoReturn:
+        metrics.delivery(snapshot.summary(), metrics.task_tags(self._context))
         message = (
             f"{snapshot.failed} of {snapshot.total} message(s) failed delivery, more than the "
             f"{self._allowed(snapshot.total)} allowed ({snapshot.describe()})"
@@ -344,6 +350,7 @@ class SmsStatusSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Turn the trigger's event (counts) into the return value, a failure, a timeout or a skip."""
+        self._context = context
         status = event.get("status")
         if status in ("success", "failure"):
             snapshot = DeliverySnapshot.from_event(event, success=self._success, failure=self._failure)
