@@ -56,7 +56,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_check_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="commpeak-sandbox check",
+        description=(
+            "Check that a CommPeak endpoint answers the way the provider relies on. Sends no SMS unless "
+            "--to is given. The key comes from COMMPEAK_API_KEY, or from --conn-id (an Airflow connection)."
+        ),
+    )
+    parser.add_argument("--url", default=None, help="the API's base URL (default: the connection's, else CommPeak's)")
+    parser.add_argument("--conn-id", default=None, help="read the key (and URL) from this Airflow connection")
+    parser.add_argument("--to", default=None, help="also send ONE real SMS to this number (international digits)")
+    return parser
+
+
+def check(argv: Sequence[str]) -> int:
+    """``commpeak-sandbox check``: run the contract check; 0 when every answer has the expected shape."""
+    import os
+
+    from airflow_provider_commpeak.contract import ContractCheck, report
+
+    args = build_check_parser().parse_args(argv)
+    key, url = os.environ.get("COMMPEAK_API_KEY"), args.url
+    if args.conn_id:
+        from airflow_provider_commpeak.hooks.commpeak import CommPeakHook  # Airflow only for a connection
+
+        config = CommPeakHook(commpeak_conn_id=args.conn_id).config
+        key, url = config.api_key, url or config.base_url
+    if not key:
+        print("No key: set COMMPEAK_API_KEY or pass --conn-id", file=sys.stderr)
+        return 2
+    results = ContractCheck(url or "https://sendsms.commpeak.com", key, to=args.to).run()
+    print(report(results))
+    failed = sum(not r.ok for r in results)
+    print(f"\n{len(results) - failed} of {len(results)} check(s) passed", flush=True)
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["check"]:
+        return check(argv[1:])
     args = build_parser().parse_args(argv)
     sandbox = CommPeakSandbox(
         api_key=args.api_key,
