@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import UTC
 
 import pytest
 
@@ -78,7 +79,7 @@ def test_a_campaign_whose_window_opens_soon_defers_resumes_on_time_and_sends_eac
     airflow_db, commpeak_sandbox, tmp_path, monkeypatch
 ):
     """In Israel's time (the recipients'), the window opens 8 s from now: the task defers, then sends."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
     local_now = datetime.now(ZoneInfo("Asia/Jerusalem"))

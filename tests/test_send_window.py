@@ -28,7 +28,7 @@ def utc(*args: int) -> datetime:
 def test_open_in_the_recipients_local_time():
     zones = time_zones_of(IL)
     assert zones == ("Asia/Jerusalem",)
-    assert WINDOW.is_open(zones, utc(2026, 12, 1, 7, 0))  # 09:00 in Israel (UTC+2)
+    assert WINDOW.is_open(zones, utc(2026, 12, 1, 7, 0))  # 09:00 in Israel (timezone.utc+2)
     assert not WINDOW.is_open(zones, utc(2026, 12, 1, 19, 30))  # 21:30 there
     assert WINDOW.next_open(zones, utc(2026, 12, 1, 19, 30)) == utc(2026, 12, 2, 6, 0)
     assert WINDOW.closes_at(zones, utc(2026, 12, 1, 7, 0)) == utc(2026, 12, 1, 19, 0)
@@ -183,7 +183,7 @@ def test_a_deferral_that_outlives_valid_until_expires_the_waiting_messages(api, 
         task_id="send",
         messages=[message(0, phone=IL), message(1, phone=NY)],
         send_window=("08:00", "21:00"),
-        valid_until=utc(2026, 12, 1, 13, 30),  # New York's window opens at 13:00 UTC
+        valid_until=utc(2026, 12, 1, 13, 30),  # New York's window opens at 13:00 timezone.utc
         allowed_failures=1,
     )
     with pytest.raises(TaskDeferred):

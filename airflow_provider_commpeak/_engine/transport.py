@@ -276,10 +276,13 @@ class AsyncTransport:
         import httpx
 
         client = self._get_client()
-        try:
-            async with asyncio.timeout(self.config.timeout):
-                async with client.stream("POST", self.config.url(path), content=body) as response:
-                    content = await self._read_bounded(response)
+
+        async def exchange() -> tuple[httpx.Response, bytes | None]:
+            async with client.stream("POST", self.config.url(path), content=body) as response:
+                return response, await self._read_bounded(response)
+
+        try:  # one deadline for connecting and the whole answer (asyncio.wait_for: Python 3.10 too)
+            response, content = await asyncio.wait_for(exchange(), self.config.timeout)
         except TimeoutError:
             return classify_failure(Failure.DEADLINE, bytes_sent=None, path=path)
         except (httpx.HTTPError, ValueError, UnicodeError) as exc:

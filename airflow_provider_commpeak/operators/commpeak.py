@@ -57,8 +57,8 @@ MASKED_SAMPLE = 3
 def _as_datetime(value: Any) -> Any:
     """An ISO 8601 text as a ``datetime`` (anything else as it is, for the check to name)."""
     if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
+        try:  # Python 3.10's fromisoformat does not take a trailing "Z"
+            return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             return value
     return value

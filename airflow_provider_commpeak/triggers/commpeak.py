@@ -132,13 +132,14 @@ class SmsStatusTrigger(BaseTrigger):
                 wait = self.poll_interval
                 remaining = None if self.end_time is None else max(self.end_time - time.time(), 0.0)
                 try:
-                    async with asyncio.timeout(remaining) as poll:
-                        answer = await hook.aget_statuses(tracker.pending, batch_size=self.status_batch_size)
+                    answer = await asyncio.wait_for(
+                        hook.aget_statuses(tracker.pending, batch_size=self.status_batch_size), remaining
+                    )
                     tracker.update(answer)
                     errors = 0
                 except TimeoutError:
-                    if not poll.expired():
-                        raise
+                    if self.end_time is None or time.time() < self.end_time:
+                        raise  # not the deadline's: an error of the poll itself
                     pending = tracker.snapshot.pending
                     yield self._event(
                         "timeout", f"Deadline passed during a status poll with {pending} message(s) pending", tracker
