@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # The extras installed with the provider (the Airflow 2.11 venv needs only what its tests use).
-EXTRAS ?= test,bench,lint,docs,dist
+EXTRAS ?= test,bench,lint,docs,dist,lineage
 
 .PHONY: help venv test test-airflow2 test-py313 fuzz demo bench sandbox lint docs dist wheel-check e2e-celery clean
 

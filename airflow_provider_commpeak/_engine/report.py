@@ -102,9 +102,11 @@ class SendOutcome:
     report_path: str | None = None
     #: When messages still ``WAITING`` for their send window can go (ISO 8601, UTC), if any wait.
     resume_at: str | None = None
-    #: Send requests made, and messages the API pushed back (each time), for metrics (not in XCom).
+    #: Send requests made, messages the API pushed back (each time), and the SMS segments of the
+    #: messages validated for sending: for metrics and lineage (not in XCom).
     requests: int = 0
     refused: int = 0
+    segments: int | None = None
 
     def record(self, internal_id: str, message_uuid: str | None, error: str | None, *more: str | None) -> None:
         """

@@ -458,7 +458,7 @@ class CommPeakHook(BaseHook):
         finally:
             sink.close()
         outcome = sink.outcome
-        outcome.requests, outcome.refused = result.requests, result.refused
+        outcome.requests, outcome.refused, outcome.segments = result.requests, result.refused, stats.segments
         if outcome.errors.get(WAITING):
             # held back from the start: when their window opens; cut off by a closing window: from then
             resumes = [at for at in (stats.window_next_open, stats.window_closes_at if result.expired else None) if at]

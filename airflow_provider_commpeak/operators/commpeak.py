@@ -326,6 +326,8 @@ class SendSmsOperator(BaseOperator):
         #: The rendered messages, numbers and text, kept off the attributes Airflow stores (see
         #: :meth:`render_template_fields`).
         self._hidden: dict[str, Any] | None = None
+        #: What the last send did, for OpenLineage (paths and counts only).
+        self._sent: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> CommPeakHook:
@@ -437,6 +439,15 @@ class SendSmsOperator(BaseOperator):
                 self._publish(context, exc.report.to_dict())
             raise
         metrics.send_outcome(outcome, pace=self.hook.rate_controller.rate, tags=metrics.task_tags(context))
+        self._sent = {
+            "input": self.messages_path if self._input == "messages_path" else None,
+            "output": outcome.report_path,
+            "messages": outcome.messages,
+            "accepted": outcome.accepted,
+            "failed": outcome.failed,
+            "segments": outcome.segments,
+            "errors": dict(outcome.errors),
+        }
         waiting = outcome.errors.get(WAITING, 0)
         if waiting and outcome.resume_at is not None:
             self.log.info(
@@ -452,6 +463,15 @@ class SendSmsOperator(BaseOperator):
         self._publish(context, data)
         self._enforce_allowed_failures(outcome, data)
         return data
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """
+        OpenLineage: the audience file as input, the report file as output, and a run facet of counts
+        (``commpeak_send``); never a number or a text. Called by the OpenLineage provider, if installed.
+        """
+        from airflow_provider_commpeak._lineage import send_lineage
+
+        return send_lineage(self._sent)
 
     def resume_send(self, context: Context, event: Any = None) -> dict[str, Any]:
         """Back from waiting for a send window: send what is due now (the ledger skips what was sent)."""
