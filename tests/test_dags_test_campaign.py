@@ -86,15 +86,17 @@ def test_a_campaign_whose_window_opens_soon_defers_resumes_on_time_and_sends_eac
     opens = (local_now + timedelta(seconds=8)).replace(microsecond=0)
     if opens.date() != local_now.date() or (local_now + timedelta(hours=1)).date() != local_now.date():
         pytest.skip("too close to midnight in Israel for a same-day window")
-    monkeypatch.setenv("COMMPEAK_TEST_WINDOW_START", opens.time().isoformat(timespec="seconds"))
-    monkeypatch.setenv("COMMPEAK_TEST_WINDOW_END", (local_now + timedelta(hours=1)).time().isoformat("seconds"))
     monkeypatch.setenv("AIRFLOW__COMMPEAK__LEDGER_PATH", str(tmp_path / "ledger"))
     bag = dag_bag(TEST_DAGS / "quiet_hours_campaign.py")
     assert not bag.import_errors, bag.import_errors
     dag = bag.dags["commpeak_quiet_hours"]
     # the sandbox stamps acceptances with this process's monotonic clock
     opens_monotonic = time.monotonic() + (opens - datetime.now(UTC)).total_seconds()
-    dag_run = dag.test()
+    window = {
+        "window_start": opens.time().isoformat(timespec="seconds"),
+        "window_end": (local_now + timedelta(hours=1)).time().isoformat("seconds"),
+    }
+    dag_run = dag.test(run_conf=window)
     assert run_state(dag_run) == "success"
     times = Counter(m["internal_id"] for m in commpeak_sandbox.accepted)
     assert len(times) == 40

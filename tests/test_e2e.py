@@ -10,6 +10,7 @@ deferred and resumed by the real triggerer. Bounded in time; every process it st
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC
 from importlib.metadata import version
 
 import pytest
@@ -33,7 +34,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         airflow_deployment(
             tmp_path_factory.mktemp("e2e") / "airflow-home",
             extra_env={"AIRFLOW_CONN_COMMPEAK_DEFAULT": sandbox.connection_json},
-            extra_dags=(TEST_DAGS / "retry_campaign.py",),
+            extra_dags=(TEST_DAGS / "retry_campaign.py", TEST_DAGS / "quiet_hours_campaign.py"),
         ) as running,
     ):
         running.sandbox = sandbox
@@ -124,3 +125,38 @@ def test_a_retry_and_a_clear_by_a_real_scheduler_resend_nothing_accepted(deploym
     assert (len(times), max(times.values())) == (500, 1), "a Clear resent accepted messages"
     log = api.task_log(dag_id, run_id, "send", try_number=cleared()["try_number"])
     assert "500 message(s) settled by an earlier try" in log
+
+
+def test_a_campaign_whose_window_opens_soon_defers_in_the_real_triggerer_and_sends_each_once(deployment):
+    """The recipients' (Israel's) window opens 30 s from now: the task defers, the triggerer wakes it on time."""
+    import time
+    from collections import Counter
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    local_now = datetime.now(ZoneInfo("Asia/Jerusalem"))
+    opens = (local_now + timedelta(seconds=30)).replace(microsecond=0)
+    closes = local_now + timedelta(hours=1)
+    if closes.date() != local_now.date():
+        pytest.skip("too close to midnight in Israel for a same-day window")
+    sandbox = deployment.sandbox
+    sandbox.reset()
+    api = Api(deployment)
+    dag_id = "commpeak_quiet_hours"
+    opens_monotonic = time.monotonic() + (opens - datetime.now(UTC)).total_seconds()
+    conf = {"window_start": opens.time().isoformat("seconds"), "window_end": closes.time().isoformat("seconds")}
+    run_id = api.trigger(dag_id, conf)
+    seen: list[str] = []
+
+    def finished() -> str | None:
+        state = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/send").json().get("state")
+        if state and (not seen or seen[-1] != state):
+            seen.append(state)
+        return api.run_state(dag_id, run_id)
+
+    assert poll("the deferred campaign to finish", finished, RUN_SECONDS + 60, 0.5) == "success", seen
+    assert "deferred" in seen, f"the send never deferred: {seen}"
+    times = Counter(m["internal_id"] for m in sandbox.accepted)
+    assert (len(times), max(times.values())) == (40, 1)
+    first = min(m["accepted_at"] for m in sandbox.accepted)  # the sandbox runs in this process: same clock
+    assert first >= opens_monotonic - 0.05, f"sent {opens_monotonic - first:.1f} s before the window opened"
