@@ -36,7 +36,7 @@ nitpick_ignore_regex = [
         "py:class",
         r"(PokeReturnValue|AirflowException|BaseHook|BaseOperator|BaseSensorOperator|BaseTrigger|BaseNotifier)",
     ),
-    ("py:class", r"(HTTPStatus|Answer|requests\.Session|Session|datetime|timedelta|Safeguards)"),
+    ("py:class", r"(HTTPStatus|Answer|requests\.Session|Session|datetime|timedelta|Safeguards|SendWindow)"),
     ("py:class", r"airflow_provider_commpeak\._(engine|input)\..*"),  # private modules
     ("py:class", r".*\.(Context|TriggerEvent|SendOutcome|StageStats|SendReport|SendSummary|DryRunReport)"),
     ("py:obj", r".*"),

@@ -219,3 +219,9 @@ def test_a_templated_footer_is_checked_once_rendered(api):
     op.opt_out_text = "STOP to 4040"  # what rendering would give
     op.execute(make_context())
     assert sent(api)[0]["message_content"] == "x\nSTOP to 4040"
+
+
+def test_a_priced_send_logs_its_estimated_cost(api, logs):
+    messages = [message(0, phone=IL), message(1, phone=GB, message_content="y" * 200)]
+    CommPeakHook().send_messages(messages, safeguards=Safeguards.build(prices={"IL": 0.01, "default": 0.05}))
+    assert "Estimated cost: 0.11 (+44: 0.10, +972: 0.01)" in logs.text

@@ -406,6 +406,9 @@ class CommPeakHook(BaseHook):
             batch_size,
             max_concurrency,
         )
+        if staged.stats.estimated_cost is not None:
+            costs = ", ".join(f"+{code}: {cost:,.2f}" for code, cost in sorted(staged.stats.cost_by_code.items()))
+            self.log.info("Estimated cost: %s (%s)", f"{staged.stats.estimated_cost:,.2f}", costs)
         if staged.duplicates:
             shown = ", ".join(f"{where} repeats {first}" for where, first in list(staged.duplicates.values())[:20])
             self.log.warning(
