@@ -291,6 +291,41 @@ def worker_suppressed_dry_run(audience: str, suppression: str) -> dict[str, Any]
     return {"wall": time.perf_counter() - started, "rss": peak_rss_mb(), "suppressed": report.suppressed}
 
 
+def pushback_cost(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """A send with and without a burst of bare 429s (no Retry-After), side by side: the extra wall time."""
+    sandbox = Sandbox(latency_ms=20, rate_limit=0, delivery_delay=1)
+    rows = []
+    try:
+        for label, faults in (
+            ("no pushback", []),
+            (
+                "8 x 429 without Retry-After",
+                [{"mode": "429", "count": 8, "after": 2, "retry_after": 0, "path": "/simple_send/"}],
+            ),
+        ):
+            walls = []
+            for _ in range(args.pushback_repeats):
+                sandbox.reset()
+                if faults:
+                    sandbox.call("/_sandbox/faults", {"faults": faults})
+                result = run_worker("commpeak", sandbox.url, str(args.pushback_n), "100", "4")
+                assert result["accepted"] == args.pushback_n, result
+                walls.append(result["wall"])
+            rows.append(
+                {
+                    "scenario": label,
+                    "N": args.pushback_n,
+                    "wall_s": f"{statistics.median(walls):.2f}",
+                    "_wall": statistics.median(walls),
+                }
+            )
+    finally:
+        sandbox.stop()
+    for row in rows:
+        row["extra_s"] = f"{row['_wall'] - rows[0]['_wall']:.2f}"
+    return rows
+
+
 def suppression_lists(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The same audience against suppression lists of growing size: peak memory must not follow the list."""
     folder = Path(tempfile.mkdtemp())
@@ -898,6 +933,8 @@ def main() -> int:
     parser.add_argument(
         "--ledger-read-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000]
     )
+    parser.add_argument("--pushback-n", type=int, default=2000, help="messages of each pushback run")
+    parser.add_argument("--pushback-repeats", type=int, default=3, help="runs of each pushback scenario (median)")
     parser.add_argument("--suppression-audience", type=int, default=10_000, help="audience of the suppression run")
     parser.add_argument(
         "--suppression-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 10_000_000]
@@ -905,7 +942,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
     parser.add_argument(
         "--only",
-        default="throughput,bound,rate,drain,shared,streaming,ledger,dryrun,suppression,phones,polling,scale,imports",
+        default="throughput,bound,rate,drain,shared,pushback,streaming,ledger,dryrun,suppression,phones,polling,scale,imports",
         help="comma-separated sections to run (default: all)",
     )
     args = parser.parse_args()
@@ -916,6 +953,7 @@ def main() -> int:
         args.polling_n, args.settle_gap, args.stream_sizes, args.import_repeats = 5000, 0.6, [2000, 20000], 3
         args.ledger_n, args.ledger_read_sizes = 5000, [2000, 20000]
         args.suppression_audience, args.suppression_sizes = 2000, [2000, 200_000]
+        args.pushback_repeats = 1
 
     print(
         f"# airflow-provider-commpeak benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
@@ -1047,6 +1085,12 @@ def main() -> int:
     if "dryrun" in sections:
         print("\n## Dry run of a file (no request, no connection): time and peak RSS\n")
         print(table(dry_runs(args), ["N", "wall_s", "peak_rss_mb", "rss_vs_smallest", "segments"]))
+    if "pushback" in sections:
+        pushes = pushback_cost(args)
+        print(f"\n## Pushback: 8 bare 429s on a {args.pushback_n:,}-message send (latency 20 ms, median of runs)\n")
+        print(table(pushes, ["scenario", "N", "wall_s", "extra_s"]))
+        if pushes[-1]["_wall"] - pushes[0]["_wall"] > 1.5:
+            failures.append(f"8 bare 429s cost {pushes[-1]['extra_s']} s (target 1.5)")
     if "suppression" in sections:
         lists = suppression_lists(args)
         print(

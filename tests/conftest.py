@@ -63,8 +63,8 @@ def delays(monkeypatch: pytest.MonkeyPatch) -> DelayRecorder:
     recorder = DelayRecorder()
     original = RetryPolicy.delay
 
-    def record(self: RetryPolicy, attempt: int, retry_after: Any = None) -> float:
-        recorder.delays.append(original(self, attempt, retry_after))
+    def record(self: RetryPolicy, attempt: int, retry_after: Any = None, **kwargs: Any) -> float:
+        recorder.delays.append(original(self, attempt, retry_after, **kwargs))
         return 0.0
 
     monkeypatch.setattr(RetryPolicy, "delay", record)

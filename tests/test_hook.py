@@ -640,3 +640,50 @@ def test_one_outcome_whatever_the_sink(hook, requests_mock, tmp_path):
         "failed": 1,
         "errors": {"INVALID_RECIPIENT": 1},
     }
+
+
+def test_a_burst_of_bare_429s_costs_a_short_pause_not_a_slow_pace(commpeak_conn, clock, requests_mock):
+    """An edge answers 429 without Retry-After for 1 s: brief pauses; the pace is never slowed."""
+    hook = CommPeakHook(clock=clock, sleep=clock.sleep)
+    start = clock()
+    refused: list[float] = []
+
+    def answer(request, context):
+        if 0.05 <= clock() - start < 1.05:  # the burst: a second of bare 429s
+            refused.append(clock())
+            context.status_code = 429
+            return {"detail": "Too Many Requests"}
+        clock.sleep(0.025)  # each accepted request takes 25 ms
+        return accepted_answer(request, context)
+
+    requests_mock.post(SEND_URL, json=answer)
+    report = hook.send_messages([message(i, phone=f"97252{i:07d}") for i in range(2000)], max_concurrency=1)
+    assert report.accepted == 2000
+    assert len(refused) >= 3
+    extra = clock() - start - 20 * 0.025
+    assert extra < 1.5, f"a 1 s burst of bare 429s cost {extra:.2f} s"
+    assert hook.rate_controller.rate is None  # never paced: a burst of 429s is not the API's rate
+
+
+def test_bare_429s_that_go_on_slow_the_pace_and_the_waits_grow(commpeak_conn, clock, requests_mock):
+    hook = CommPeakHook(clock=clock, sleep=clock.sleep)
+    start = clock()
+    waits: list[float] = []
+    pause = hook.rate_controller.pause
+
+    def recording(seconds: float) -> None:
+        waits.append(seconds)
+        pause(seconds)
+
+    hook.rate_controller.pause = recording  # type: ignore[method-assign]
+
+    def answer(request, context):
+        if clock() - start < 6:  # six seconds of bare 429s: no longer a burst
+            context.status_code = 429
+            return {"detail": "Too Many Requests"}
+        return accepted_answer(request, context)
+
+    requests_mock.post(SEND_URL, json=answer)
+    assert hook.send_messages([message(0)], max_concurrency=1).accepted == 1
+    assert hook.rate_controller.rate is not None
+    assert max(waits) > 4 * min(waits)  # grown past the first short waits

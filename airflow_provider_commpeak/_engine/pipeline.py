@@ -54,6 +54,12 @@ from airflow_provider_commpeak._engine.settled import SettledIndex
 from airflow_provider_commpeak._engine.transport import SyncTransport, encode_body
 from airflow_provider_commpeak._input.message import WAITING, Message
 
+#: Seconds of the first wait after a 429/503 without ``Retry-After`` (doubling while they go on, up to
+#: ``backoff_max``): the rate controller already slows every sender; the wait only lets a burst pass.
+PUSHBACK_BASE = 0.25
+#: For this many seconds from the first bare 429/503 (no ``Retry-After``, no acceptance since), they
+#: only pause senders briefly; past it they also slow the pace and the waits grow.
+TRANSIENT_SECONDS = 2.0
 #: Requests in a row whose outcome is unknown (timeouts, 5xx) after which the send stops: an API
 #: that swallows every request would otherwise cost a full timeout per batch.
 MAX_CONSECUTIVE_UNKNOWN = 5
@@ -168,6 +174,8 @@ class SendPipeline:
         self._in_flight = 0
         self._consecutive_unknown = 0
         self._consecutive_pushback = 0
+        self._last_pause = float("-inf")
+        self._bare_pushback_since: float | None = None
         self._last_progress = self._last_pushback = self._clock()
         settled = ledger.settled()
         self._queue = PendingQueue(self._unsettled(messages, settled, left_out or {}))
@@ -365,15 +373,29 @@ class SendPipeline:
             if accepted:
                 self._last_progress = now
                 self._consecutive_pushback = 0
+                self._bare_pushback_since = None
             if pushed_back:
                 self._last_pushback = now
-            if answer.outcome is Outcome.NOT_PROCESSED:
-                self._consecutive_pushback += 1
-            pushbacks_in_a_row = self._consecutive_pushback
+            # A bare 429/503 (no Retry-After) is an edge's "not now", not the API's measure of our rate:
+            # for its first TRANSIENT_SECONDS it only pauses everyone briefly; refusals that go on slow
+            # the pace and escalate the wait. A refusal to a request sent before the last wait began
+            # (in flight when the first came back) tells nothing new: it neither waits nor escalates.
+            bare = answer.outcome is Outcome.NOT_PROCESSED and answer.retry_after is None
+            if bare and self._bare_pushback_since is None:
+                self._bare_pushback_since = now
+            transient = bare and now - (self._bare_pushback_since or now) < TRANSIENT_SECONDS
+            wait = answer.outcome is Outcome.NOT_PROCESSED and bool(pushed_back) and sent_at >= self._last_pause
+            if wait:
+                self._last_pause = now
+                if not transient:
+                    self._consecutive_pushback += 1
+            attempt = max(self._consecutive_pushback, 1)
             self._progress.tick()
-        self._controller.record(sent_at=sent_at, sent=len(batch), accepted=accepted, refused=len(pushed_back))
-        if answer.outcome is Outcome.NOT_PROCESSED and pushed_back:  # a 429/503: everyone waits
-            self._controller.pause(self._policy.delay(pushbacks_in_a_row, answer.retry_after))
+        self._controller.record(
+            sent_at=sent_at, sent=len(batch), accepted=accepted, refused=0 if transient else len(pushed_back)
+        )
+        if wait:  # everyone waits: Retry-After, else a short backoff (growing once refusals go on)
+            self._controller.pause(self._policy.delay(attempt, answer.retry_after, base=PUSHBACK_BASE))
         self._log.debug(
             "Batch of %d: %d accepted, %d pushed back, %d failed (%s)",
             len(batch),

@@ -153,12 +153,12 @@ class RateController:
                 self._close_window(now)
 
     def pause(self, seconds: float) -> None:
-        """Hold every sender for ``seconds`` (a 429/503's ``Retry-After``, or a backoff)."""
+        """
+        Hold every sender for ``seconds`` (a 429/503's ``Retry-After``, or a backoff). A pause alone
+        does not start pacing: refusals recorded by :meth:`record` do.
+        """
         with self._lock:
-            now = self._clock()
-            self._paused_until = max(self._paused_until, now + seconds)
-            if self.rate is None:
-                self._start_pacing(now)
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     # -- internals -----------------------------------------------------------------------------------
 

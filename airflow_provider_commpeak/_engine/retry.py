@@ -74,7 +74,7 @@ class RetryPolicy:
         if problems:
             raise ValueError("; ".join(problems))
 
-    def delay(self, attempt: int, retry_after: str | float | None = None) -> float:
+    def delay(self, attempt: int, retry_after: str | float | None = None, *, base: float | None = None) -> float:
         """
         Seconds to wait before retry number ``attempt`` (1 for the first retry).
 
@@ -86,7 +86,7 @@ class RetryPolicy:
             retry_after = parse_retry_after(retry_after, cap=self.backoff_max)
         if retry_after is not None:
             return min(retry_after, self.backoff_max)
-        return backoff_delay(attempt, base=self.backoff_base, cap=self.backoff_max)
+        return backoff_delay(attempt, base=self.backoff_base if base is None else base, cap=self.backoff_max)
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float) -> float:

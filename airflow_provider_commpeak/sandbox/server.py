@@ -226,7 +226,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if fault.mode == "503":
             self._send(503, {"detail": "Service Unavailable"})
         elif fault.mode == "429":
-            self._send(429, {"detail": "Too Many Requests"}, headers={"Retry-After": f"{fault.retry_after:g}"})
+            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after > 0 else {}
+            self._send(429, {"detail": "Too Many Requests"}, headers=headers)
         elif fault.mode == "close":
             self._drop()
         elif fault.mode == "html":

@@ -65,7 +65,7 @@ class Fault:
     :param mode: One of :data:`FAULT_MODES`.
     :param count: How many matching requests it applies to.
     :param path: Only requests to this path (``/simple_send/`` or ``/messages_status/``); ``None`` = any API path.
-    :param retry_after: The ``Retry-After`` seconds of a 429.
+    :param retry_after: The ``Retry-After`` seconds of a 429; 0 sends none (an edge proxy's bare 429).
     :param seconds: How long ``hang`` holds the answer.
     :param after: Let this many matching requests through untouched first (a fault "mid-run").
     :param interval: Seconds between two bytes of a ``trickle`` answer.
