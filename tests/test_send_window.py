@@ -192,3 +192,17 @@ def test_a_deferral_that_outlives_valid_until_expires_the_waiting_messages(api, 
     result = op.resume_send(make_context(store=store), event=None)
     assert sent_ids(api) == [["m0"]]
     assert {k: v["error"] for k, v in result["results"].items()} == {"m0": None, "m1": "EXPIRED"}
+
+
+def test_a_message_sent_before_the_window_closed_is_reported_accepted_after_the_deferral(api, now):
+    """Try 1 sends Israel (open) and defers for New York; at the resume Israel's window has closed."""
+    store = FakeStateStore()
+    op = SendSmsOperator(
+        task_id="send", messages=[message(0, phone=IL), message(1, phone=NY)], send_window=("08:00", "21:00")
+    )
+    with pytest.raises(TaskDeferred):
+        op.execute(make_context(store=store))
+    now.value = utc(2026, 12, 2, 0, 0)  # 19:00 in New York (open), 02:00 in Israel (closed)
+    result = op.resume_send(make_context(store=store), event=None)
+    assert sent_ids(api) == [["m0"], ["m1"]]
+    assert {k: v["error"] for k, v in result["results"].items()} == {"m0": None, "m1": None}  # no WAITING left

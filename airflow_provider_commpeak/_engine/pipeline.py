@@ -200,14 +200,18 @@ class SendPipeline:
     def _unsettled(
         self, messages: Iterable[Message], settled: SettledIndex, left_out: Mapping[int, str]
     ) -> Iterator[tuple[int, Message]]:
-        """The messages to send; those left out and those settled by an earlier try go straight to the sink."""
+        """
+        The messages to send; those settled by an earlier try, then those left out this time, go
+        straight to the sink (an earlier try's result wins: a message it got accepted is reported
+        accepted even if its send window is closed now).
+        """
         for seq, message in enumerate(messages):
-            if seq in left_out:
-                self._settle_one(seq, MessageResult(message.internal_id, None, left_out[seq]))
-                continue
             earlier = settled.get(message.internal_id)
             if earlier is None:
-                yield seq, message
+                if seq in left_out:
+                    self._settle_one(seq, MessageResult(message.internal_id, None, left_out[seq]))
+                else:
+                    yield seq, message
                 continue
             if earlier.fingerprint is not None and earlier.fingerprint != _fingerprint(message):
                 self._result.changed += 1
