@@ -47,9 +47,12 @@ fuzz: $(STAMP)
 test-airflow2:
 	$(MAKE) test VENV=.venv-airflow2 AIRFLOW_VERSION=2.11.2 EXTRAS=test,bench
 
-# The newest Python this machine has (pyenv); `make test` runs the oldest the provider supports (3.11).
+# The newest Python this machine has; `make test` runs the oldest the provider supports (3.11).
+# pyenv's own copy first: its `python3.13` shim refuses to run unless 3.13 is a selected version.
+PY313 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
 test-py313:
-	$(MAKE) test VENV=.venv-py313 PYTHON=$$(command -v python3.13) EXTRAS=test,bench
+	@test -n "$(PY313)" || { echo "no Python 3.13 found (pyenv install 3.13, or PY313=/path/to/python3.13)"; exit 1; }
+	$(MAKE) test VENV=.venv-py313 PYTHON=$(PY313) EXTRAS=test,bench
 
 demo: $(STAMP)
 	VENV=$(VENV) bash scripts/demo.sh
