@@ -29,11 +29,12 @@ DAG_ID = "commpeak_send_and_wait"
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     if not version("apache-airflow").startswith("3."):
         pytest.skip("drives Airflow 3's REST API v2 and its separate dag-processor; 2.11 is covered by dag.test()")
+    scratch = tmp_path_factory.mktemp("e2e-tmp")  # the processes' temporary folder (example report files)
     with (
         CommPeakSandbox(delivery_delay=8) as sandbox,
         airflow_deployment(
             tmp_path_factory.mktemp("e2e") / "airflow-home",
-            extra_env={"AIRFLOW_CONN_COMMPEAK_DEFAULT": sandbox.connection_json},
+            extra_env={"AIRFLOW_CONN_COMMPEAK_DEFAULT": sandbox.connection_json, "TMPDIR": str(scratch)},
             extra_dags=(TEST_DAGS / "retry_campaign.py", TEST_DAGS / "quiet_hours_campaign.py"),
         ) as running,
     ):
@@ -160,3 +161,29 @@ def test_a_campaign_whose_window_opens_soon_defers_in_the_real_triggerer_and_sen
     assert (len(times), max(times.values())) == (40, 1)
     first = min(m["accepted_at"] for m in sandbox.accepted)  # the sandbox runs in this process: same clock
     assert first >= opens_monotonic - 0.05, f"sent {opens_monotonic - first:.1f} s before the window opened"
+
+
+def test_a_report_asset_schedules_the_followup_dag_which_reads_the_report(deployment):
+    """The send's outlet is its report file: the real scheduler runs the DAG scheduled on that asset."""
+    sandbox = deployment.sandbox
+    sandbox.reset()
+    api = Api(deployment)
+    followup = "commpeak_report_followup"
+    poll("the follow-up DAG to be parsed", lambda: api.get(f"/api/v2/dags/{followup}").ok, RUN_SECONDS, 0.5)
+    before = {r["dag_run_id"] for r in api.get(f"/api/v2/dags/{followup}/dagRuns").json()["dag_runs"]}
+    send_run = api.trigger("commpeak_report_send")
+    assert poll("the send to finish", lambda: api.run_state("commpeak_report_send", send_run), RUN_SECONDS, 0.5) == (
+        "success"
+    )
+
+    def followup_finished() -> dict | None:
+        runs = [r for r in api.get(f"/api/v2/dags/{followup}/dagRuns").json()["dag_runs"] if r["dag_run_id"] not in before]
+        return runs[0] if runs and runs[0]["state"] in ("success", "failed") else None
+
+    run = poll("the follow-up run the asset event schedules", followup_finished, RUN_SECONDS, 0.5)
+    assert (run["state"], run["run_type"]) == ("success", "asset_triggered")
+    assert sorted(m["recipient_phone"] for m in sandbox.accepted) == ["15550000001", "447700900123"]
+    summary = api.xcom(followup, run["dag_run_id"], "read_report")
+    assert (summary["rows"], summary["outcomes"]) == (3, {"ACCEPTED": 2, "INVALID_RECIPIENT": 1})
+    log = api.task_log(followup, run["dag_run_id"], "read_report")
+    assert "Triggered by the send's asset event: {'messages': 3, 'accepted': 2, 'failed': 1" in log

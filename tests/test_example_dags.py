@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 
-from helpers.airflow import EXAMPLES, dag_bag, load_example, run_state, task_states, xcom_value
+from helpers.airflow import EXAMPLES, asset_event_extras, dag_bag, load_example, run_state, task_states, xcom_value
 
 pytestmark = pytest.mark.sandbox
 
@@ -29,11 +29,18 @@ def test_every_example_parses_without_errors_or_connection_lookups(monkeypatch):
     monkeypatch.setattr(BaseHook, "get_connection", classmethod(no_lookup))
     bag = dag_bag()
     assert bag.import_errors == {}
-    expected = {"commpeak_send_and_wait", "commpeak_campaign", "commpeak_failure_alert", "commpeak_compliant_campaign"}
+    expected = {
+        "commpeak_send_and_wait",
+        "commpeak_campaign",
+        "commpeak_failure_alert",
+        "commpeak_compliant_campaign",
+        "commpeak_report_send",
+        "commpeak_report_followup",
+    }
     if AIRFLOW_V_3_1_PLUS:
         expected.add("commpeak_deadline_alert")
     assert set(bag.dag_ids) == expected
-    assert len(list(EXAMPLES.glob("*.py"))) == 5
+    assert len(list(EXAMPLES.glob("*.py"))) == 6
 
 
 def assert_each_accepted_once(sandbox, expected: int) -> None:
@@ -131,3 +138,45 @@ def test_the_compliant_campaign_sends_each_allowed_row_once_and_reports_every_ro
         rows = {row["internal_id"]: row for row in csv.DictReader(handle)}
     assert rows["cust-3"]["send_error"] == "SUPPRESSED"
     assert rows["cust-0"]["status"] == "delivered"
+
+
+def test_the_report_asset_carries_the_counts_and_the_followup_reads_the_report(
+    airflow_db, commpeak_sandbox, tmp_path, monkeypatch
+):
+    import csv
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the example puts its report
+    send = load_example("commpeak_report_send")
+    followup = load_example("commpeak_report_followup")
+    [outlet] = send.get_task("send").outlets
+    report = tmp_path / "commpeak-example-report-asset" / "report.csv"
+    assert outlet.uri == report.as_uri()
+    assert [getattr(a, "uri", None) for a in _schedule_assets(followup)] == [outlet.uri]
+
+    if not AIRFLOW_V_3_1_PLUS:  # Airflow 2's dag.test() does not record the DAGs' datasets
+        type(send).bulk_write_to_db([send, followup])
+    dag_run = send.test()
+    assert run_state(dag_run) == "success"
+    assert_each_accepted_once(commpeak_sandbox, 2)
+    counts = {"messages": 3, "accepted": 2, "failed": 1, "errors": {"INVALID_RECIPIENT": 1}}
+    assert asset_event_extras(outlet.uri) == [counts]
+    assert xcom_value(send.dag_id, dag_run.run_id, "send")["report_path"] == str(report)
+
+    followup_run = followup.test()
+    assert run_state(followup_run) == "success"
+    with report.open() as handle:
+        [refused] = [row["internal_id"] for row in csv.DictReader(handle) if row["error"]]
+    assert refused not in {m["internal_id"] for m in commpeak_sandbox.accepted}
+    assert xcom_value(followup.dag_id, followup_run.run_id, "read_report") == {
+        "rows": 3,
+        "outcomes": {"ACCEPTED": 2, "INVALID_RECIPIENT": 1},
+        "not_accepted": {"INVALID_RECIPIENT": [refused]},
+    }
+
+
+def _schedule_assets(dag) -> list:
+    """The assets (datasets on Airflow 2) a DAG is scheduled on."""
+    condition = getattr(dag, "timetable", None)
+    condition = getattr(condition, "asset_condition", None) or getattr(condition, "dataset_condition", None)
+    return list(getattr(condition, "objects", None) or [])

@@ -83,9 +83,14 @@ def is_local(path: Any) -> bool:
 
 
 def open_path(path: Any, mode: str = "r") -> IO[Any]:
-    """Open a local path (``str`` or ``Path``) or anything with ``.open()``, e.g. an ObjectStoragePath."""
+    """
+    Open a local path (``str`` or ``Path``) or anything with ``.open()``, e.g. an ObjectStoragePath.
+    Writing a local file creates its missing folders.
+    """
     binary = "b" in mode
     if is_local(path):
+        if "w" in mode:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         if binary:
             return open(Path(path), mode)
         return open(Path(path), mode, encoding="utf-8", newline="" if "r" in mode else None)

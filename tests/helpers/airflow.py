@@ -61,3 +61,21 @@ def task_states(dag_id: str, run_id: str) -> dict[str, str]:
 
 def run_state(dag_run) -> str:
     return str(getattr(dag_run.state, "value", dag_run.state))
+
+
+def asset_event_extras(uri: str) -> list[dict[str, Any]]:
+    """The ``extra`` of every event of the asset (a dataset on Airflow 2) at ``uri``, oldest first."""
+    from airflow.utils.session import create_session
+
+    try:
+        from airflow.models.asset import AssetEvent as Event, AssetModel as Model
+
+        key = "asset_id"
+    except ImportError:  # Airflow 2
+        from airflow.models.dataset import DatasetEvent as Event, DatasetModel as Model
+
+        key = "dataset_id"
+    with create_session() as session:
+        model = session.query(Model).filter_by(uri=uri).one()
+        events = session.query(Event).filter_by(**{key: model.id}).order_by(Event.id).all()
+        return [dict(event.extra or {}) for event in events]
