@@ -177,7 +177,9 @@ def test_a_report_asset_schedules_the_followup_dag_which_reads_the_report(deploy
     )
 
     def followup_finished() -> dict | None:
-        runs = [r for r in api.get(f"/api/v2/dags/{followup}/dagRuns").json()["dag_runs"] if r["dag_run_id"] not in before]
+        runs = [
+            r for r in api.get(f"/api/v2/dags/{followup}/dagRuns").json()["dag_runs"] if r["dag_run_id"] not in before
+        ]
         return runs[0] if runs and runs[0]["state"] in ("success", "failed") else None
 
     run = poll("the follow-up run the asset event schedules", followup_finished, RUN_SECONDS, 0.5)

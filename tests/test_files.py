@@ -369,9 +369,9 @@ def test_a_relative_report_path_is_published_absolute_for_a_reader_elsewhere(san
 @pytest.mark.sandbox
 def test_a_report_path_in_a_missing_folder_gets_its_folders(sandbox, tmp_path):
     report = tmp_path / "campaigns" / "spring" / "report.csv"
-    summary = SendSmsOperator(
-        task_id="send", messages=[message(i) for i in range(2)], report_path=str(report)
-    ).execute(make_context())
+    summary = SendSmsOperator(task_id="send", messages=[message(i) for i in range(2)], report_path=str(report)).execute(
+        make_context()
+    )
     assert (summary["accepted"], summary["report_path"]) == (2, str(report))
     assert len(read_message_uuids(summary)) == 2
 

@@ -68,11 +68,13 @@ def asset_event_extras(uri: str) -> list[dict[str, Any]]:
     from airflow.utils.session import create_session
 
     try:
-        from airflow.models.asset import AssetEvent as Event, AssetModel as Model
+        from airflow.models.asset import AssetEvent as Event
+        from airflow.models.asset import AssetModel as Model
 
         key = "asset_id"
     except ImportError:  # Airflow 2
-        from airflow.models.dataset import DatasetEvent as Event, DatasetModel as Model
+        from airflow.models.dataset import DatasetEvent as Event
+        from airflow.models.dataset import DatasetModel as Model
 
         key = "dataset_id"
     with create_session() as session:
