@@ -448,7 +448,7 @@ class SendSmsOperator(BaseOperator):
             "segments": outcome.segments,
             "errors": dict(outcome.errors),
         }
-        self._describe_report_asset(context, outcome.report_path)
+        self._describe_report_asset(context, self._sent)
         waiting = outcome.errors.get(WAITING, 0)
         if waiting and outcome.resume_at is not None:
             self.log.info(
@@ -474,17 +474,18 @@ class SendSmsOperator(BaseOperator):
 
         return send_lineage(self._sent)
 
-    def _describe_report_asset(self, context: Context, report_path: str | None) -> None:
+    def _describe_report_asset(self, context: Context, sent: dict[str, Any]) -> None:
         """
         When an outlet is the report file (``outlets=[Asset("file:///.../report.csv")]``), its asset
         event carries the send's counts as ``extra`` (what a downstream DAG and the UI see; no number).
         """
+        report_path = sent["output"]
         if report_path is None or not self.outlets:
             return
         where = report_path if "://" in report_path else f"file://{os.path.abspath(report_path)}"
         for outlet in self.outlets:
             if getattr(outlet, "uri", None) == where:
-                extra = {key: self._sent[key] for key in ("messages", "accepted", "failed", "errors")}
+                extra = {key: sent[key] for key in ("messages", "accepted", "failed", "errors")}
                 context["outlet_events"][outlet].extra.update(extra)
                 self.log.info("Asset event for the report %s carries the counts: %s", where, extra)
 
