@@ -107,6 +107,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def proc_status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (``VmRSS``, ``VmHWM``), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
 def worker_naive(url: str, n: int) -> dict[str, Any]:
     import requests
 
@@ -220,14 +228,16 @@ def worker_trigger(url: str, report_path: str, status_path: str) -> dict[str, An
     os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps(
         {"conn_type": "commpeak", "password": API_KEY, "host": url}
     )
+    from airflow_provider_commpeak.triggers.commpeak import SmsStatusTrigger
+
     polls: list[int] = []
-    real = CommPeakHook.aget_statuses
+    real = SmsStatusTrigger._poll
 
-    async def counted(self: Any, uuids: Any, *, batch_size: int = 500) -> Any:
-        polls.append(len(uuids))
-        return await real(self, uuids, batch_size=batch_size)
+    async def counted(self: Any, hook: Any, tracker: Any) -> Any:
+        polls.append(len(tracker.pending))
+        return await real(self, hook, tracker)
 
-    CommPeakHook.aget_statuses = counted  # type: ignore[method-assign]
+    SmsStatusTrigger._poll = counted  # type: ignore[method-assign]
     sensor = SmsStatusSensor(
         task_id="wait",
         message_uuids={"report_path": report_path},
@@ -236,8 +246,6 @@ def worker_trigger(url: str, report_path: str, status_path: str) -> dict[str, An
         status_report_path=status_path,
         timeout=3600,
     )
-    from airflow_provider_commpeak.triggers.commpeak import SmsStatusTrigger
-
     trigger = SmsStatusTrigger(
         commpeak_conn_id="commpeak_default",
         success_statuses=["delivered"],
@@ -253,9 +261,11 @@ def worker_trigger(url: str, report_path: str, status_path: str) -> dict[str, An
         async for event in trigger.run():
             return event.payload
 
+    baseline = proc_status_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     started = time.perf_counter()
     payload = asyncio.run(first_event())
-    trigger_wall, trigger_rss = time.perf_counter() - started, peak_rss_mb()
+    trigger_wall, trigger_rss = time.perf_counter() - started, proc_status_mb("VmHWM")
     xcom = sensor.execute_complete({}, payload)
     return {
         "kwargs_bytes": kwargs_bytes,
@@ -264,6 +274,7 @@ def worker_trigger(url: str, report_path: str, status_path: str) -> dict[str, An
         "polls": polls,
         "trigger_wall": trigger_wall,
         "trigger_rss": trigger_rss,
+        "trigger_baseline_rss": baseline,
         "status": payload["status"],
     }
 
@@ -763,6 +774,95 @@ def shared_key(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def campaign_on_one_key(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """
+    k processes, chunks of unequal size (1:2:4), starts spread over ``stagger`` seconds, one key:
+    the whole run as the user feels it (first acceptance after the bucket's initial burst to the last
+    acceptance), the smallest share while all are in flight, and how soon survivors take a finished
+    sibling's room.
+    """
+    rows = []
+    for procs in args.campaign_procs:
+        for rate in args.campaign_rates:
+            for stagger in args.campaign_staggers:
+                weights = [(1, 2, 4)[i % 3] for i in range(procs)]
+                sizes = [int(rate * args.campaign_seconds * w / sum(weights)) for w in weights]
+                offsets = [sum(sizes[:i]) for i in range(procs)]
+                sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=rate, delivery_delay=1)
+                try:
+                    workers = []
+                    for i in range(procs):
+                        if i:
+                            time.sleep(stagger / (procs - 1))
+                        argv = [sys.executable, __file__, "--worker", "commpeak-from", sandbox.url, str(sizes[i])]
+                        argv += [str(args.batch_size), str(args.concurrency), str(offsets[i])]
+                        workers.append(
+                            subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                        )
+                    for worker in workers:
+                        worker.communicate(timeout=900)
+                    accepted = sandbox.call("/_sandbox/messages")["messages"]
+                    stats = sandbox.stats()
+                finally:
+                    sandbox.stop()
+                times: list[list[float]] = [[] for _ in range(procs)]
+                for message in accepted:
+                    number = int(message["internal_id"][1:])
+                    times[max(i for i in range(procs) if offsets[i] <= number)].append(message["accepted_at"])
+                rows.append(
+                    {
+                        "processes": procs,
+                        "rate_limit": f"{rate:g}",
+                        "stagger_s": f"{stagger:g}",
+                        "N": " + ".join(map(str, sizes)),
+                        "lost": sum(sizes) - stats["distinct_internal_ids"],
+                        "duplicated": stats["duplicated"],
+                        **campaign_figures(times, rate),
+                    }
+                )
+    return rows
+
+
+def campaign_figures(times: list[list[float]], rate: float) -> dict[str, Any]:
+    """Whole-run share of the limit, smallest share of a fair split, slowest reclaim (see :func:`campaign_on_one_key`)."""
+    events = sorted(t for ts in times for t in ts)
+    burst_end = events[min(int(rate), len(events) - 1)]
+    whole = (len(events) - int(rate)) / max((events[-1] - burst_end) * rate, 1e-9)
+    # shares while all are in flight: from 3 s after the last one's first acceptance to the first finish
+    start, end = max(min(ts) for ts in times) + 3, min(max(ts) for ts in times)
+    smallest = None
+    window = min(5.0, end - start)
+    if window >= 1:
+        at = start
+        while at + window <= end + 1e-9:
+            got = [sum(1 for t in ts if at <= t < at + window) for ts in times]
+            fair = sum(got) / len(got)
+            smallest = min(smallest if smallest is not None else 1.0, min(got) / fair if fair else 1.0)
+            at += 1
+    reclaims = []
+    for finished in sorted(max(ts) for ts in times)[:-1]:
+        survivors = [ts for ts in times if max(ts) > finished + 1]
+        if not survivors:
+            continue
+        reclaim = next(
+            (
+                i * 0.05
+                for i in range(200)
+                if sum(1 for ts in survivors for t in ts if finished + i * 0.05 <= t < finished + i * 0.05 + 0.25)
+                >= 0.9 * rate * 0.25
+            ),
+            None,
+        )
+        reclaims.append(reclaim)
+    slowest = None if not reclaims else (None if None in reclaims else max(reclaims))
+    return {
+        "whole_run_of_limit": f"{whole:.1%}",
+        "smallest_share_of_fair": "-" if smallest is None else f"{smallest:.0%}",
+        "slowest_reclaim_s": "-" if not reclaims else ("> 10" if slowest is None else f"{slowest:.2f}"),
+        "_whole": whole,
+    }
+
+
 def polling(args: argparse.Namespace) -> list[dict[str, Any]]:
     """
     Send N messages in 5 slices ``settle_gap`` apart, then poke while they settle slice by slice.
@@ -924,6 +1024,10 @@ def main() -> int:
     parser.add_argument("--latencies", type=lambda s: [float(x) for x in s.split(",")], default=[0, 20, 100])
     parser.add_argument("--rate-seconds", type=float, default=12.0, help="each rate run lasts about this long")
     parser.add_argument("--shared-rates", type=lambda s: [float(x) for x in s.split(",")], default=[400, 1500])
+    parser.add_argument("--campaign-procs", type=lambda s: [int(x) for x in s.split(",")], default=[2, 4])
+    parser.add_argument("--campaign-rates", type=lambda s: [float(x) for x in s.split(",")], default=[400, 1500])
+    parser.add_argument("--campaign-staggers", type=lambda s: [float(x) for x in s.split(",")], default=[0, 3])
+    parser.add_argument("--campaign-seconds", type=float, default=14.0, help="each campaign run lasts about this long")
     parser.add_argument("--polling-n", type=int, default=100_000)
     parser.add_argument("--settle-gap", type=float, default=1.5, help="seconds between the slices' deliveries")
     parser.add_argument("--stream-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000])
@@ -942,7 +1046,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
     parser.add_argument(
         "--only",
-        default="throughput,bound,rate,drain,shared,pushback,streaming,ledger,dryrun,suppression,phones,polling,scale,imports",
+        default="throughput,bound,rate,drain,shared,campaign,pushback,streaming,ledger,dryrun,suppression,phones,polling,scale,imports",
         help="comma-separated sections to run (default: all)",
     )
     args = parser.parse_args()
@@ -954,6 +1058,7 @@ def main() -> int:
         args.ledger_n, args.ledger_read_sizes = 5000, [2000, 20000]
         args.suppression_audience, args.suppression_sizes = 2000, [2000, 200_000]
         args.pushback_repeats = 1
+        args.campaign_procs, args.campaign_rates, args.campaign_staggers = [2], [400], [3]
 
     print(
         f"# airflow-provider-commpeak benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
@@ -1059,6 +1164,19 @@ def main() -> int:
         failures += [
             f"shared at {r['rate_limit']}" for r in rows if r["_combined"] < 0.9 or r["lost"] or r["duplicated"]
         ]
+    if "campaign" in sections:
+        rows = campaign_on_one_key(args)
+        print(
+            f"\n## A campaign on one key: k processes, chunks 1:2:4, staggered starts (latency {args.latency_ms:g} ms;"
+            " the whole run)\n"
+        )
+        columns = ["processes", "rate_limit", "stagger_s", "N", "lost", "duplicated", "whole_run_of_limit"]
+        print(table(rows, [*columns, "smallest_share_of_fair", "slowest_reclaim_s"]))
+        failures += [
+            f"campaign of {r['processes']} at {r['rate_limit']}, stagger {r['stagger_s']} s: {r['whole_run_of_limit']}"
+            for r in rows
+            if r["_whole"] < 0.95 or r["lost"] or r["duplicated"]
+        ]
     if "streaming" in sections:
         print("\n## Streaming from a file: peak RSS\n")
         print(table(streaming(args), ["N", "source", "wall_s", "peak_rss_mb", "rss_vs_smallest"]))
@@ -1144,14 +1262,20 @@ def main() -> int:
                 "value": f"{result['status_requests']:,}",
             },
             {
-                "what": "peak RSS of the process running the trigger",
-                "value": f"{result['trigger_rss']:.0f} MB",
+                "what": "RSS of the process before the trigger ran (its baseline)",
+                "value": f"{result['trigger_baseline_rss']:.0f} MB",
+            },
+            {
+                "what": "peak RSS while the trigger ran, above that baseline",
+                "value": f"{result['trigger_rss'] - result['trigger_baseline_rss']:.0f} MB",
             },
             {"what": "trigger wall time", "value": f"{result['trigger_wall']:.1f} s"},
         ]
         print(table(rows, ["what", "value"]))
         if result["kwargs_bytes"] > 64 * 1024 or result["xcom_bytes"] > 64 * 1024:
             failures.append("sensor kwargs or XCom above 64 KiB")
+        if args.scale_n >= 1_000_000 and result["trigger_rss"] - result["trigger_baseline_rss"] > 64:
+            failures.append("the trigger's peak RSS is more than 64 MB above its baseline")
     if "imports" in sections:
         print(f"\n## Parse-time import cost (median of {args.import_repeats} fresh processes)\n")
         print(table(import_cost(args.import_repeats), ["import", "median_ms"]))

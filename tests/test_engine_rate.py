@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_commpeak._engine.rate import MIN_RATE, RateController
-from helpers.ratesim import Bucket, Client, FakeClock, Simulation
+from helpers.ratesim import Bucket, Client, FakeClock, Simulation, reclaim_seconds, whole_run_share
 
 ORIGIN = 1000.0
 
@@ -50,6 +50,58 @@ def test_two_senders_on_one_key_use_at_least_90_percent_together(rate):
     start, end = 4.0, min(first.finished_at, second.finished_at) - ORIGIN
     combined = (accepted_in(first, start, end) + accepted_in(second, start, end)) / (end - start)
     assert combined >= 0.9 * rate
+
+
+@pytest.mark.parametrize("processes", [2, 4, 8])
+@pytest.mark.parametrize("rate", [100, 400, 1500, 5000])
+@pytest.mark.parametrize("stagger", [1.0, 3.0])
+@pytest.mark.parametrize("latency", [0.0, 0.02])
+def test_processes_on_one_key_use_95_percent_of_it_over_the_whole_run(processes, rate, stagger, latency):
+    """Unequal chunks (1:2:4) starting over ``stagger`` seconds: stagger, siblings finishing and tail included."""
+    clients = [
+        Client(f"p{i}", messages=rate * 20 * (1, 2, 4)[i % 3], start=stagger * i / (processes - 1))
+        for i in range(processes)
+    ]
+    sim = run(Bucket(rate), clients, latency)
+    assert [c.total_accepted for c in clients] == [c.messages for c in clients]
+    assert whole_run_share(sim, rate, burst=rate) >= 0.95
+
+
+@pytest.mark.parametrize("rate", [400, 1500, 5000])
+def test_when_a_sibling_finishes_the_survivor_takes_the_key_within_three_seconds(rate):
+    short, long = Client("short", messages=rate * 10), Client("long", messages=rate * 40, start=1.0)
+    sim = run(Bucket(rate), [short, long], latency=0.02)
+    reclaimed = reclaim_seconds(sim, short, rate)
+    assert reclaimed is not None and reclaimed <= 3.0, reclaimed
+
+
+def test_the_step_up_is_the_same_for_every_process_so_a_congestion_narrows_the_gap():
+    """Additive increase, multiplicative decrease: the gap between two paces shrinks at each round."""
+    clock = FakeClock()
+    big, small = RateController(clock=clock), RateController(clock=clock)
+    for controller, pace in ((big, 900.0), (small, 100.0)):
+        controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
+        controller.rate = pace
+
+    def window(refused_share: float) -> None:
+        clock.sleep(0.01)
+        sent_at = clock.now
+        for controller in (big, small):
+            for _ in range(4):
+                controller.reserve(100)  # each waits for the pace: it is what holds the sender back
+        clock.sleep(0.6)
+        for controller in (big, small):
+            for _ in range(2):
+                refused = int(100 * refused_share)
+                controller.record(sent_at=sent_at, sent=100, accepted=100 - refused, refused=refused)
+
+    gaps = [big.rate - small.rate]
+    for _ in range(3):
+        window(0.0)  # room: the same step for both
+        assert big.rate - small.rate == pytest.approx(gaps[-1])
+        window(0.5)  # congestion: both take the same share off
+        gaps.append(big.rate - small.rate)
+    assert gaps[-1] < 0.5 * gaps[0], gaps
 
 
 def test_a_burst_bigger_than_a_second_is_not_taken_for_the_rate():

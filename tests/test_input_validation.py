@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from airflow_provider_commpeak._input.staging import BloomSet, generated_id, stage_messages
+from airflow_provider_commpeak._input.bloom import BloomSet
+from airflow_provider_commpeak._input.staging import generated_id, stage_messages
 from airflow_provider_commpeak._input.validation import expand_recipients
 from airflow_provider_commpeak.exceptions import CommPeakValidationError
 from helpers import message

@@ -225,3 +225,43 @@ def test_hook_params_reach_the_triggers_hook_and_survive_serialization(commpeak_
 def test_a_trigger_without_hook_params_serializes_as_before():
     _classpath, kwargs = trigger(["u"]).serialize()
     assert "hook_params" not in kwargs
+
+
+def test_a_poll_goes_slice_by_slice_and_a_duplicate_is_waited_for_once(commpeak_sandbox, monkeypatch):
+    import airflow_provider_commpeak.triggers.commpeak as module
+
+    monkeypatch.setattr(module, "POLL_SLICE", 2)
+    asked: list[int] = []
+    real = module.CommPeakHook.aget_statuses
+
+    async def counted(self, uuids, *, batch_size=500):
+        asked.append(len(uuids))
+        return await real(self, uuids, batch_size=batch_size)
+
+    monkeypatch.setattr(module.CommPeakHook, "aget_statuses", counted)
+    uuids = send(commpeak_sandbox, ["972524265292", "972545330008"] * 2 + ["972524265292"])
+    event = first_event(trigger([*uuids, uuids[0]]))
+    assert (event["status"], event["total"], event["succeeded"]) == ("success", 5, 5)
+    assert asked[:3] == [2, 2, 1]  # the first poll: 5 distinct uuids, 2 at a time
+
+
+def test_a_poll_that_fails_half_way_changes_nothing_and_the_next_one_counts_each_message_once(
+    commpeak_sandbox, monkeypatch
+):
+    import airflow_provider_commpeak.triggers.commpeak as module
+    from airflow_provider_commpeak.exceptions import CommPeakApiError
+
+    monkeypatch.setattr(module, "POLL_SLICE", 2)
+    real, calls = module.CommPeakHook.aget_statuses, []
+
+    async def second_slice_fails_once(self, uuids, *, batch_size=500):
+        calls.append(len(uuids))
+        if len(calls) == 2:
+            raise CommPeakApiError("status poll failed")
+        return await real(self, uuids, batch_size=batch_size)
+
+    monkeypatch.setattr(module.CommPeakHook, "aget_statuses", second_slice_fails_once)
+    uuids = send(commpeak_sandbox, ["972524265292", "972545330008", "447700900123", UNDELIVERED])
+    event = first_event(trigger(uuids, allowed_failures=1))
+    assert (event["status"], event["total"], event["succeeded"], event["failed"]) == ("success", 4, 3, 1)
+    assert event["counts"] == {"delivered": 3, "undelivered": 1}

@@ -88,6 +88,24 @@ def read_message_uuids(value: Any) -> list[str]:
     return list(dict.fromkeys(value))
 
 
+def iter_message_uuids(value: Any) -> Iterator[str]:
+    """
+    Like :func:`read_message_uuids`, one uuid at a time: a report file is streamed, never held as a
+    list (a trigger waiting for a million messages keeps them packed, 16 bytes each). Duplicates are
+    not removed here.
+    """
+    path = report_path_of(value)
+    if path is None:
+        yield from read_message_uuids(value)
+        return
+    try:
+        for row in iter_report(as_storage_path(path)):
+            if row.accepted and row.message_uuid:
+                yield row.message_uuid
+    except (OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+
+
 def report_path_of(value: Any) -> Any:
     """The report file ``value`` names (a path, or a summary's ``report_path``), else ``None``."""
     if isinstance(value, Mapping):
@@ -108,7 +126,11 @@ def _uuids_from_report(path: Any) -> list[str]:
     try:
         return [r.message_uuid for r in iter_report(as_storage_path(path)) if r.accepted and r.message_uuid]
     except (OSError, ValueError) as exc:
-        raise CommPeakValidationError(
-            [f"message_uuids {str(path)[:80]!r} is a string, so a report file, but it cannot be read: {exc}"],
-            what="arguments",
-        ) from None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Any, exc: Exception) -> CommPeakValidationError:
+    return CommPeakValidationError(
+        [f"message_uuids {str(path)[:80]!r} is a string, so a report file, but it cannot be read: {exc}"],
+        what="arguments",
+    )

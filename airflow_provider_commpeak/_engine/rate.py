@@ -4,28 +4,38 @@ may go (the queue decides *what* goes).
 
 Until the API first pushes back (a ``RATE_LIMIT``, a message left out of an answer, a 429/503)
 nothing is paced. From then on messages are let through at ``rate`` msg/s, and ``rate`` is revised
-at the end of each *window* (at least :data:`WINDOW` seconds and :data:`MIN_ANSWERS` answers):
+at the end of each *window* (at least :data:`WINDOW` seconds and :data:`MIN_ANSWERS` answers), by
+rules from congestion control, so that several processes sending on one key (mapped chunks, other
+DAGs) share it without talking to each other:
 
-- **pushback in the window**: the API is saturated, so what it accepted over the window is what it
-  sustains for us; pace at :data:`HEADROOM` times that (a few refusals keep its allowance from going
-  unused). Never drop faster than :data:`BACKOFF` per window (multiplicative decrease), so a short
-  drain by another client of the same key does not throw the pace to the floor. The first window
-  starts at the first pushback and ignores answers to requests sent before it, so the server's
-  initial burst (a full token bucket) is never measured as its rate.
-- **no pushback, and the pace was what held senders back** (most of them waited for it): probe
-  upwards. Below the best rate the API sustained in the last :data:`MEMORY` seconds, return to it at
-  once (a drain by another client recovers within a window or two). At or above it, or with no rate
-  measured yet, add :data:`STEP` of the pace, twice as much after each further window without
-  pushback: a gentle probe near the known limit that still finds a raised limit quickly.
+- **congestion** (more than :data:`TOLERATED` of the window's messages pushed back): multiplicative
+  decrease to :data:`DECREASE` times the pace, or further, to :data:`HEADROOM` times what the API
+  accepted, when the pace was far above it (never below :data:`BACKOFF` times the pace in one
+  window, so a short drain by another client does not throw the pace to the floor). The first
+  window starts at the first pushback and ignores answers to requests sent before it, so the
+  server's initial burst (a full token bucket) is never measured as its rate.
+- **room** (little or no pushback, and the pace was what held senders back): additive increase of
+  :data:`ADDITIVE` of a full request per window, a step that doubles for each window in a row
+  without any pushback (spare room: a sibling finished, another client stopped draining the key, or
+  the limit rose), so the room is found within a second or two. Every process on the key adds the
+  same step and takes the same share off at a congestion, so a bigger share shrinks more: shares
+  drift towards equal (a multiplicative increase would keep them as unequal as they started).
+
+After a window in which the API accepted nothing at all (another client drained the key), the
+first window with room returns at once to the best rate the API sustained for this process in the
+last :data:`MEMORY` seconds: a drain is over in a window, not in a climb.
 
 The first pace, at the first pushback, is what the API accepted over the last second, and at least
-one full request per second (a refusal can arrive before the acceptances of its own burst). If the
-send had run unpaced for a while, that rate is remembered as one the API sustained.
+one full request per second (a refusal can arrive before the acceptances of its own burst).
 
 Request size follows too: a paced request carries at most :data:`BURST` seconds' worth of messages;
 and if, in a window with pushback, even the best-served request got less than half of what it
 carried, the API's burst allowance is small: requests shrink to what the best one got accepted, for
 :data:`MEMORY` seconds (then the full size is tried again).
+
+Refused messages cost only a request: they go back to the front of the queue. So the rules err on
+the side of offering a little more than the limit (the API's token bucket then never idles) rather
+than less.
 
 A 429/503 with ``Retry-After`` also pauses every sender until then. The controller never sleeps: it
 tells the caller how long to wait, so it runs on a fake clock in tests.
@@ -43,16 +53,22 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 #: Shortest window over which a rate is measured (seconds).
-WINDOW = 1.0
+WINDOW = 0.5
 #: Fewest answers a window needs before it closes (at low rates, windows last longer).
 MIN_ANSWERS = 2
 #: Pace this much above the measured rate while the API pushes back.
 HEADROOM = 1.05
 #: The most the pace drops in one window.
 BACKOFF = 0.5
-#: Additive increase per window, as a share of the best recently sustained rate.
-STEP = 0.1
-#: How long a sustained rate is remembered as a target to recover to (seconds).
+#: Multiplicative decrease: the pace after a window of congestion, as a share of the pace before.
+DECREASE = 0.7
+#: The share of a window's messages the API may push back without it counting as congestion.
+TOLERATED = 0.02
+#: Additive increase per window, in full requests per :data:`WINDOW` (the same for every process).
+ADDITIVE = 0.5
+#: The additive step doubles for each window in a row without any pushback, at most this many times.
+MAX_DOUBLINGS = 8
+#: How long small request sizes, and the best sustained rate, are remembered (seconds).
 MEMORY = 60.0
 #: The slowest pace: one message a second, a probe that notices when the API takes messages again.
 MIN_RATE = 1.0
@@ -80,11 +96,12 @@ class RateController:
         self.size_cap: int | None = None
         self._size_cap_until = 0.0
         self._largest_request = 1
-        self._probes = 0
+        self._clear_windows = 0
         self._paced_since = math.inf
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._sustained: deque[tuple[float, float]] = deque()
+        self._drained = False
         self._reset_window(self._started)
 
     def _reset_window(self, now: float) -> None:
@@ -164,29 +181,29 @@ class RateController:
 
     def _start_pacing(self, now: float) -> None:
         """First pushback: start from the last second's acceptances (revised at the first window's end)."""
-        last_second = sum(n for t, n in self._unpaced if t >= now - WINDOW)
-        if now - self._started >= 2 * WINDOW and last_second:
-            self._sustained.append((now, last_second / WINDOW))  # a rate held for a while, not a burst
-        self.rate = max(MIN_RATE, self._largest_request / WINDOW, last_second / WINDOW)
+        last_second = sum(n for t, n in self._unpaced if t >= now - 1.0)
+        if now - self._started >= 2.0 and last_second:
+            self._sustained.append((now, last_second))  # a rate held for a while, not a burst
+        self.rate = max(MIN_RATE, self._largest_request, last_second)
         self._unpaced.clear()
         log.debug("First pushback: pacing at %.0f msg/s", self.rate)
         self._paced_since = now
         self._next_slot = now
         self._reset_window(now)
 
-    def _best_sustained(self, now: float) -> float | None:
-        while self._sustained and self._sustained[0][0] < now - MEMORY:
-            self._sustained.popleft()
-        return max((rate for _, rate in self._sustained), default=None)
-
     def _close_window(self, now: float) -> None:
         assert self.rate is not None
         elapsed = now - self._window_start
         accepted_rate = self._accepted / elapsed
-        if self._refused:
-            self._back_off(now, accepted_rate)
-        else:
-            self._probe(now)
+        if self._refused > TOLERATED * self._sent:
+            self._decrease(now, accepted_rate)
+        elif self._waited >= BINDING * self._reservations:  # the pace held senders back: raise it
+            doublings = min(self._clear_windows, MAX_DOUBLINGS) if not self._refused else 0
+            self.rate += ADDITIVE * self._largest_request / WINDOW * 2**doublings
+            if self._drained:  # the first room after a drain: back to what the API sustained before it
+                self.rate = max(self.rate, self._best_sustained(now))
+                self._drained = False
+        self._clear_windows = 0 if self._refused else self._clear_windows + 1
         log.debug(
             "Rate window of %.2f s: %d sent, %d accepted, %d refused; pace now %.0f msg/s",
             elapsed,
@@ -197,25 +214,21 @@ class RateController:
         )
         self._reset_window(now)
 
-    def _back_off(self, now: float, accepted_rate: float) -> None:
-        """The API pushed back: pace at what it sustained (never below half the pace in one window)."""
+    def _decrease(self, now: float, accepted_rate: float) -> None:
+        """Congestion: multiplicative decrease, further when the pace was far above what the API took."""
         assert self.rate is not None
         if accepted_rate > 0:
             self._sustained.append((now, accepted_rate))
-        self.rate = max(MIN_RATE, accepted_rate * HEADROOM, self.rate * BACKOFF)
-        self._probes = 0
+        if accepted_rate == 0:
+            self._drained = True  # until the next window with room
+        if self.rate > accepted_rate * HEADROOM:  # else the API took all the pace offered: leftovers of a burst
+            measured = max(accepted_rate * HEADROOM, self.rate * BACKOFF)
+            self.rate = max(MIN_RATE, min(self.rate * DECREASE, measured))
         if 0 < self._largest_accepted < self._largest_sent / 2:  # bursts are small: smaller requests
             self.size_cap = self._largest_accepted
             self._size_cap_until = now + MEMORY
 
-    def _probe(self, now: float) -> None:
-        """No pushback: raise the pace if it was what held senders back."""
-        assert self.rate is not None
-        if self._waited < BINDING * self._reservations:
-            return  # senders were slower than the pace (latency, a short queue): nothing to learn
-        best = self._best_sustained(now)
-        if best is not None and self.rate < best:
-            self.rate = best
-        else:
-            self._probes += 1
-            self.rate *= 1 + min(1.0, STEP * 2 ** (self._probes - 1))
+    def _best_sustained(self, now: float) -> float:
+        while self._sustained and self._sustained[0][0] < now - MEMORY:
+            self._sustained.popleft()
+        return max((rate for _, rate in self._sustained), default=MIN_RATE)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_commpeak._engine.status import UNKNOWN
+from airflow_provider_commpeak._input.bloom import BloomSet
 
 #: How many failed uuids a summary (event, XCom) carries at most.
 MAX_FAILED_UUIDS = 1000
@@ -69,6 +70,43 @@ class CompactUuids:
         for start in range(0, len(view), 16):
             yield str(uuid_module.UUID(bytes=bytes(view[start : start + 16])))
         yield from self._others
+
+    def slices(self, size: int) -> Iterator[list[str]]:
+        """The ids, ``size`` at a time (only one slice is ever held as text)."""
+        chunk: list[str] = []
+        for value in self:
+            chunk.append(value)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def deduplicated(self) -> CompactUuids:
+        """
+        The same ids, each once (the first of each kept). A Bloom filter finds candidate repeats and an
+        exact pass confirms them, so no set of a million ids is ever built.
+        """
+        packed = memoryview(self._packed)
+        seen, candidates = BloomSet(len(packed) // 16), set()
+        for start in range(0, len(packed), 16):
+            key = bytes(packed[start : start + 16])
+            if seen.add(key):
+                candidates.add(key)
+        unique = CompactUuids()
+        if candidates:
+            kept: set[bytes] = set()
+            for start in range(0, len(packed), 16):
+                key = bytes(packed[start : start + 16])
+                if key in candidates:
+                    if key in kept:
+                        continue
+                    kept.add(key)
+                unique._packed += key
+        else:
+            unique._packed = bytearray(self._packed)
+        unique._others = list(dict.fromkeys(self._others))
+        return unique
 
 
 @dataclass
@@ -164,14 +202,14 @@ class DeliveryTracker:
         failure_statuses: Collection[str],
         keep_statuses: bool = False,
     ) -> None:
-        unique = dict.fromkeys(uuids, UNKNOWN)
-        self.pending = CompactUuids(unique)
+        self.pending = CompactUuids(uuids).deduplicated()
+        total = len(self.pending)
         self.snapshot = DeliverySnapshot(
-            total=len(unique),
+            total=total,
             success=frozenset(success_statuses),
             failure=frozenset(failure_statuses),
-            pending_counts=Counter({UNKNOWN: len(unique)}),
-            statuses=unique if keep_statuses else None,
+            pending_counts=Counter({UNKNOWN: total}),
+            statuses=dict.fromkeys(self.pending, UNKNOWN) if keep_statuses else None,
         )
 
     @property
@@ -189,18 +227,51 @@ class DeliveryTracker:
 
     def update(self, answer: Mapping[str, str]) -> None:
         """Take one poll's answer: messages now final leave the pending set."""
-        snap = self.snapshot
-        still = CompactUuids()
-        counts: Counter[str] = Counter()
-        for uuid in self.pending:
+        poll = self.poll()
+        poll.take(self.pending, answer)
+        poll.finish()
+
+    def poll(self) -> PollRound:
+        """Start a poll taken slice by slice (:meth:`PollRound.take`); nothing changes until it finishes."""
+        return PollRound(self)
+
+
+class PollRound:
+    """
+    One poll over the pending messages, answered a slice at a time, so a million pending messages
+    never have their statuses in memory at once. A round that fails half-way is dropped: the
+    tracker keeps the previous poll's state.
+    """
+
+    def __init__(self, tracker: DeliveryTracker) -> None:
+        self._tracker = tracker
+        self._still = CompactUuids()
+        self._counts: Counter[str] = Counter()
+        self._finals: Counter[str] = Counter()
+        self._failed: list[str] = []
+        self._statuses: dict[str, str] = {}
+
+    def take(self, uuids: Iterable[str], answer: Mapping[str, str]) -> None:
+        """The statuses of ``uuids`` (pending ones, each once) as the API answered them."""
+        snap = self._tracker.snapshot
+        room = MAX_FAILED_UUIDS - len(snap.failed_uuids)
+        for uuid in uuids:
             status = answer.get(uuid, UNKNOWN)
             if snap.statuses is not None:
-                snap.statuses[uuid] = status
+                self._statuses[uuid] = status
             if status in snap.success or status in snap.failure:
-                snap.final_counts[status] += 1
-                if status in snap.failure and len(snap.failed_uuids) < MAX_FAILED_UUIDS:
-                    snap.failed_uuids.append(uuid)
+                self._finals[status] += 1
+                if status in snap.failure and len(self._failed) < room:
+                    self._failed.append(uuid)
             else:
-                still.append(uuid)
-                counts[status] += 1
-        self.pending, snap.pending_counts = still, counts
+                self._still.append(uuid)
+                self._counts[status] += 1
+
+    def finish(self) -> None:
+        """Every pending message was taken: the finals leave the pending set."""
+        tracker, snap = self._tracker, self._tracker.snapshot
+        snap.final_counts.update(self._finals)
+        snap.failed_uuids.extend(self._failed)
+        if snap.statuses is not None:
+            snap.statuses.update(self._statuses)
+        tracker.pending, snap.pending_counts = self._still, self._counts

@@ -9,11 +9,14 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_commpeak._engine.message_uuids import read_message_uuids
+from airflow_provider_commpeak._engine.message_uuids import iter_message_uuids
 from airflow_provider_commpeak._engine.retry import backoff_delay
 from airflow_provider_commpeak._engine.tracking import DeliveryTracker
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakError, CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+
+#: A poll asks for the pending statuses this many uuids at a time (its answer is all it holds as text).
+POLL_SLICE = 20_000
 
 
 class SmsStatusTrigger(BaseTrigger):
@@ -30,6 +33,8 @@ class SmsStatusTrigger(BaseTrigger):
 
     Give the messages as ``message_uuids``, or as ``report_path`` (a send report file): then the
     kwargs stay small whatever the number of messages and the triggerer reads the uuids itself.
+    The pending uuids are kept packed (16 bytes each) and polled :data:`POLL_SLICE` at a time, so
+    waiting for a million messages holds tens of MB in the triggerer, not hundreds.
 
     :param commpeak_conn_id: The CommPeak connection (the key is read from it, never serialized).
     :param success_statuses: Statuses that mean delivered.
@@ -112,12 +117,22 @@ class SmsStatusTrigger(BaseTrigger):
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def _tracker(self) -> DeliveryTracker:
-        uuids: Any = self.message_uuids
-        if uuids is None:
-            uuids = await asyncio.to_thread(read_message_uuids, self.report_path)
-        tracker = DeliveryTracker(uuids, success_statuses=self.success_statuses, failure_statuses=self.failure_statuses)
+        def build() -> DeliveryTracker:
+            uuids = self.message_uuids if self.message_uuids is not None else iter_message_uuids(self.report_path)
+            return DeliveryTracker(uuids, success_statuses=self.success_statuses, failure_statuses=self.failure_statuses)
+
+        tracker = await asyncio.to_thread(build)
         tracker.add_settled(self.settled_counts, self.settled_failed_uuids)
         return tracker
+
+    async def _poll(self, hook: CommPeakHook, tracker: DeliveryTracker) -> None:
+        """Ask for every pending status, :data:`POLL_SLICE` uuids at a time, each slice within the deadline."""
+        poll = tracker.poll()
+        for uuids in tracker.pending.slices(POLL_SLICE):
+            remaining = None if self.end_time is None else max(self.end_time - time.time(), 0.0)
+            answer = await asyncio.wait_for(hook.aget_statuses(uuids, batch_size=self.status_batch_size), remaining)
+            poll.take(uuids, answer)
+        poll.finish()
 
     def _event(self, status: str, message: str, tracker: DeliveryTracker | None) -> TriggerEvent:
         return TriggerEvent({"status": status, "message": message, **(tracker.snapshot.summary() if tracker else {})})
@@ -130,12 +145,8 @@ class SmsStatusTrigger(BaseTrigger):
             tracker = await self._tracker()
             while True:
                 wait = self.poll_interval
-                remaining = None if self.end_time is None else max(self.end_time - time.time(), 0.0)
                 try:
-                    answer = await asyncio.wait_for(
-                        hook.aget_statuses(tracker.pending, batch_size=self.status_batch_size), remaining
-                    )
-                    tracker.update(answer)
+                    await self._poll(hook, tracker)
                     errors = 0
                 except TimeoutError:
                     if self.end_time is None or time.time() < self.end_time:

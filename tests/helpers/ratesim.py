@@ -163,3 +163,37 @@ class Simulation:
     @property
     def origin(self) -> float:
         return 1000.0
+
+
+def whole_run_share(sim: Simulation, rate: float, burst: float) -> float:
+    """
+    Messages accepted per second over the whole run, as a share of ``rate``: from the first
+    acceptance after the bucket's initial ``burst`` to the last acceptance (stagger and tail included).
+    """
+    events = sorted((t, n) for c in sim.clients for t, n in c.accepted)
+    total, start, after = 0, None, 0
+    for t, n in events:
+        total += n
+        if start is None and total > burst:
+            start, after = t, total - burst
+        elif start is not None:
+            after += n
+    end = events[-1][0]
+    return after / ((end - start) * rate) if start is not None and end > start else 1.0
+
+
+def reclaim_seconds(sim: Simulation, finished: Client, rate: float, share: float = 0.9) -> float | None:
+    """
+    Seconds from ``finished``'s end until the clients still sending took ``share`` of ``rate`` over
+    a quarter second; ``None`` if they never did within 10 s.
+    """
+    end = finished.finished_at
+    assert end is not None
+    survivors = [c for c in sim.clients if c is not finished and (c.finished_at or float("inf")) > end + 1]
+    step = 0.05
+    for i in range(200):
+        start = end + i * step
+        got = sum(n for c in survivors for t, n in c.accepted if start <= t < start + 0.25)
+        if got >= share * rate * 0.25:
+            return i * step
+    return None
