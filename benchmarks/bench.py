@@ -222,7 +222,6 @@ def worker_trigger(url: str, report_path: str, status_path: str) -> dict[str, An
     """The deferrable sensor's trigger over a report of many messages, then execute_complete."""
     import asyncio
 
-    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
     from airflow_provider_commpeak.sensors.commpeak import SmsStatusSensor
 
     os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps(

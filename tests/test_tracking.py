@@ -38,7 +38,9 @@ def test_slices_cover_every_id_once():
 
 def test_a_poll_in_slices_settles_what_one_answer_would():
     whole, sliced = DeliveryTracker(uuids(7), **STATUSES), DeliveryTracker(uuids(7), **STATUSES)
-    answer = dict(zip(uuids(7), ["delivered", "sent", "undelivered", "delivered", "sent", "bogus", "delivered"]))
+    answer = dict(
+        zip(uuids(7), ["delivered", "sent", "undelivered", "delivered", "sent", "bogus", "delivered"], strict=True)
+    )
     whole.update(answer)
     poll = sliced.poll()
     for part in sliced.pending.slices(3):

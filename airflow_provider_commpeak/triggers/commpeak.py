@@ -119,7 +119,9 @@ class SmsStatusTrigger(BaseTrigger):
     async def _tracker(self) -> DeliveryTracker:
         def build() -> DeliveryTracker:
             uuids = self.message_uuids if self.message_uuids is not None else iter_message_uuids(self.report_path)
-            return DeliveryTracker(uuids, success_statuses=self.success_statuses, failure_statuses=self.failure_statuses)
+            return DeliveryTracker(
+                uuids, success_statuses=self.success_statuses, failure_statuses=self.failure_statuses
+            )
 
         tracker = await asyncio.to_thread(build)
         tracker.add_settled(self.settled_counts, self.settled_failed_uuids)
