@@ -50,7 +50,7 @@ def sandbox_call(url: str, path: str, body: Any = None) -> Any:
 
 
 class Sandbox:
-    def __init__(self, *, latency_ms: float, rate_limit: float, delivery_delay: float) -> None:
+    def __init__(self, *, latency_ms: float, rate_limit: float, delivery_delay: float, max_in_flight: int = 0) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -66,6 +66,8 @@ class Sandbox:
                 str(rate_limit),
                 "--delivery-delay",
                 str(delivery_delay),
+                "--max-in-flight",
+                str(max_in_flight),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -299,6 +301,41 @@ def worker_suppressed_dry_run(audience: str, suppression: str) -> dict[str, Any]
     started = time.perf_counter()
     report = CommPeakHook().dry_run(audience, safeguards=Safeguards.build(suppression_path=suppression))
     return {"wall": time.perf_counter() - started, "rss": peak_rss_mb(), "suppressed": report.suppressed}
+
+
+def concurrency_cap(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """
+    An API (or an edge proxy) that serves 2 requests at a time and answers a bare 429 to a third,
+    against no cap, at the same rate limit and default settings (4 in flight): the throughput lost.
+    """
+    rows = []
+    for rate in args.cap_rates:
+        n = int(rate * args.cap_seconds)
+        results = {}
+        for cap in (0, 2):
+            sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=rate, delivery_delay=1, max_in_flight=cap)
+            try:
+                run_worker("commpeak", sandbox.url, str(n), str(args.batch_size), str(args.concurrency))
+                stats = sandbox.stats()
+            finally:
+                sandbox.stop()
+            span = stats["last_accepted_at"] - stats["first_accepted_at"]
+            results[cap] = (max(n - int(rate), 0) / max(span, 1e-9), stats)
+        throughput = results[2][0] / results[0][0]
+        rows.append(
+            {
+                "rate_limit": f"{rate:g}",
+                "N": n,
+                "msg_s_no_cap": f"{results[0][0]:,.0f}",
+                "msg_s_cap_2": f"{results[2][0]:,.0f}",
+                "cap_vs_no_cap": f"{throughput:.1%}",
+                "bare_429s": results[2][1]["over_capacity"],
+                "lost": n - results[2][1]["distinct_internal_ids"],
+                "duplicated": results[2][1]["duplicated"],
+                "_cost": 1 - throughput,
+            }
+        )
+    return rows
 
 
 def pushback_cost(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -1027,6 +1064,10 @@ def main() -> int:
     parser.add_argument("--campaign-rates", type=lambda s: [float(x) for x in s.split(",")], default=[400, 1500])
     parser.add_argument("--campaign-staggers", type=lambda s: [float(x) for x in s.split(",")], default=[0, 3])
     parser.add_argument("--campaign-seconds", type=float, default=14.0, help="each campaign run lasts about this long")
+    parser.add_argument("--cap-rates", type=lambda s: [float(x) for x in s.split(",")], default=[400, 1500])
+    parser.add_argument(
+        "--cap-seconds", type=float, default=10.0, help="each concurrency-cap run lasts about this long"
+    )
     parser.add_argument("--polling-n", type=int, default=100_000)
     parser.add_argument("--settle-gap", type=float, default=1.5, help="seconds between the slices' deliveries")
     parser.add_argument("--stream-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000])
@@ -1045,7 +1086,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
     parser.add_argument(
         "--only",
-        default="throughput,bound,rate,drain,shared,campaign,pushback,streaming,ledger,dryrun,suppression,phones,polling,scale,imports",
+        default="throughput,bound,rate,drain,shared,campaign,pushback,cap,streaming,ledger,dryrun,suppression,phones,polling,scale,imports",
         help="comma-separated sections to run (default: all)",
     )
     args = parser.parse_args()
@@ -1058,6 +1099,7 @@ def main() -> int:
         args.suppression_audience, args.suppression_sizes = 2000, [2000, 200_000]
         args.pushback_repeats = 1
         args.campaign_procs, args.campaign_rates, args.campaign_staggers = [2], [400], [3]
+        args.cap_rates, args.cap_seconds = [400], 5.0
 
     print(
         f"# airflow-provider-commpeak benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
@@ -1175,6 +1217,19 @@ def main() -> int:
             f"campaign of {r['processes']} at {r['rate_limit']}, stagger {r['stagger_s']} s: {r['whole_run_of_limit']}"
             for r in rows
             if r["_whole"] < 0.95 or r["lost"] or r["duplicated"]
+        ]
+    if "cap" in sections:
+        rows = concurrency_cap(args)
+        print(
+            f"\n## An API that serves 2 requests at a time (a bare 429 to a third), vs no cap "
+            f"(latency {args.latency_ms:g} ms, {args.concurrency} in flight)\n"
+        )
+        columns = ["rate_limit", "N", "msg_s_no_cap", "msg_s_cap_2", "cap_vs_no_cap", "bare_429s", "lost"]
+        print(table(rows, [*columns, "duplicated"]))
+        failures += [
+            f"a 2-request cap at {r['rate_limit']} costs {r['_cost']:.0%} of throughput (target 20 %)"
+            for r in rows
+            if r["_cost"] > 0.2 or r["lost"] or r["duplicated"]
         ]
     if "streaming" in sections:
         print("\n## Streaming from a file: peak RSS\n")

@@ -32,6 +32,19 @@ def test_hook_under_a_rate_limit_gets_everything_accepted_once_with_default_sett
         ]
 
 
+def test_an_api_serving_two_requests_at_a_time_costs_a_few_refused_requests_not_a_refusal_per_batch(monkeypatch):
+    """A proxy answering a bare 429 to a third request in flight: the send keeps 2 in flight, probing for 3."""
+    with CommPeakSandbox(max_in_flight=2, latency_ms=30) as sandbox:
+        monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", sandbox.connection_json)
+        report = CommPeakHook().send_messages([message(i) for i in range(3000)], batch_size=50, max_concurrency=4)
+        stats = sandbox.stats()
+    assert (report.accepted, stats["distinct_internal_ids"], stats["duplicated"]) == (3000, 3000, 0)
+    served = stats["requests"]["/simple_send/"]
+    assert served == 60  # every batch served once; the refused ones never reached the API
+    # each refusal lowers the cap to what the API serves; one in ten answers tries one more place
+    assert stats["over_capacity"] <= 3 + served // 10, stats
+
+
 def test_status_of_every_test_number_through_the_hook(commpeak_sandbox):
     import time
 

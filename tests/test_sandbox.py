@@ -359,3 +359,35 @@ def test_command_line_prints_url_and_stops_on_sigterm(command, tmp_path):
         assert process.wait(timeout=10) == 0
     finally:
         process.kill()
+
+
+def test_a_request_over_max_in_flight_gets_a_bare_429_and_sends_nothing():
+    import threading
+
+    body = {
+        "messages": [{"internal_id": "a", "sender": "S", "recipient_phone": "972524265292", "message_content": "x"}]
+    }
+    with CommPeakSandbox(max_in_flight=1, latency_ms=300) as sandbox:
+        headers = {"Authorization": sandbox.api_key}
+        first: list[requests.Response] = []
+        slow = threading.Thread(
+            target=lambda: first.append(
+                requests.post(f"{sandbox.url}/simple_send/", json=body, headers=headers, timeout=10)
+            )
+        )
+        slow.start()
+        poll("the first request to be in flight", lambda: sandbox.state.in_flight == 1, 10)
+        second = requests.post(f"{sandbox.url}/simple_send/", json={**body}, headers=headers, timeout=10)
+        slow.join(10)
+        assert (second.status_code, second.headers.get("Retry-After")) == (429, None)
+        assert first[0].status_code == 200
+        assert [m["internal_id"] for m in sandbox.accepted] == ["a"]
+        assert sandbox.stats()["over_capacity"] == 1
+        third = requests.post(f"{sandbox.url}/simple_send/", json={"messages": []}, headers=headers, timeout=10)
+        assert third.status_code != 429  # the slot is free again
+
+
+def test_max_in_flight_can_be_changed_while_running(sb):
+    answer = requests.post(f"{sb.url}/_sandbox/settings", json={"max_in_flight": 2}, timeout=5)
+    assert answer.json()["max_in_flight"] == 2
+    assert sb.state.settings.max_in_flight == 2

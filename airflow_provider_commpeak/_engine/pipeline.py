@@ -60,6 +60,9 @@ PUSHBACK_BASE = 0.25
 #: For this many seconds from the first bare 429/503 (no ``Retry-After``, no acceptance since), they
 #: only pause senders briefly; past it they also slow the pace and the waits grow.
 TRANSIENT_SECONDS = 2.0
+#: Answers in a row without a bare 429/503 after which one more request may be in flight again
+#: (up to ``max_concurrency``), once such a refusal lowered the cap.
+CONCURRENCY_PROBE_AFTER = 10
 #: Requests in a row whose outcome is unknown (timeouts, 5xx) after which the send stops: an API
 #: that swallows every request would otherwise cost a full timeout per batch.
 MAX_CONSECUTIVE_UNKNOWN = 5
@@ -172,6 +175,10 @@ class SendPipeline:
         self._result = PipelineResult()
         self._progress = SendProgress(total, self._log, clock=self._clock)
         self._in_flight = 0
+        #: Requests allowed in flight: lowered by a bare 429/503 to a request that had company (an
+        #: API or proxy serving fewer requests at a time), raised again one by one.
+        self._concurrency = self._max_concurrency
+        self._answers_since_capped = 0
         self._consecutive_unknown = 0
         self._consecutive_pushback = 0
         self._last_pause = float("-inf")
@@ -267,6 +274,10 @@ class SendPipeline:
 
     def _sender(self) -> None:
         while not self._stop.is_set():
+            with self._lock:
+                if self._in_flight >= self._concurrency:
+                    self._changed.wait(0.5)  # a request in flight finishing frees a place
+                    continue
             allowed, wait = self._controller.reserve(self._batch_size)
             if self._expires_at is not None:
                 wait = min(wait, max(self._expires_at - self._clock(), 0.0))
@@ -286,10 +297,11 @@ class SendPipeline:
                     self._changed.wait(0.5)  # messages in flight may come back
                     continue
                 self._in_flight += 1
+                company = self._in_flight - 1
             if len(batch) < allowed:
                 self._controller.release(allowed - len(batch))
             try:
-                self._send(batch)
+                self._send(batch, company)
             finally:
                 with self._lock:
                     self._in_flight -= 1
@@ -325,7 +337,7 @@ class SendPipeline:
         self._changed.notify_all()
         return True
 
-    def _send(self, batch: list[Pending]) -> None:
+    def _send(self, batch: list[Pending], company: int = 0) -> None:
         try:  # everything that can fail before a byte leaves fails before the ledger marks the batch
             body = encode_body({"messages": [p.message.payload() for p in batch]})
         except (ValueError, UnicodeError) as exc:
@@ -343,7 +355,7 @@ class SendPipeline:
         settled, pushed_back, task_id = self._judge(batch, answer)
         if number is not None:
             self._ledger.finish(number, [(result, fingerprints[seq]) for seq, result in settled])
-        self._record(batch, answer, sent_at, settled, pushed_back, task_id)
+        self._record(batch, answer, sent_at, settled, pushed_back, task_id, company)
 
     def _send_body(self, body: bytes) -> Answer:
         return self._transport.request(
@@ -362,8 +374,12 @@ class SendPipeline:
         settled: list[tuple[int, MessageResult]],
         pushed_back: list[Pending],
         task_id: str | None,
+        company: int = 0,
     ) -> None:
-        """Account for a batch's answer (recorded in the ledger already): sink, queue, controller, in that order."""
+        """
+        Account for a batch's answer (recorded in the ledger already): sink, queue, controller, in that
+        order. ``company``: how many other requests were in flight when it was sent.
+        """
         with self._lock:
             self._result.requests += 1
             self._result.refused += len(pushed_back)
@@ -380,24 +396,37 @@ class SendPipeline:
                 self._bare_pushback_since = None
             if pushed_back:
                 self._last_pushback = now
-            # A bare 429/503 (no Retry-After) is an edge's "not now", not the API's measure of our rate:
+            # A bare 429/503 (no Retry-After) is an edge's "not now", not the API's measure of our rate.
+            # To a request sent beside others the API has been answering, it refuses a place, not the
+            # pace: one request fewer in flight, no wait, nothing for the rate controller. Otherwise,
             # for its first TRANSIENT_SECONDS it only pauses everyone briefly; refusals that go on slow
             # the pace and escalate the wait. A refusal to a request sent before the last wait began
             # (in flight when the first came back) tells nothing new: it neither waits nor escalates.
             bare = answer.outcome is Outcome.NOT_PROCESSED and answer.retry_after is None
+            place_refused = bare and company > 0 and self._served_alongside(company)
+            bare = bare and not place_refused
             if bare and self._bare_pushback_since is None:
                 self._bare_pushback_since = now
             transient = bare and now - (self._bare_pushback_since or now) < TRANSIENT_SECONDS
-            wait = answer.outcome is Outcome.NOT_PROCESSED and bool(pushed_back) and sent_at >= self._last_pause
+            wait = (
+                answer.outcome is Outcome.NOT_PROCESSED
+                and bool(pushed_back)
+                and sent_at >= self._last_pause
+                and not place_refused
+            )
             if wait:
                 self._last_pause = now
                 if not transient:
                     self._consecutive_pushback += 1
+            if not place_refused and self._concurrency < self._max_concurrency:
+                self._answers_since_capped += 1
+                if self._answers_since_capped >= CONCURRENCY_PROBE_AFTER:  # try one more at a time
+                    self._concurrency += 1
+                    self._answers_since_capped = 0
             attempt = max(self._consecutive_pushback, 1)
             self._progress.tick()
-        self._controller.record(
-            sent_at=sent_at, sent=len(batch), accepted=accepted, refused=0 if transient else len(pushed_back)
-        )
+        refused = 0 if transient or place_refused else len(pushed_back)
+        self._controller.record(sent_at=sent_at, sent=len(batch), accepted=accepted, refused=refused)
         if wait:  # everyone waits: Retry-After, else a short backoff (growing once refusals go on)
             self._controller.pause(self._policy.delay(attempt, answer.retry_after, base=PUSHBACK_BASE))
         self._log.debug(
@@ -413,6 +442,19 @@ class SendPipeline:
             for _, result in settled:
                 report.record(*result)
             self._on_batch_done(report)
+
+    def _served_alongside(self, company: int) -> bool:
+        """
+        Under the lock: a bare 429/503 came back for a request sent beside ``company`` others, and
+        the API has been answering them: it limits requests at a time. Allow one fewer than were in
+        flight (at least one), and count answers until one more may be tried.
+        """
+        if self._result.requests <= company:
+            return False  # nothing answered yet: the API may be refusing everything
+        self._concurrency = max(1, min(self._concurrency, company))
+        self._answers_since_capped = 0
+        self._log.debug("A bare refusal beside %d request(s) in flight: %d at a time now", company, self._concurrency)
+        return True
 
     def _settle_one(self, seq: int, result: MessageResult) -> None:
         """Under the lock (or before the senders start): one message's final result."""

@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key", default="sandbox-key", help="the only API key accepted (default: sandbox-key)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every API answer")
     parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=0,
+        help="API requests served at once; one more gets a bare 429, as from an edge proxy (0: no cap)",
+    )
+    parser.add_argument(
         "--rate-limit",
         type=float,
         default=0.0,
@@ -106,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate_limit=args.rate_limit,
         delivery_delay=args.delivery_delay,
         seed=args.seed,
+        max_in_flight=args.max_in_flight,
         verbose=args.verbose,
     )
     sandbox.state.add_faults(args.fault)

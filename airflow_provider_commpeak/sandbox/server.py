@@ -196,6 +196,15 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self._send(404, {"detail": "Not Found"})
 
     def _api(self, path: str, ok: bool, body: Any) -> None:
+        if not self.state.admit():  # over max_in_flight: an edge proxy's bare 429, before the API
+            self._send(429, {"detail": "Too Many Requests"})
+            return
+        try:
+            self._serve(path, ok, body)
+        finally:
+            self.state.leave()
+
+    def _serve(self, path: str, ok: bool, body: Any) -> None:
         settings = self.state.settings
         if settings.latency_ms:
             time.sleep(settings.latency_ms / 1000)
@@ -310,6 +319,8 @@ class CommPeakSandbox:
     :param rate_limit: Messages per second before per-message ``RATE_LIMIT``; 0 = off.
     :param delivery_delay: Seconds a message stays ``sent`` before its final status.
     :param seed: Makes uuids reproducible.
+    :param max_in_flight: API requests served at once; one more is answered 429 without
+        ``Retry-After`` (an edge proxy's concurrency cap); 0 = no cap.
     :param verbose: Log each request to stderr.
     """
 
@@ -323,6 +334,7 @@ class CommPeakSandbox:
         rate_limit: float = 0.0,
         delivery_delay: float = 1.0,
         seed: int | None = None,
+        max_in_flight: int = 0,
         verbose: bool = False,
     ) -> None:
         settings = SandboxSettings(
@@ -331,6 +343,7 @@ class CommPeakSandbox:
             rate_limit=rate_limit,
             delivery_delay=delivery_delay,
             seed=seed,
+            max_in_flight=max_in_flight,
         )
         self.state = SandboxState(settings)
         self._server = SandboxHTTPServer((host, port), self.state, verbose=verbose)

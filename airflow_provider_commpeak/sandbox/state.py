@@ -158,6 +158,8 @@ class SandboxSettings:
     :param rate_limit: Messages per second before per-message ``RATE_LIMIT``; 0 = off.
     :param delivery_delay: Seconds a message stays ``sent`` before its final status.
     :param seed: Makes uuids reproducible.
+    :param max_in_flight: API requests served at once; one more is answered 429 without
+        ``Retry-After`` at once (an edge proxy's concurrency cap); 0 = no cap.
     """
 
     api_key: str = "sandbox-key"
@@ -165,6 +167,7 @@ class SandboxSettings:
     rate_limit: float = 0.0
     delivery_delay: float = 1.0
     seed: int | None = None
+    max_in_flight: int = 0
 
 
 @dataclass
@@ -189,14 +192,40 @@ class SandboxState:
             self.faults: list[Fault] = []
             self.requests: Counter[str] = Counter()
             self.refused = 0
+            self.in_flight = 0
+            self.over_capacity = 0
             self.first_refused_at: float | None = None
             self.accepted_before_first_refusal = 0
             self.wake.set()
             self.wake = threading.Event()
 
+    def admit(self) -> bool:
+        """One more API request in flight, unless ``max_in_flight`` are already (then count it refused)."""
+        with self.lock:
+            cap = self.settings.max_in_flight
+            if cap and self.in_flight >= cap:
+                self.over_capacity += 1
+                return False
+            self.in_flight += 1
+            return True
+
+    def leave(self) -> None:
+        """An admitted request was answered."""
+        with self.lock:
+            self.in_flight = max(0, self.in_flight - 1)  # a reset meanwhile zeroed it
+
     def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
-        """Change ``latency_ms``, ``rate_limit`` or ``delivery_delay`` while running; ``drain`` empties the bucket."""
-        bounds = {"latency_ms": 60_000.0, "rate_limit": 1e7, "delivery_delay": 86_400.0, "drain": 3600.0}
+        """
+        Change ``latency_ms``, ``rate_limit``, ``delivery_delay`` or ``max_in_flight`` while running;
+        ``drain`` empties the bucket.
+        """
+        bounds = {
+            "latency_ms": 60_000.0,
+            "rate_limit": 1e7,
+            "delivery_delay": 86_400.0,
+            "max_in_flight": 1000.0,
+            "drain": 3600.0,
+        }
         unknown = set(changes) - set(bounds)
         if unknown:
             raise ValueError(
@@ -205,7 +234,9 @@ class SandboxState:
         values = {name: _number(value, name, maximum=bounds[name]) for name, value in changes.items()}
         with self.lock:
             for name, value in values.items():
-                if name != "drain":
+                if name == "max_in_flight":
+                    self.settings.max_in_flight = int(value)
+                elif name != "drain":
                     setattr(self.settings, name, value)
             if "rate_limit" in values:
                 self.bucket = TokenBucket(self.settings.rate_limit)
@@ -290,6 +321,7 @@ class SandboxState:
                 "distinct_internal_ids": len(self.times_accepted),
                 "duplicated": sum(n - 1 for n in self.times_accepted.values()),
                 "refused": self.refused,
+                "over_capacity": self.over_capacity,
                 "requests": dict(self.requests),
                 "first_accepted_at": self.acceptances[0].accepted_at if self.acceptances else None,
                 "last_accepted_at": self.acceptances[-1].accepted_at if self.acceptances else None,
