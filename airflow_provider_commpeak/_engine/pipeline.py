@@ -179,6 +179,7 @@ class SendPipeline:
         #: API or proxy serving fewer requests at a time), raised again one by one.
         self._concurrency = self._max_concurrency
         self._answers_since_capped = 0
+        self._last_served = float("-inf")
         self._consecutive_unknown = 0
         self._consecutive_pushback = 0
         self._last_pause = float("-inf")
@@ -403,7 +404,9 @@ class SendPipeline:
             # the pace and escalate the wait. A refusal to a request sent before the last wait began
             # (in flight when the first came back) tells nothing new: it neither waits nor escalates.
             bare = answer.outcome is Outcome.NOT_PROCESSED and answer.retry_after is None
-            place_refused = bare and company > 0 and self._served_alongside(company)
+            if answer.outcome is not Outcome.NOT_PROCESSED:
+                self._last_served = now
+            place_refused = bare and company > 0 and self._served_alongside(company, now)
             bare = bare and not place_refused
             if bare and self._bare_pushback_since is None:
                 self._bare_pushback_since = now
@@ -443,14 +446,15 @@ class SendPipeline:
                 report.record(*result)
             self._on_batch_done(report)
 
-    def _served_alongside(self, company: int) -> bool:
+    def _served_alongside(self, company: int, now: float) -> bool:
         """
-        Under the lock: a bare 429/503 came back for a request sent beside ``company`` others, and
-        the API has been answering them: it limits requests at a time. Allow one fewer than were in
-        flight (at least one), and count answers until one more may be tried.
+        Under the lock: a bare 429/503 came back for a request sent beside ``company`` others. If the
+        API served a request in the last :data:`TRANSIENT_SECONDS`, it limits requests at a time, not
+        the rate: allow one fewer than were in flight (at least one), and count answers until one
+        more is tried.
         """
-        if self._result.requests <= company:
-            return False  # nothing answered yet: the API may be refusing everything
+        if now - self._last_served >= TRANSIENT_SECONDS:
+            return False  # nothing served lately: the API may be refusing everything
         self._concurrency = max(1, min(self._concurrency, company))
         self._answers_since_capped = 0
         self._log.debug("A bare refusal beside %d request(s) in flight: %d at a time now", company, self._concurrency)

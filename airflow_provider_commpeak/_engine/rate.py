@@ -11,11 +11,12 @@ DAGs) share it without talking to each other:
 - **congestion** (more than :data:`TOLERATED` of the window's messages pushed back): multiplicative
   decrease to :data:`DECREASE` times the pace, or further, to :data:`HEADROOM` times what the API
   accepted, when the pace was far above it (never below :data:`BACKOFF` times the pace in one
-  window, so a short drain by another client does not throw the pace to the floor). The first
-  window starts at the first pushback and ignores answers to requests sent before it, so the
+  window, so a short drain by another client does not throw the pace to the floor). When the API
+  took at least all the pace offered, the refusals are the leftovers of an earlier burst and the
+  pace holds. The first window starts at the first pushback and ignores answers to requests sent before it, so the
   server's initial burst (a full token bucket) is never measured as its rate.
 - **room** (little or no pushback, and the pace was what held senders back): additive increase of
-  :data:`ADDITIVE` of a full request per window, a step that doubles for each window in a row
+  :data:`ADDITIVE` of a full request per window, a step that doubles for each such window in a row
   without any pushback (spare room: a sibling finished, another client stopped draining the key, or
   the limit rose), so the room is found within a second or two. Every process on the key adds the
   same step and takes the same share off at a congestion, so a bigger share shrinks more: shares
@@ -197,13 +198,15 @@ class RateController:
         accepted_rate = self._accepted / elapsed
         if self._refused > TOLERATED * self._sent:
             self._decrease(now, accepted_rate)
+            self._clear_windows = 0
         elif self._waited >= BINDING * self._reservations:  # the pace held senders back: raise it
             doublings = min(self._clear_windows, MAX_DOUBLINGS) if not self._refused else 0
             self.rate += ADDITIVE * self._largest_request / WINDOW * 2**doublings
             if self._drained:  # the first room after a drain: back to what the API sustained before it
                 self.rate = max(self.rate, self._best_sustained(now))
                 self._drained = False
-        self._clear_windows = 0 if self._refused else self._clear_windows + 1
+            self._clear_windows = 0 if self._refused else self._clear_windows + 1
+        # else: senders were slower than the pace (latency, a short queue): nothing learnt
         log.debug(
             "Rate window of %.2f s: %d sent, %d accepted, %d refused; pace now %.0f msg/s",
             elapsed,
