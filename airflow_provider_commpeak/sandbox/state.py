@@ -203,7 +203,7 @@ class SandboxState:
         """One more API request in flight, unless ``max_in_flight`` are already (then count it refused)."""
         with self.lock:
             cap = self.settings.max_in_flight
-            if cap and self.in_flight >= cap:
+            if cap > 0 and self.in_flight >= cap:
                 self.over_capacity += 1
                 return False
             self.in_flight += 1
