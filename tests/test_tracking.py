@@ -7,7 +7,7 @@ import uuid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_commpeak._engine.tracking import CompactUuids, DeliveryTracker
+from airflow_provider_commpeak._engine.tracking import CompactUuids, DeliveryTracker, chunked
 
 STATUSES = {"success_statuses": ["delivered"], "failure_statuses": ["undelivered"]}
 
@@ -32,8 +32,8 @@ def test_a_million_ids_are_packed_and_deduplicated_without_a_set_of_them():
 
 def test_slices_cover_every_id_once():
     ids = CompactUuids([*uuids(5), "not-a-uuid"])
-    assert [len(s) for s in ids.slices(2)] == [2, 2, 2]
-    assert [u for s in ids.slices(4) for u in s] == list(ids)
+    assert [len(s) for s in chunked(ids, 2)] == [2, 2, 2]
+    assert [u for s in chunked(ids, 4) for u in s] == list(ids)
 
 
 def test_a_poll_in_slices_settles_what_one_answer_would():
@@ -43,7 +43,7 @@ def test_a_poll_in_slices_settles_what_one_answer_would():
     )
     whole.update(answer)
     poll = sliced.poll()
-    for part in sliced.pending.slices(3):
+    for part in chunked(sliced.pending, 3):
         poll.take(part, {u: answer[u] for u in part})
     assert sliced.snapshot.pending == 7  # nothing changes until the round finishes
     poll.finish()

@@ -71,17 +71,6 @@ class CompactUuids:
             yield str(uuid_module.UUID(bytes=bytes(view[start : start + 16])))
         yield from self._others
 
-    def slices(self, size: int) -> Iterator[list[str]]:
-        """The ids, ``size`` at a time (only one slice is ever held as text)."""
-        chunk: list[str] = []
-        for value in self:
-            chunk.append(value)
-            if len(chunk) == size:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
-
     def deduplicated(self) -> CompactUuids:
         """
         The same ids, each once (the first of each kept). A Bloom filter finds candidate repeats and an
@@ -107,6 +96,18 @@ class CompactUuids:
             unique._packed = bytearray(self._packed)
         unique._others = list(dict.fromkeys(self._others))
         return unique
+
+
+def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """``items`` as lists of ``size`` (the last may be shorter); only one list is held at a time."""
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 @dataclass

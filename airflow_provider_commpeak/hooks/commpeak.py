@@ -34,6 +34,7 @@ from airflow_provider_commpeak._engine.report import (
 )
 from airflow_provider_commpeak._engine.retry import RetryPolicy
 from airflow_provider_commpeak._engine.status import UNKNOWN, read_statuses
+from airflow_provider_commpeak._engine.tracking import chunked
 from airflow_provider_commpeak._engine.transport import AsyncTransport, SyncTransport
 from airflow_provider_commpeak._input import send_window as wall_clock
 from airflow_provider_commpeak._input.message import WAITING
@@ -528,7 +529,7 @@ class CommPeakHook(BaseHook):
         """
         _check(int_problem("batch_size", batch_size, bound="status_batch_size"))
         statuses: dict[str, str] = {}
-        for chunk in _chunks(message_uuids, batch_size):
+        for chunk in chunked(message_uuids, batch_size):
             answer = self.transport.request(
                 STATUS_PATH, {"message_uuids": chunk}, retry_pushback=True, retry_unknown=True
             )
@@ -553,7 +554,7 @@ class CommPeakHook(BaseHook):
         _check(int_problem("batch_size", batch_size, bound="status_batch_size"))
         transport = await self._aget_transport()
         statuses: dict[str, str] = {}
-        for chunk in _chunks(message_uuids, batch_size):
+        for chunk in chunked(message_uuids, batch_size):
             answer = await transport.request(STATUS_PATH, {"message_uuids": chunk})
             statuses.update(self._statuses_from(answer, chunk))
         return statuses
@@ -583,17 +584,6 @@ class CommPeakHook(BaseHook):
         if answer.outcome is Outcome.AUTH:
             return False, f"CommPeak refused the API key (HTTP {answer.status_code}: not authenticated)"
         return False, f"Could not prove the key at {config.base_url}: {answer.description}"
-
-
-def _chunks(items: Iterable[str], size: int) -> Iterable[list[str]]:
-    chunk: list[str] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _check_report_path(source: Any, report_path: Any) -> None:

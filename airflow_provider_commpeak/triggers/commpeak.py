@@ -11,7 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_commpeak._engine.message_uuids import iter_message_uuids
 from airflow_provider_commpeak._engine.retry import backoff_delay
-from airflow_provider_commpeak._engine.tracking import DeliveryTracker
+from airflow_provider_commpeak._engine.tracking import DeliveryTracker, chunked
 from airflow_provider_commpeak.exceptions import CommPeakAuthError, CommPeakError, CommPeakValidationError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
@@ -130,7 +130,7 @@ class SmsStatusTrigger(BaseTrigger):
     async def _poll(self, hook: CommPeakHook, tracker: DeliveryTracker) -> None:
         """Ask for every pending status, :data:`POLL_SLICE` uuids at a time, each slice within the deadline."""
         poll = tracker.poll()
-        for uuids in tracker.pending.slices(POLL_SLICE):
+        for uuids in chunked(tracker.pending, POLL_SLICE):
             remaining = None if self.end_time is None else max(self.end_time - time.time(), 0.0)
             answer = await asyncio.wait_for(hook.aget_statuses(uuids, batch_size=self.status_batch_size), remaining)
             poll.take(uuids, answer)
