@@ -50,7 +50,15 @@ def sandbox_call(url: str, path: str, body: Any = None) -> Any:
 
 
 class Sandbox:
-    def __init__(self, *, latency_ms: float, rate_limit: float, delivery_delay: float, max_in_flight: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        latency_ms: float,
+        rate_limit: float,
+        delivery_delay: float,
+        max_in_flight: int = 0,
+        status_rate_limit: float = 0,
+    ) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -68,6 +76,8 @@ class Sandbox:
                 str(delivery_delay),
                 "--max-in-flight",
                 str(max_in_flight),
+                "--status-rate-limit",
+                str(status_rate_limit),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -220,6 +230,33 @@ def worker_polling(url: str, uuids_file: str, chunk: int, interval: float, first
         time.sleep(interval)
 
 
+def worker_status_poll(url: str, requests: int, paced: bool) -> dict[str, Any]:
+    """
+    One long status poll of ``requests`` requests (one uuid each): the hook's paced ``get_statuses``,
+    or 1.4.0's unpaced loop (each request retried on its own with the policy's backoff).
+    """
+    from airflow_provider_commpeak._engine.connection import STATUS_PATH
+    from airflow_provider_commpeak._engine.tracking import chunked
+    from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
+
+    os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps(
+        {"conn_type": "commpeak", "password": API_KEY, "host": url}
+    )
+    hook = CommPeakHook()
+    uuids = [f"uuid-{i}" for i in range(requests)]
+    started = time.monotonic()
+    if paced:
+        read = len(hook.get_statuses(uuids, batch_size=1))
+    else:
+        read = 0
+        for chunk in chunked(uuids, 1):
+            answer = hook.transport.request(
+                STATUS_PATH, {"message_uuids": chunk}, retry_pushback=True, retry_unknown=True
+            )
+            read += len(hook._statuses_from(answer, chunk))
+    return {"seconds": time.monotonic() - started, "read": read}
+
+
 def worker_trigger(url: str, report_path: str, status_path: str) -> dict[str, Any]:
     """The deferrable sensor's trigger over a report of many messages, then execute_complete."""
     import asyncio
@@ -335,6 +372,43 @@ def concurrency_cap(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "_cost": 1 - throughput,
             }
         )
+    return rows
+
+
+def status_pacing(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """
+    A long status poll against a limit on status requests with no burst (nginx ``limit_req``: one
+    request every 1/limit seconds, a bare 429 to one sooner): paced (1.5.0) vs 1.4.0's unpaced
+    retries, as requests served per second, a share of the limit. The unpaced run is shorter (it is slow).
+    """
+    rows = []
+    for limit in args.status_limits:
+        for label, paced, n in (
+            ("paced", True, args.status_requests),
+            ("unpaced (1.4.0)", False, args.status_requests // 5),
+        ):
+            sandbox = Sandbox(latency_ms=5, rate_limit=0, delivery_delay=1, status_rate_limit=limit)
+            try:
+                result = run_worker("status-poll", sandbox.url, str(n), "1" if paced else "0")
+                stats = sandbox.stats()
+            finally:
+                sandbox.stop()
+            served = n / result["seconds"]
+            rows.append(
+                {
+                    "limit_req_s": f"{limit:g}",
+                    "poll": label,
+                    "requests": n,
+                    "seconds": f"{result['seconds']:.1f}",
+                    "served_req_s": f"{served:.1f}",
+                    "share_of_limit": f"{served / limit:.0%}",
+                    "429s": stats["status_refused"],
+                    "read": result["read"],
+                    "_share": served / limit,
+                    "_paced": paced,
+                    "_lost": n - result["read"],
+                }
+            )
     return rows
 
 
@@ -1069,6 +1143,8 @@ def main() -> int:
         "--cap-seconds", type=float, default=10.0, help="each concurrency-cap run lasts about this long"
     )
     parser.add_argument("--polling-n", type=int, default=100_000)
+    parser.add_argument("--status-limits", type=lambda s: [float(x) for x in s.split(",")], default=[10, 40])
+    parser.add_argument("--status-requests", type=int, default=300, help="requests of each paced status poll")
     parser.add_argument("--settle-gap", type=float, default=1.5, help="seconds between the slices' deliveries")
     parser.add_argument("--stream-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 1_000_000])
     parser.add_argument("--import-repeats", type=int, default=11)
@@ -1086,7 +1162,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
     parser.add_argument(
         "--only",
-        default="throughput,bound,rate,drain,shared,campaign,pushback,cap,streaming,ledger,dryrun,suppression,phones,polling,scale,imports",
+        default="throughput,bound,rate,drain,shared,campaign,pushback,cap,statuspace,streaming,ledger,dryrun,suppression,phones,polling,scale,imports",
         help="comma-separated sections to run (default: all)",
     )
     args = parser.parse_args()
@@ -1100,6 +1176,7 @@ def main() -> int:
         args.pushback_repeats = 1
         args.campaign_procs, args.campaign_rates, args.campaign_staggers = [2], [400], [3]
         args.cap_rates, args.cap_seconds = [400], 5.0
+        args.status_limits, args.status_requests = [20], 60
 
     print(
         f"# airflow-provider-commpeak benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
@@ -1231,6 +1308,21 @@ def main() -> int:
             for r in rows
             if r["_cost"] > 0.2 or r["lost"] or r["duplicated"]
         ]
+    if "statuspace" in sections:
+        rows = status_pacing(args)
+        print("\n## A long status poll against a limit on status requests with no burst (latency 5 ms)\n")
+        print(
+            table(
+                rows, ["limit_req_s", "poll", "requests", "seconds", "served_req_s", "share_of_limit", "429s", "read"]
+            )
+        )
+        paced = {r["limit_req_s"]: r["_share"] for r in rows if r["_paced"]}
+        failures += [
+            f"a paced status poll at {r['limit_req_s']} req/s is not above the unpaced one"
+            for r in rows
+            if not r["_paced"] and paced[r["limit_req_s"]] <= r["_share"]
+        ]
+        failures += [f"status poll at {r['limit_req_s']} req/s read {r['_lost']} fewer" for r in rows if r["_lost"]]
     if "streaming" in sections:
         print("\n## Streaming from a file: peak RSS\n")
         print(table(streaming(args), ["N", "source", "wall_s", "peak_rss_mb", "rss_vs_smallest"]))
@@ -1365,6 +1457,8 @@ if __name__ == "__main__":
             result = worker_phones(int(rest[0]))
         elif kind == "trigger":
             result = worker_trigger(rest[0], rest[1], rest[2])
+        elif kind == "status-poll":
+            result = worker_status_poll(rest[0], int(rest[1]), rest[2] == "1")
         elif kind == "polling":
             result = worker_polling(rest[0], rest[1], int(rest[2]), float(rest[3]), float(rest[4]))
         else:

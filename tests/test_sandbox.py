@@ -391,3 +391,40 @@ def test_max_in_flight_can_be_changed_while_running(sb):
     answer = requests.post(f"{sb.url}/_sandbox/settings", json={"max_in_flight": 2}, timeout=5)
     assert answer.json()["max_in_flight"] == 2
     assert sb.state.settings.max_in_flight == 2
+
+
+def test_status_requests_over_status_rate_limit_get_a_bare_429_without_a_burst():
+    """``status_rate_limit``: requests spaced evenly, none sooner (nginx ``limit_req`` without burst)."""
+    with CommPeakSandbox(status_rate_limit=0.5) as sandbox:  # one every 2 s: the second at once is too soon
+        first = post(sandbox, "/messages_status/", {"message_uuids": ["u"]})
+        second = post(sandbox, "/messages_status/", {"message_uuids": ["u"]})
+        sent = post(sandbox, "/simple_send/", POSTMAN_BODY)
+        assert first.status_code == 200
+        assert (second.status_code, second.headers.get("Retry-After")) == (429, None)
+        assert sent.status_code == 200  # sends are limited by rate_limit only
+        assert sandbox.stats()["status_refused"] == 1
+
+
+def test_status_rate_limit_can_be_changed_while_running(sb):
+    answer = requests.post(f"{sb.url}/_sandbox/settings", json={"status_rate_limit": 0.5}, timeout=5)
+    assert answer.json()["status_rate_limit"] == 0.5
+    codes = [post(sb, "/messages_status/", {"message_uuids": ["u"]}).status_code for _ in range(2)]
+    assert codes == [200, 429]
+    requests.post(f"{sb.url}/_sandbox/settings", json={"status_rate_limit": 0}, timeout=5)
+    assert post(sb, "/messages_status/", {"message_uuids": ["u"]}).status_code == 200
+
+
+def test_command_line_limits_reach_the_sandbox(monkeypatch):
+    from airflow_provider_commpeak.sandbox import cli
+
+    built: dict = {}
+
+    class Stub:
+        def __init__(self, **kwargs):
+            built.update(kwargs)
+            raise SystemExit(0)  # stop before serving
+
+    monkeypatch.setattr(cli, "CommPeakSandbox", Stub)
+    with pytest.raises(SystemExit):
+        cli.main(["--status-rate-limit", "5", "--max-in-flight", "2", "--rate-limit", "100"])
+    assert (built["status_rate_limit"], built["max_in_flight"], built["rate_limit"]) == (5.0, 2, 100.0)

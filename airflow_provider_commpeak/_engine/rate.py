@@ -170,6 +170,12 @@ class RateController:
             if now - self._window_start >= WINDOW and self._answers >= MIN_ANSWERS:
                 self._close_window(now)
 
+    def raise_pace(self, rate: float) -> None:
+        """Pace at no less than ``rate`` from now (a caller's better first guess; no effect while unpaced)."""
+        with self._lock:
+            if self.rate is not None and rate > self.rate:
+                self.rate = rate
+
     def pause(self, seconds: float) -> None:
         """
         Hold every sender for ``seconds`` (a 429/503's ``Retry-After``, or a backoff). A pause alone

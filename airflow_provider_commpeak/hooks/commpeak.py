@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -22,6 +23,7 @@ from airflow_provider_commpeak._engine.connection import STATUS_PATH, CommPeakCo
 from airflow_provider_commpeak._engine.ledger import SendLedger
 from airflow_provider_commpeak._engine.lookup import aget_connection, aget_extra, get_connection
 from airflow_provider_commpeak._engine.pipeline import SendPipeline
+from airflow_provider_commpeak._engine.poll_pacer import PollPacer
 from airflow_provider_commpeak._engine.rate import RateController
 from airflow_provider_commpeak._engine.report import (
     EXPIRED,
@@ -200,6 +202,11 @@ class CommPeakHook(BaseHook):
     def rate_controller(self) -> RateController:
         """The one rate controller every send of this hook shares."""
         return RateController(clock=self._clock)
+
+    @cached_property
+    def status_pacer(self) -> PollPacer:
+        """Paces this hook's status requests (sync and async) once the API pushes back on them."""
+        return PollPacer(self.retry_policy, self._clock)
 
     @property
     def session(self) -> requests.Session:
@@ -521,18 +528,30 @@ class CommPeakHook(BaseHook):
         """
         Return ``{uuid: status}`` (lower case; ``unknown`` when the API does not name it).
 
-        One ``POST /messages_status/`` per chunk of ``batch_size`` uuids. Reads are idempotent, so
-        timeouts and 5xx are retried too.
+        One ``POST /messages_status/`` per chunk of ``batch_size`` uuids, one at a time. Reads are
+        idempotent, so timeouts and 5xx are retried too. A 429/503 is retried and paces every later
+        status request of this hook (see :attr:`status_pacer`): a long poll slows to the rate the
+        API serves instead of paying a backoff per request.
 
         :raises CommPeakAuthError: If the API refuses the key.
         :raises CommPeakApiError: If the API keeps failing or answers a body it cannot read.
         """
         _check(int_problem("batch_size", batch_size, bound="status_batch_size"))
         statuses: dict[str, str] = {}
+        pacer = self.status_pacer
+        sleep = self._sleep or time.sleep
         for chunk in chunked(message_uuids, batch_size):
-            answer = self.transport.request(
-                STATUS_PATH, {"message_uuids": chunk}, retry_pushback=True, retry_unknown=True
-            )
+            attempt = 0
+            while True:
+                wait = pacer.wait()
+                if wait > 0:
+                    sleep(wait)
+                sent_at, attempt = pacer.now(), attempt + 1
+                answer = self.transport.request(
+                    STATUS_PATH, {"message_uuids": chunk}, retry_pushback=False, retry_unknown=True
+                )
+                if not pacer.answered(answer, sent_at=sent_at, attempt=attempt):
+                    break
             statuses.update(self._statuses_from(answer, chunk))
         return statuses
 
@@ -554,8 +573,17 @@ class CommPeakHook(BaseHook):
         _check(int_problem("batch_size", batch_size, bound="status_batch_size"))
         transport = await self._aget_transport()
         statuses: dict[str, str] = {}
+        pacer = self.status_pacer
         for chunk in chunked(message_uuids, batch_size):
-            answer = await transport.request(STATUS_PATH, {"message_uuids": chunk})
+            attempt = 0
+            while True:
+                wait = pacer.wait()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                sent_at, attempt = pacer.now(), attempt + 1
+                answer = await transport.request(STATUS_PATH, {"message_uuids": chunk}, retry_pushback=False)
+                if not pacer.answered(answer, sent_at=sent_at, attempt=attempt):
+                    break
             statuses.update(self._statuses_from(answer, chunk))
         return statuses
 

@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="messages per second before per-message RATE_LIMIT (0 = off)",
     )
     parser.add_argument(
+        "--status-rate-limit",
+        type=float,
+        default=0.0,
+        help="messages_status requests per second, evenly spaced, no burst; one sooner gets a bare 429 (0 = off)",
+    )
+    parser.add_argument(
         "--delivery-delay",
         type=float,
         default=1.0,
@@ -113,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         delivery_delay=args.delivery_delay,
         seed=args.seed,
         max_in_flight=args.max_in_flight,
+        status_rate_limit=args.status_rate_limit,
         verbose=args.verbose,
     )
     sandbox.state.add_faults(args.fault)

@@ -220,6 +220,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if path == SEND_PATH:
             errors = validate_send_body(body)
             answer = None if errors else self.state.accept(body["messages"])
+        elif not self.state.admit_status_request():  # over status_rate_limit
+            self._send(429, {"detail": "Too Many Requests"})
+            return
         else:
             errors = validate_status_body(body)
             answer = None if errors else self.state.statuses(body["message_uuids"])
@@ -321,6 +324,8 @@ class CommPeakSandbox:
     :param seed: Makes uuids reproducible.
     :param max_in_flight: API requests served at once; one more is answered 429 without
         ``Retry-After`` (an edge proxy's concurrency cap); 0 = no cap.
+    :param status_rate_limit: ``messages_status`` requests per second, spaced evenly with no burst
+        (as nginx's ``limit_req`` does); one sooner is answered 429 without ``Retry-After``; 0 = off.
     :param verbose: Log each request to stderr.
     """
 
@@ -335,6 +340,7 @@ class CommPeakSandbox:
         delivery_delay: float = 1.0,
         seed: int | None = None,
         max_in_flight: int = 0,
+        status_rate_limit: float = 0.0,
         verbose: bool = False,
     ) -> None:
         settings = SandboxSettings(
@@ -344,6 +350,7 @@ class CommPeakSandbox:
             delivery_delay=delivery_delay,
             seed=seed,
             max_in_flight=max_in_flight,
+            status_rate_limit=status_rate_limit,
         )
         self.state = SandboxState(settings)
         self._server = SandboxHTTPServer((host, port), self.state, verbose=verbose)

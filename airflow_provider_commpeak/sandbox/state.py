@@ -117,14 +117,16 @@ class Acceptance:
 
 class TokenBucket:
     """
-    ``rate`` messages per second, bursting up to ``rate``; ``rate`` 0 means no limit.
+    ``rate`` tokens per second (messages, or status requests), bursting up to ``capacity`` (default:
+    one second's worth); ``rate`` 0 means no limit.
 
     :meth:`drain` empties it for a while, as another client of the same key would.
     """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, *, capacity: float | None = None) -> None:
         self.rate = rate
-        self.tokens = rate
+        self.capacity = rate if capacity is None else capacity
+        self.tokens = self.capacity
         self.updated = time.monotonic()
         self.drained_until = 0.0
 
@@ -140,7 +142,7 @@ class TokenBucket:
         if now < self.drained_until:
             self.tokens, self.updated = 0.0, now
             return False
-        self.tokens = min(self.rate, self.tokens + (now - max(self.updated, self.drained_until)) * self.rate)
+        self.tokens = min(self.capacity, self.tokens + (now - max(self.updated, self.drained_until)) * self.rate)
         self.updated = now
         if self.tokens >= 1:
             self.tokens -= 1
@@ -160,6 +162,8 @@ class SandboxSettings:
     :param seed: Makes uuids reproducible.
     :param max_in_flight: API requests served at once; one more is answered 429 without
         ``Retry-After`` at once (an edge proxy's concurrency cap); 0 = no cap.
+    :param status_rate_limit: ``messages_status`` requests per second, spaced evenly with no burst
+        (as nginx's ``limit_req`` does); one sooner is answered 429 without ``Retry-After``; 0 = off.
     """
 
     api_key: str = "sandbox-key"
@@ -168,6 +172,7 @@ class SandboxSettings:
     delivery_delay: float = 1.0
     seed: int | None = None
     max_in_flight: int = 0
+    status_rate_limit: float = 0.0
 
 
 @dataclass
@@ -186,6 +191,8 @@ class SandboxState:
         with self.lock:
             self.rng = random.Random(self.settings.seed)
             self.bucket = TokenBucket(self.settings.rate_limit)
+            self.status_bucket = TokenBucket(self.settings.status_rate_limit, capacity=1.0)
+            self.status_refused = 0
             self.acceptances: list[Acceptance] = []
             self.by_uuid: dict[str, Acceptance] = {}
             self.times_accepted: Counter[str] = Counter()
@@ -216,12 +223,13 @@ class SandboxState:
 
     def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
         """
-        Change ``latency_ms``, ``rate_limit``, ``delivery_delay`` or ``max_in_flight`` while running;
-        ``drain`` empties the bucket.
+        Change ``latency_ms``, ``rate_limit``, ``status_rate_limit``, ``delivery_delay`` or
+        ``max_in_flight`` while running; ``drain`` empties the bucket.
         """
         bounds = {
             "latency_ms": 60_000.0,
             "rate_limit": 1e7,
+            "status_rate_limit": 1e7,
             "delivery_delay": 86_400.0,
             "max_in_flight": 1000.0,
             "drain": 3600.0,
@@ -240,6 +248,8 @@ class SandboxState:
                     setattr(self.settings, name, value)
             if "rate_limit" in values:
                 self.bucket = TokenBucket(self.settings.rate_limit)
+            if "status_rate_limit" in values:
+                self.status_bucket = TokenBucket(self.settings.status_rate_limit, capacity=1.0)
             if "drain" in values:
                 self.bucket.drain(values["drain"])
             return asdict(self.settings)
@@ -306,6 +316,14 @@ class SandboxState:
             return None
         return record.outcome if now - record.accepted_at >= self.settings.delivery_delay else "sent"
 
+    def admit_status_request(self) -> bool:
+        """One ``messages_status`` request within ``status_rate_limit``, else count it refused."""
+        with self.lock:
+            if self.status_bucket.take():
+                return True
+            self.status_refused += 1
+            return False
+
     def statuses(self, message_uuids: list[str]) -> dict[str, Any]:
         """The sandbox's answer shape: unknown uuids are left out."""
         now = time.time()
@@ -322,6 +340,7 @@ class SandboxState:
                 "duplicated": sum(n - 1 for n in self.times_accepted.values()),
                 "refused": self.refused,
                 "over_capacity": self.over_capacity,
+                "status_refused": self.status_refused,
                 "requests": dict(self.requests),
                 "first_accepted_at": self.acceptances[0].accepted_at if self.acceptances else None,
                 "last_accepted_at": self.acceptances[-1].accepted_at if self.acceptances else None,
