@@ -3,8 +3,8 @@ A campaign on a real CeleryExecutor: Redis as broker, two Celery workers, one AP
 
 Starts Redis (bound to 127.0.0.1), Airflow 3's API server, scheduler, dag-processor and triggerer,
 two Celery workers, and the sandbox with a token-bucket rate limit; runs ``commpeak_campaign`` over
-20,000 messages in 4 mapped chunks. Then runs it again and SIGKILLs the worker holding a chunk
-mid-send: the chunk's retry on the other worker must send nothing twice. Every process and Redis
+40,000 messages in 4 mapped chunks. Then runs 20,000 of them again and SIGKILLs the worker holding a
+chunk mid-send: the chunk's retry on the other worker must send nothing twice. Every process and Redis
 are stopped at the end. Run with ``make e2e-celery`` (pytest mark ``celery``; not part of
 ``make test``, part of CI).
 """
@@ -32,7 +32,9 @@ from helpers.deployment import RUN_SECONDS, Api, Deployment, airflow_deployment,
 pytestmark = [pytest.mark.celery, pytest.mark.e2e, pytest.mark.sandbox]
 
 DAG_ID = "commpeak_campaign"
-AUDIENCE, CHUNK = 20_000, 5_000
+#: The campaign's size and chunks; the kill test sends half of it (its point is the retry, not the rate).
+AUDIENCE, CHUNK = 40_000, 10_000
+KILL_AUDIENCE, KILL_CHUNK = 20_000, 5_000
 RATE_LIMIT = 1_500
 WORKERS = ("w1", "w2")
 #: Where the test writes its figures (docs/scaling.md quotes them).
@@ -100,8 +102,8 @@ def celery(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         assert process.poll() is not None, f"{name} is still running"
 
 
-def campaign(api: Api, workdir: Path) -> str:
-    return api.trigger(DAG_ID, {"audience_size": AUDIENCE, "chunk_size": CHUNK, "workdir": f"file://{workdir}"})
+def campaign(api: Api, workdir: Path, audience: int = AUDIENCE, chunk: int = CHUNK) -> str:
+    return api.trigger(DAG_ID, {"audience_size": audience, "chunk_size": chunk, "workdir": f"file://{workdir}"})
 
 
 def acceptance_figures(accepted: list[dict[str, Any]]) -> dict[str, Any]:
@@ -163,7 +165,7 @@ def test_a_worker_killed_mid_chunk_never_causes_a_duplicate(celery, tmp_path):
     sandbox = celery.sandbox
     sandbox.reset()
     api = Api(celery)
-    run_id = campaign(api, tmp_path)
+    run_id = campaign(api, tmp_path, KILL_AUDIENCE, KILL_CHUNK)
 
     def a_chunk_mid_send_on(name: str) -> dict[str, Any] | None:
         running = [
@@ -219,7 +221,7 @@ def test_a_worker_killed_mid_chunk_never_causes_a_duplicate(celery, tmp_path):
     for index, ids in unconfirmed.items():
         assert len(ids) <= (400 if index in killed else 0), (index, len(ids))
     # every message is accepted once or flagged UNCONFIRMED; nothing else is missing
-    assert len(times) + len(never_accepted) == AUDIENCE
+    assert len(times) + len(never_accepted) == KILL_AUDIENCE
     # a chunk fails only because of its UNCONFIRMED messages (allowed_failures=0), the rest succeed
     for index, ti in chunks.items():
         assert ti["state"] == ("failed" if unconfirmed[index] else "success"), (index, ti["state"])
