@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_commpeak._engine.classify import Answer, Outcome
 from airflow_provider_commpeak._engine.poll_pacer import PACED_TRIES, PollPacer, is_pushback
@@ -170,3 +172,59 @@ def test_raise_pace_only_raises_and_only_once_paced(clock):
     controller.raise_pace(first + 10)
     controller.raise_pace(1)
     assert controller.rate == first + 10
+
+
+ANSWER_KINDS = st.sampled_from(["ok", "ok", "ok", "429", "429-after", "503", "500", "timeout"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    script=st.lists(ANSWER_KINDS, max_size=40),
+    n=st.integers(min_value=0, max_value=12),
+    batch_size=st.integers(min_value=1, max_value=5),
+    retries=st.integers(min_value=0, max_value=3),
+)
+def test_whatever_the_status_endpoint_answers_each_uuid_is_read_once_or_the_poll_fails(
+    commpeak_conn, delays, requests_mock, script, n, batch_size, retries
+):
+    """
+    A scripted mix of answers (then OK): the poll returns every uuid exactly once, asks in whole
+    chunks and in order, tries each chunk a bounded number of times, and never
+    waits without bound; or it raises ``CommPeakApiError`` once the retries of one chunk ran out.
+    """
+    import requests as requests_lib
+
+    clock = FakeClock()  # paced waits move it; the retry policy's backoffs are recorded, not waited (delays)
+    hook = CommPeakHook(max_retries=retries, clock=clock, sleep=clock.sleep, backoff_max=5)
+    answers = list(script)
+    asked: list[tuple[str, ...]] = []
+
+    def answer(request, context):
+        chunk = request.json()["message_uuids"]
+        asked.append(tuple(chunk))
+        clock.sleep(0.002)
+        kind = answers.pop(0) if answers else "ok"
+        if kind == "timeout":
+            raise requests_lib.exceptions.ReadTimeout("scripted")
+        if kind != "ok":
+            context.status_code = int(kind[:3])
+            if kind == "429-after":
+                context.headers["Retry-After"] = "2"
+            return {"detail": "scripted"}
+        return {"messages": [{"message_uuid": u, "status": "delivered"} for u in chunk]}
+
+    requests_mock.post(STATUS_URL, json=answer)
+    uuids = [f"u{i}" for i in range(n)]
+    start = clock()
+    try:
+        statuses = hook.get_statuses(uuids, batch_size=batch_size)
+    except CommPeakApiError:
+        assert len(asked) >= retries + 1  # it gave up only after trying
+        return
+    assert statuses == dict.fromkeys(uuids, "delivered")
+    chunks = [tuple(uuids[i : i + batch_size]) for i in range(0, n, batch_size)]
+    assert list(dict.fromkeys(asked)) == chunks  # only whole chunks, in order, each answered
+    # each paced try of a chunk (at most max_retries + 1) may itself retry an unknown outcome as often
+    assert all(asked.count(chunk) <= (retries + 1) ** 2 for chunk in chunks)
+    # paced waits and backoffs stay bounded: 5 s backoff cap, 1 msg/s floor, at most 40 scripted refusals
+    assert clock() - start <= 40 * (5 + 1) + n
