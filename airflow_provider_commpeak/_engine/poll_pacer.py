@@ -36,7 +36,8 @@ def is_pushback(answer: Answer) -> bool:
 
 class PollPacer:
     """
-    Paces one hook's status requests; thread-safe (it is the controller that holds state).
+    Paces one hook's status requests, one poll at a time (the sensor and the trigger poll
+    sequentially; the controller itself is thread-safe).
 
     :param policy: The hook's retry policy (how many retries, how long the later ones wait).
     :param clock: Monotonic seconds (a fake clock in tests).

@@ -102,8 +102,9 @@ class CommPeakHook(BaseHook):
         nothing at all for this many seconds (default 600).
     :param clock: Monotonic seconds for pacing and the give-up rule (default ``time.monotonic``;
         tests pass a fake clock).
-    :param sleep: Waits that many seconds while a send is paced; returns ``True`` to stop the send
-        (default: a wait that a stopping send interrupts; tests pass the fake clock's).
+    :param sleep: Waits that many seconds while a send (or a status poll) is paced; returns ``True``
+        to stop the send (default: a wait that a stopping send interrupts, ``time.sleep`` for a
+        poll; tests pass the fake clock's).
     """
 
     conn_name_attr = "commpeak_conn_id"
