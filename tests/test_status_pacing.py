@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_commpeak._engine.classify import Answer, Outcome
-from airflow_provider_commpeak._engine.poll_pacer import PACED_TRIES, PollPacer, is_pushback
+from airflow_provider_commpeak._engine.poll_pacer import PACED_REFUSALS, PollPacer, is_pushback
 from airflow_provider_commpeak._engine.retry import RetryPolicy
 from airflow_provider_commpeak.exceptions import CommPeakApiError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
@@ -79,12 +79,12 @@ def test_a_pushed_back_request_is_tried_again_at_its_paced_slot_then_with_backof
     assert rate is not None  # paced from now on
     waits = [pacer.wait() for _ in range(3)]
     assert waits == pytest.approx([0, 1 / rate, 2 / rate])
-    for attempt in range(2, PACED_TRIES + 1):
+    for attempt in range(2, PACED_REFUSALS + 1):
         assert pacer.answered(BARE_429, sent_at=clock(), attempt=attempt) is True
         assert pacer.controller._paused_until <= clock()  # the paced tries wait for their slot only
-    assert pacer.answered(BARE_429, sent_at=clock(), attempt=PACED_TRIES + 1) is True
+    assert pacer.answered(BARE_429, sent_at=clock(), attempt=PACED_REFUSALS + 1) is True
     backoff = pacer.controller._paused_until - clock()  # refusals go on: the policy's backoff as well
-    ceiling = 2**PACED_TRIES  # backoff_base 1 s, doubling per retry, equal jitter
+    ceiling = 2**PACED_REFUSALS  # backoff_base 1 s, doubling per retry, equal jitter
     assert ceiling / 2 <= backoff <= ceiling
 
 

@@ -9,9 +9,10 @@ tell). Nothing is paced until the first pushback; from then on the controller's 
 increase, multiplicative decrease, ``Retry-After`` pausing every request) find the pace the API
 serves.
 
-The request the API pushed back is tried again, up to the retry policy's ``max_retries``: the first
-:data:`PACED_TRIES` times at its next paced slot (or after ``Retry-After``), then after the policy's
-backoff as well, so an API that keeps refusing (an outage, not a rate) is still given its time.
+The request the API pushed back is tried again, up to the retry policy's ``max_retries``: after its
+first :data:`PACED_REFUSALS` refusals at its next paced slot (or after ``Retry-After``), after later ones
+also after the policy's backoff, so an API that keeps refusing (an outage, not a rate) is still given
+its time.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from airflow_provider_commpeak._engine.classify import Answer, Outcome
 from airflow_provider_commpeak._engine.rate import RateController
 from airflow_provider_commpeak._engine.retry import RetryPolicy
 
-#: Tries of one status request that wait only for their paced slot when pushed back; later ones
-#: (refusals that go on: an outage rather than a rate) wait the retry policy's backoff as well.
-PACED_TRIES = 2
+#: Refusals in a row of one status request after which its retry waits only for its paced slot;
+#: after later ones (refusals that go on: an outage rather than a rate) it waits the backoff as well.
+PACED_REFUSALS = 2
 #: At the first pushback, the pace starts at least at this share of the rate the requests went at.
 FIRST_SHARE = 0.5
 
@@ -76,6 +77,6 @@ class PollPacer:
         self._last_sent_at = sent_at
         if not pushed or attempt > self.policy.max_retries:
             return False
-        if attempt > PACED_TRIES or answer.retry_after is not None:  # refusals go on (or it said how long)
+        if attempt > PACED_REFUSALS or answer.retry_after is not None:  # refusals go on (or it said how long)
             self.controller.pause(self.policy.delay(attempt, answer.retry_after))
         return True
