@@ -72,7 +72,7 @@ def read_message_uuids(value: Any) -> list[str]:
     """
     path = report_path_of(value)
     if path is not None:
-        return _uuids_from_report(path)
+        return list(_uuids_in_report(path))
     if isinstance(value, Mapping):
         value = value["message_uuids"]
     if value is None or isinstance(value, bytes) or not isinstance(value, Sequence):
@@ -95,15 +95,7 @@ def iter_message_uuids(value: Any) -> Iterator[str]:
     not removed here.
     """
     path = report_path_of(value)
-    if path is None:
-        yield from read_message_uuids(value)
-        return
-    try:
-        for row in iter_report(as_storage_path(path)):
-            if row.accepted and row.message_uuid:
-                yield row.message_uuid
-    except (OSError, ValueError) as exc:
-        raise _unreadable(path, exc) from None
+    yield from read_message_uuids(value) if path is None else _uuids_in_report(path)
 
 
 def report_path_of(value: Any) -> Any:
@@ -122,15 +114,14 @@ def report_path_of(value: Any) -> Any:
     return None
 
 
-def _uuids_from_report(path: Any) -> list[str]:
+def _uuids_in_report(path: Any) -> Iterator[str]:
+    """The uuids of the accepted messages in a report file, streamed."""
     try:
-        return [r.message_uuid for r in iter_report(as_storage_path(path)) if r.accepted and r.message_uuid]
+        for row in iter_report(as_storage_path(path)):
+            if row.accepted and row.message_uuid:
+                yield row.message_uuid
     except (OSError, ValueError) as exc:
-        raise _unreadable(path, exc) from None
-
-
-def _unreadable(path: Any, exc: Exception) -> CommPeakValidationError:
-    return CommPeakValidationError(
-        [f"message_uuids {str(path)[:80]!r} is a string, so a report file, but it cannot be read: {exc}"],
-        what="arguments",
-    )
+        raise CommPeakValidationError(
+            [f"message_uuids {str(path)[:80]!r} is a string, so a report file, but it cannot be read: {exc}"],
+            what="arguments",
+        ) from None
