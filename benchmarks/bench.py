@@ -236,6 +236,7 @@ def worker_status_poll(url: str, requests: int, paced: bool) -> dict[str, Any]:
     or 1.4.0's unpaced loop (each request retried on its own with the policy's backoff).
     """
     from airflow_provider_commpeak._engine.connection import STATUS_PATH
+    from airflow_provider_commpeak._engine.poll_pacer import is_pushback
     from airflow_provider_commpeak._engine.tracking import chunked
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 
@@ -250,9 +251,11 @@ def worker_status_poll(url: str, requests: int, paced: bool) -> dict[str, Any]:
     else:
         read = 0
         for chunk in chunked(uuids, 1):
-            answer = hook.transport.request(
-                STATUS_PATH, {"message_uuids": chunk}, retry_pushback=True, retry_unknown=True
-            )
+            for attempt in range(1, hook.max_retries + 2):  # 1.4.0: each 429 waits the policy's backoff
+                answer = hook.transport.request(STATUS_PATH, {"message_uuids": chunk}, retry_unknown=True)
+                if not is_pushback(answer) or attempt > hook.max_retries:
+                    break
+                time.sleep(hook.retry_policy.delay(attempt, answer.retry_after))
             read += len(hook._statuses_from(answer, chunk))
     return {"seconds": time.monotonic() - started, "read": read}
 

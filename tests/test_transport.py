@@ -39,9 +39,7 @@ def test_a_server_trickling_its_answer_is_cut_at_the_deadline():
     with CommPeakSandbox() as sb:
         sb.inject("trickle", interval=0.2, seconds=60)
         started = time.monotonic()
-        answer = transport(sb.url, timeout=1.0).request(
-            "/simple_send/", BODY, retry_pushback=False, retry_unknown=False
-        )
+        answer = transport(sb.url, timeout=1.0).request("/simple_send/", BODY, retry_unknown=False)
         elapsed = time.monotonic() - started
         assert answer.outcome is Outcome.UNKNOWN
         assert answer.code == "DEADLINE_EXCEEDED"
@@ -55,7 +53,7 @@ def test_a_server_that_never_answers_is_cut_at_the_deadline():
     threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        answer = transport(url, timeout=0.5).request("/messages_status/", {}, retry_pushback=False, retry_unknown=False)
+        answer = transport(url, timeout=0.5).request("/messages_status/", {}, retry_unknown=False)
         assert answer.outcome is Outcome.UNKNOWN
     finally:
         listener.close()
@@ -174,9 +172,7 @@ def test_an_answer_over_the_bound_is_dropped_unread_as_unknown(declare_length):
 
     server = HugeAnswerServer(8 * MAX_ANSWER_BYTES, declare_length=declare_length)
     try:
-        answer = transport(server.url, timeout=30).request(
-            "/simple_send/", BODY, retry_pushback=False, retry_unknown=False
-        )
+        answer = transport(server.url, timeout=30).request("/simple_send/", BODY, retry_unknown=False)
         assert (answer.outcome, answer.code) == (Outcome.UNKNOWN, "ANSWER_TOO_LARGE")
         assert server.sent < 4 * MAX_ANSWER_BYTES, "the client read on past its bound"
     finally:

@@ -362,7 +362,6 @@ class SendPipeline:
         return self._transport.request(
             SEND_PATH,
             body,
-            retry_pushback=False,
             retry_unknown=False,
             stop=self._stop,
         )

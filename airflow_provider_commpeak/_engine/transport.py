@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     import httpx
     import requests
 
+    from airflow_provider_commpeak._engine.poll_pacer import PollPacer
+
 log = logging.getLogger(__name__)
 
 
@@ -104,19 +106,15 @@ def encode_body(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False).encode("utf-8")
 
 
-def _should_retry(answer: Answer, *, retry_pushback: bool, retry_unknown: bool) -> bool:
+def _should_retry(answer: Answer, *, retry_unknown: bool) -> bool:
     if answer.outcome is Outcome.NOT_PROCESSED and answer.retryable:
-        return retry_pushback or answer.status_code is None  # connection failures are always retried
+        return answer.status_code is None  # connection failures (nothing sent) are always retried
     return retry_unknown and answer.outcome is Outcome.UNKNOWN
 
 
-def _retry_delay(
-    policy: RetryPolicy, attempt: int, answer: Answer, *, retry_pushback: bool, retry_unknown: bool
-) -> float | None:
+def _retry_delay(policy: RetryPolicy, attempt: int, answer: Answer, *, retry_unknown: bool) -> float | None:
     """Seconds to wait before retry number ``attempt`` (logged), or ``None`` to return ``answer``."""
-    if attempt > policy.max_retries or not _should_retry(
-        answer, retry_pushback=retry_pushback, retry_unknown=retry_unknown
-    ):
+    if attempt > policy.max_retries or not _should_retry(answer, retry_unknown=retry_unknown):
         return None
     delay = policy.delay(attempt, answer.retry_after)
     log.warning("CommPeak API: %s; retry %d/%d in %.2fs", answer.description, attempt, policy.max_retries, delay)
@@ -169,28 +167,33 @@ class SyncTransport:
         path: str,
         payload: dict[str, Any] | bytes,
         *,
-        retry_pushback: bool,
         retry_unknown: bool,
+        pacer: PollPacer | None = None,
         stop: threading.Event | None = None,
     ) -> Answer:
         """
         POST ``payload`` to ``path``; retry per the policy; return the last answer, classified.
 
-        Connection failures (nothing sent) are always retried; 429/503 when ``retry_pushback``;
-        unknown outcomes (timeouts, 5xx) only when ``retry_unknown`` (a status read, which is safe
-        to repeat; never a send).
+        Connection failures (nothing sent) are always retried; unknown outcomes (timeouts, 5xx) only
+        when ``retry_unknown`` (a status read, which is safe to repeat; never a send); 429/503 only
+        with a ``pacer``, which also spaces every try once the API pushed back.
 
         :param payload: The JSON body, or its bytes from :func:`encode_body`.
+        :param pacer: Paces the tries and says when a pushed-back one goes again (status reads).
         :param stop: When set, stop waiting between retries and return the last answer.
         """
         body = payload if isinstance(payload, bytes) else encode_body(payload)
         attempt = 0
         while True:
+            wait = pacer.wait() if pacer is not None else 0.0
+            if wait > 0:
+                self._sleep(wait)
+            sent_at = pacer.now() if pacer is not None else 0.0
             answer = self._once(path, body)
             attempt += 1
-            delay = _retry_delay(
-                self.policy, attempt, answer, retry_pushback=retry_pushback, retry_unknown=retry_unknown
-            )
+            if pacer is not None and pacer.answered(answer, sent_at=sent_at, attempt=attempt):
+                continue
+            delay = _retry_delay(self.policy, attempt, answer, retry_unknown=retry_unknown)
             if delay is None:
                 return answer
             if stop is not None and stop.wait(delay):
@@ -257,17 +260,21 @@ class AsyncTransport:
             await client.aclose()
 
     async def request(
-        self, path: str, payload: dict[str, Any], *, retry_pushback: bool = True, retry_unknown: bool = True
+        self, path: str, payload: dict[str, Any], *, retry_unknown: bool = True, pacer: PollPacer | None = None
     ) -> Answer:
         """As :meth:`SyncTransport.request`, awaiting instead of blocking."""
         body = encode_body(payload)
         attempt = 0
         while True:
+            wait = pacer.wait() if pacer is not None else 0.0
+            if wait > 0:
+                await asyncio.sleep(wait)
+            sent_at = pacer.now() if pacer is not None else 0.0
             answer = await self._once(path, body)
             attempt += 1
-            delay = _retry_delay(
-                self.policy, attempt, answer, retry_pushback=retry_pushback, retry_unknown=retry_unknown
-            )
+            if pacer is not None and pacer.answered(answer, sent_at=sent_at, attempt=attempt):
+                continue
+            delay = _retry_delay(self.policy, attempt, answer, retry_unknown=retry_unknown)
             if delay is None:
                 return answer
             await asyncio.sleep(delay)

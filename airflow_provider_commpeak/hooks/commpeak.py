@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -197,7 +196,7 @@ class CommPeakHook(BaseHook):
     @cached_property
     def transport(self) -> SyncTransport:
         """The hook's HTTP client (one pooled session)."""
-        return SyncTransport(self.config, self.retry_policy)
+        return SyncTransport(self.config, self.retry_policy, sleep=self._sleep or time.sleep)
 
     @cached_property
     def rate_controller(self) -> RateController:
@@ -539,20 +538,10 @@ class CommPeakHook(BaseHook):
         """
         _check(int_problem("batch_size", batch_size, bound="status_batch_size"))
         statuses: dict[str, str] = {}
-        pacer = self.status_pacer
-        sleep = self._sleep or time.sleep
         for chunk in chunked(message_uuids, batch_size):
-            attempt = 0
-            while True:
-                wait = pacer.wait()
-                if wait > 0:
-                    sleep(wait)
-                sent_at, attempt = pacer.now(), attempt + 1
-                answer = self.transport.request(
-                    STATUS_PATH, {"message_uuids": chunk}, retry_pushback=False, retry_unknown=True
-                )
-                if not pacer.answered(answer, sent_at=sent_at, attempt=attempt):
-                    break
+            answer = self.transport.request(
+                STATUS_PATH, {"message_uuids": chunk}, retry_unknown=True, pacer=self.status_pacer
+            )
             statuses.update(self._statuses_from(answer, chunk))
         return statuses
 
@@ -574,17 +563,8 @@ class CommPeakHook(BaseHook):
         _check(int_problem("batch_size", batch_size, bound="status_batch_size"))
         transport = await self._aget_transport()
         statuses: dict[str, str] = {}
-        pacer = self.status_pacer
         for chunk in chunked(message_uuids, batch_size):
-            attempt = 0
-            while True:
-                wait = pacer.wait()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                sent_at, attempt = pacer.now(), attempt + 1
-                answer = await transport.request(STATUS_PATH, {"message_uuids": chunk}, retry_pushback=False)
-                if not pacer.answered(answer, sent_at=sent_at, attempt=attempt):
-                    break
+            answer = await transport.request(STATUS_PATH, {"message_uuids": chunk}, pacer=self.status_pacer)
             statuses.update(self._statuses_from(answer, chunk))
         return statuses
 
@@ -603,9 +583,7 @@ class CommPeakHook(BaseHook):
             config.with_timeout(min(config.timeout, TEST_CONNECTION_TIMEOUT)), RetryPolicy(max_retries=0)
         )
         try:
-            answer = transport.request(
-                STATUS_PATH, {"message_uuids": [PROBE_UUID]}, retry_pushback=False, retry_unknown=False
-            )
+            answer = transport.request(STATUS_PATH, {"message_uuids": [PROBE_UUID]}, retry_unknown=False)
         finally:
             transport.close()
         if answer.outcome is Outcome.OK:
