@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+import statistics
+
 import pytest
 
-from airflow_provider_commpeak._engine.rate import MIN_RATE, RateController
+from airflow_provider_commpeak._engine.rate import JITTER, MIN_RATE, RateController
 from helpers.ratesim import Bucket, Client, FakeClock, Simulation, reclaim_seconds, whole_run_share
 
 ORIGIN = 1000.0
@@ -19,6 +22,19 @@ def run(bucket: Bucket, clients: list[Client], latency: float = 0.0) -> Simulati
 
 def accepted_in(client: Client, start: float, end: float) -> int:
     return sum(n for t, n in client.accepted if start <= t - ORIGIN < end)
+
+
+def take_slot(controller: RateController, clock: FakeClock, wanted: int) -> tuple[int, float]:
+    """Ask for a slot as a sender does: wait as told and ask again. Returns the slot's size and the wait."""
+    waited = 0.0
+    while True:
+        allowed, wait = controller.reserve(wanted)
+        if allowed:
+            assert wait == 0
+            return allowed, waited
+        assert wait > 0
+        clock.sleep(wait)
+        waited += wait
 
 
 @pytest.mark.parametrize("rate", [100, 400, 1500, 5000])
@@ -67,6 +83,22 @@ def test_processes_on_one_key_use_95_percent_of_it_over_the_whole_run(processes,
     assert whole_run_share(sim, rate, burst=rate) >= 0.95
 
 
+@pytest.mark.parametrize(("processes", "rate"), [(2, 400), (4, 400), (4, 1500), (8, 1500), (4, 5000), (8, 5000)])
+def test_equal_chunks_started_together_get_comparable_shares(processes, rate):
+    """
+    After the first 3 s, and until the first finishes, no process gets less than half of an equal share.
+
+    (1.5.0's controller, whose slots were handed out ahead and evenly spaced, gave the smallest of 4
+    processes at 400 msg/s 44 % of an equal share; this one gave at least 64 % in every case here,
+    each run with six different seeds of its jitter.)
+    """
+    clients = [Client(f"p{i}", messages=rate * 8) for i in range(processes)]
+    run(Bucket(rate), clients, latency=0.02)
+    end = min(c.finished_at for c in clients) - ORIGIN
+    got = [accepted_in(c, 3.0, end) for c in clients]
+    assert min(got) >= 0.5 * sum(got) / processes, got
+
+
 @pytest.mark.parametrize("rate", [400, 1500, 5000])
 def test_when_a_sibling_finishes_the_survivor_takes_the_key_within_three_seconds(rate):
     short, long = Client("short", messages=rate * 10), Client("long", messages=rate * 40, start=1.0)
@@ -88,8 +120,8 @@ def test_the_step_up_is_the_same_for_every_process_so_a_congestion_narrows_the_g
         clock.sleep(0.01)
         sent_at = clock.now
         for controller in (big, small):
-            for _ in range(4):
-                controller.reserve(100)  # each waits for the pace: it is what holds the sender back
+            for _ in range(2):
+                take_slot(controller, clock, 100)  # the second waits for the pace: it holds senders back
         clock.sleep(0.6)
         for controller in (big, small):
             for _ in range(2):
@@ -98,7 +130,9 @@ def test_the_step_up_is_the_same_for_every_process_so_a_congestion_narrows_the_g
 
     gaps = [big.rate - small.rate]
     for _ in range(3):
+        before = small.rate
         window(0.0)  # room: the same step for both
+        assert small.rate > before
         assert big.rate - small.rate == pytest.approx(gaps[-1])
         window(0.5)  # congestion: both take the same share off
         gaps.append(big.rate - small.rate)
@@ -109,7 +143,7 @@ def test_a_burst_bigger_than_a_second_is_not_taken_for_the_rate():
     client = Client("a", messages=8000)
     run(Bucket(400, capacity=4000), [client])
     assert client.finished_at - ORIGIN <= 1.1 * (8000 - 4000) / 400
-    assert client.controller.rate < 500
+    assert client.controller.rate < 2 * 400  # the pace saws around the limit, far from the burst's 4000
 
 
 def test_a_tiny_burst_allowance_shrinks_requests():
@@ -155,14 +189,43 @@ def test_pacing_spaces_requests_and_releases_unused_room():
     controller.reserve(100)
     controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
     rate = controller.rate
-    first, wait1 = controller.reserve(100)
-    second, wait2 = controller.reserve(100)
+    first, wait1 = take_slot(controller, clock, 100)
+    second, wait2 = take_slot(controller, clock, 100)
     assert first == second == int(rate * 0.25)
     assert wait1 == 0
-    assert wait2 == pytest.approx(first / rate)
-    controller.release(second)
-    _, wait3 = controller.reserve(100)
-    assert wait3 == pytest.approx(first / rate)
+    assert (1 - JITTER) * first / rate <= wait2 <= (1 + JITTER) * first / rate
+    controller.release(second)  # the slot went unused: the next one comes at once
+    assert controller.reserve(100)[0] == first
+
+
+def test_slots_are_handed_out_just_in_time_at_the_pace_of_the_moment():
+    """A sender waiting for a slot gets nothing ahead: the slot's size and pace are decided when it comes."""
+    clock = FakeClock()
+    controller = RateController(clock=clock)
+    controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
+    controller.rate = 400.0
+    assert controller.reserve(100) == (100, 0.0)
+    allowed, wait = controller.reserve(100)
+    assert allowed == 0
+    assert wait > 0
+    controller.raise_pace(4000.0)  # a faster pace takes effect at the next slot, not one slot later
+    _, sooner = controller.reserve(100)
+    assert sooner == pytest.approx(wait / 10)
+
+
+def test_gaps_between_slots_are_jittered_so_processes_do_not_lock_in_one_order():
+    clock = FakeClock()
+    controller = RateController(clock=clock, rng=random.Random(7))
+    controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
+    controller.rate = 400.0
+    gaps = []
+    for _ in range(200):
+        take_slot(controller, clock, 10)
+        gaps.append(controller.reserve(10)[1])
+    even = 10 / 400.0
+    assert all((1 - JITTER) * even <= gap <= (1 + JITTER) * even for gap in gaps)
+    assert statistics.mean(gaps) == pytest.approx(even, rel=0.05)  # the pace itself is kept
+    assert statistics.pstdev(gaps) > 0.1 * even
 
 
 def test_a_pause_holds_every_sender():
@@ -191,9 +254,8 @@ def test_nothing_accepted_backs_off_to_the_floor_but_keeps_probing():
     controller = RateController(clock=clock)
     controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
     for _ in range(200):
-        allowed, wait = controller.reserve(100)
-        clock.sleep(wait)
+        allowed, _ = take_slot(controller, clock, 100)
         controller.record(sent_at=clock.now, sent=allowed, accepted=0, refused=allowed)
         clock.sleep(0.01)
     assert controller.rate == MIN_RATE
-    assert controller.reserve(100)[0] >= 1
+    assert take_slot(controller, clock, 100)[0] >= 1

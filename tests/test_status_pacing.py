@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from airflow_provider_commpeak._engine.classify import Answer, Outcome
 from airflow_provider_commpeak._engine.poll_pacer import PACED_REFUSALS, PollPacer, is_pushback
+from airflow_provider_commpeak._engine.rate import JITTER
 from airflow_provider_commpeak._engine.retry import RetryPolicy
 from airflow_provider_commpeak.exceptions import CommPeakApiError
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
@@ -78,7 +79,9 @@ def test_a_pushed_back_request_is_tried_again_at_its_paced_slot_then_with_backof
     rate = pacer.controller.rate
     assert rate is not None  # paced from now on
     waits = [pacer.wait() for _ in range(3)]
-    assert waits == pytest.approx([0, 1 / rate, 2 / rate])
+    assert waits[0] == 0  # the retry takes the first paced slot at once...
+    assert (1 - JITTER) / rate <= waits[1] <= (1 + JITTER) / rate  # ...and the next one is a paced gap away
+    assert waits[2] == waits[1]  # asked again before its time, it is told the same time (nothing is booked)
     for attempt in range(2, PACED_REFUSALS + 1):
         assert pacer.answered(BARE_429, sent_at=clock(), attempt=attempt) is True
         assert pacer.controller._paused_until <= clock()  # the paced tries wait for their slot only

@@ -289,6 +289,8 @@ class SendPipeline:
                 if self._gave_up() or self._expired():
                     self._controller.release(allowed)
                     return
+                if not allowed:
+                    continue  # the next slot has come: ask for it
                 batch = self._queue.take(allowed)
                 if not batch:
                     self._controller.release(allowed)

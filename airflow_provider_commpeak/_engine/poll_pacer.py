@@ -51,7 +51,10 @@ class PollPacer:
         self._last_sent_at: float | None = None
 
     def wait(self) -> float:
-        """Seconds to wait before the next status request goes (0 while nothing is paced)."""
+        """
+        Seconds until the next status request may go: 0 = go now (the slot is taken); more = wait that
+        long, then ask again.
+        """
         _, wait = self.controller.reserve(1)
         return wait
 

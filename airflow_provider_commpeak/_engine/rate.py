@@ -3,10 +3,17 @@ The rate controller: one per hook, shared by every request in flight, deciding *
 may go (the queue decides *what* goes).
 
 Until the API first pushes back (a ``RATE_LIMIT``, a message left out of an answer, a 429/503)
-nothing is paced. From then on messages are let through at ``rate`` msg/s, and ``rate`` is revised
-at the end of each *window* (at least :data:`WINDOW` seconds and :data:`MIN_ANSWERS` answers), by
-rules from congestion control, so that several processes sending on one key (mapped chunks, other
-DAGs) share it without talking to each other:
+nothing is paced. From then on messages are let through at ``rate`` msg/s, one *slot* at a time and
+just in time: a sender asks for a slot when it is ready, and a slot's size and the gap after it are
+decided when the slot comes, at the pace of that moment. (Slots handed out ahead, one per sender,
+kept an old pace for up to a second after it changed, so each revision acted a window late.) Each
+gap is drawn evenly between ``1 - JITTER`` and ``1 + JITTER`` times its length: a token bucket hands
+each request what accumulated since the request before it, whoever sent that one, so processes
+locked into one order of arrival would split the key by their places in it, not by their paces.
+
+``rate`` is revised at the end of each *window* (at least :data:`WINDOW` seconds and
+:data:`MIN_ANSWERS` answers), by rules from congestion control, so that several processes sending
+on one key (mapped chunks, other DAGs) share it without talking to each other:
 
 - **congestion** (more than :data:`TOLERATED` of the window's messages pushed back): multiplicative
   decrease to :data:`DECREASE` times the pace, or further, to :data:`HEADROOM` times what the API
@@ -30,9 +37,12 @@ The first pace, at the first pushback, is what the API accepted over the last se
 one full request per second (a refusal can arrive before the acceptances of its own burst).
 
 Request size follows too: a paced request carries at most :data:`BURST` seconds' worth of messages;
-and if, in a window with pushback, even the best-served request got less than half of what it
-carried, the API's burst allowance is small: requests shrink to what the best one got accepted, for
-:data:`MEMORY` seconds (then the full size is tried again).
+and if, in a window with pushback, no request went through whole although the pace was at most
+:data:`OVERDRIVE` times what the API accepted, the API's burst allowance is small: requests shrink to
+what the best one got accepted, for :data:`MEMORY` seconds (then the full size is tried again). A
+pace far above what the API took leaves every request short by itself (too many requests, not too
+big ones); shrinking them then would only multiply them, and on a key shared with other processes
+more, smaller requests take a bigger share of it.
 
 Refused messages cost only a request: they go back to the front of the queue. So the rules err on
 the side of offering a little more than the limit (the API's token bucket then never idles) rather
@@ -46,6 +56,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 import time
 from collections import deque
@@ -75,8 +86,14 @@ MEMORY = 60.0
 MIN_RATE = 1.0
 #: A paced request carries at most this many seconds' worth of messages, so sends stay smooth.
 BURST = 0.25
-#: The pace "held senders back" in a window when at least this share of their reservations waited.
+#: The pace "held senders back" in a window when at least this share of their slots had a sender waiting.
 BINDING = 0.5
+#: Requests shrink to what the API took of each only while the pace was at most this many times what it
+#: accepted: further above, every request falls short because there are too many of them, not because
+#: they are too big.
+OVERDRIVE = 2.0
+#: Each gap between slots is drawn evenly between ``1 - JITTER`` and ``1 + JITTER`` times its length.
+JITTER = 0.3
 
 
 class RateController:
@@ -84,10 +101,12 @@ class RateController:
     Paces every sender of one hook; thread-safe.
 
     :param clock: Monotonic seconds (a fake clock in tests).
+    :param rng: Draws the gaps' jitter (a seeded one in tests; by default, a new unseeded one).
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
         self._clock = clock
+        self._rng = rng or random.Random()
         self._lock = threading.Lock()
         #: Messages per second, or ``None`` while unpaced.
         self.rate: float | None = None
@@ -101,6 +120,9 @@ class RateController:
         self._paced_since = math.inf
         self._next_slot = 0.0
         self._paused_until = 0.0
+        #: The last slot handed out: when, and for how many messages (the next slot follows from it).
+        self._last_slot = (self._started, 0)
+        self._held = False
         self._sustained: deque[tuple[float, float]] = deque()
         self._drained = False
         self._reset_window(self._started)
@@ -115,30 +137,40 @@ class RateController:
 
     def reserve(self, wanted: int) -> tuple[int, float]:
         """
-        Reserve room for up to ``wanted`` messages.
+        Ask for a slot for up to ``wanted`` messages.
 
-        :returns: ``(messages, wait)``: send at most ``messages``, after waiting ``wait`` seconds.
+        :returns: ``(messages, 0)``: send at most ``messages`` now; or ``(0, wait)``: the next slot (or
+            the end of a pause) is ``wait`` seconds away, ask again then.
         """
         with self._lock:
             now = self._clock()
             self._largest_request = max(self._largest_request, wanted)
             start = max(now, self._paused_until)
+            if self.rate is not None:
+                start = max(start, self._next_slot)
+            if start > now:
+                self._held = True
+                return 0, start - now
             if self.rate is None:
-                return wanted, start - now
+                return wanted, 0.0
             if self.size_cap is not None and now >= self._size_cap_until:
                 self.size_cap = None
             allowed = min(wanted, max(1, int(self.rate * BURST)), self.size_cap or wanted)
-            start = max(start, self._next_slot)
-            self._next_slot = start + allowed / self.rate
+            self._last_slot = (now, allowed)
+            self._next_slot = now + allowed / self.rate * self._rng.uniform(1 - JITTER, 1 + JITTER)
             self._reservations += 1
-            self._waited += start > now
-            return allowed, start - now
+            self._waited += self._held  # a sender waited for this slot: the pace held it back
+            self._held = False
+            return allowed, 0.0
 
     def release(self, unused: int) -> None:
-        """Give back reserved room a sender did not use (the queue held fewer messages)."""
+        """Give back room of the last slot a sender did not use (the queue held fewer messages)."""
         with self._lock:
-            if self.rate is not None and unused > 0:
-                self._next_slot = max(self._clock(), self._next_slot - unused / self.rate)
+            start, allowed = self._last_slot
+            if self.rate is not None and 0 < unused <= allowed:
+                used = allowed - unused
+                self._last_slot = (start, used)
+                self._next_slot = start + (self._next_slot - start) * used / allowed
 
     # -- answers tell --------------------------------------------------------------------------------
 
@@ -174,7 +206,8 @@ class RateController:
         """Pace at no less than ``rate`` from now (a caller's better first guess; no effect while unpaced)."""
         with self._lock:
             if self.rate is not None and rate > self.rate:
-                self.rate = rate
+                old_rate, self.rate = self.rate, rate
+                self._respace(old_rate)
 
     def pause(self, seconds: float) -> None:
         """
@@ -200,6 +233,7 @@ class RateController:
 
     def _close_window(self, now: float) -> None:
         assert self.rate is not None
+        old_rate = self.rate
         elapsed = now - self._window_start
         accepted_rate = self._accepted / elapsed
         if self._refused > TOLERATED * self._sent:
@@ -222,6 +256,14 @@ class RateController:
             self.rate,
         )
         self._reset_window(now)
+        self._respace(old_rate)
+
+    def _respace(self, old_rate: float) -> None:
+        """A new pace applies from the next slot: the gap after the last slot stretches or shrinks to it."""
+        assert self.rate is not None
+        start, _ = self._last_slot
+        if start >= self._paced_since and self.rate != old_rate:
+            self._next_slot = start + (self._next_slot - start) * old_rate / self.rate
 
     def _decrease(self, now: float, accepted_rate: float) -> None:
         """Congestion: multiplicative decrease, further when the pace was far above what the API took."""
@@ -230,10 +272,13 @@ class RateController:
             self._sustained.append((now, accepted_rate))
         if accepted_rate == 0:
             self._drained = True  # until the next window with room
+        pace = self.rate
         if self.rate > accepted_rate * HEADROOM:  # else the API took all the pace offered: leftovers of a burst
             measured = max(accepted_rate * HEADROOM, self.rate * BACKOFF)
             self.rate = max(MIN_RATE, min(self.rate * DECREASE, measured))
-        if 0 < self._largest_accepted < self._largest_sent / 2:  # bursts are small: smaller requests
+        if 0 < self._largest_accepted < self._largest_sent and pace <= OVERDRIVE * accepted_rate:
+            # No request went through whole, though the pace was not far above what the API took (which
+            # alone would leave each request short): the API's bursts are small. Smaller requests.
             self.size_cap = self._largest_accepted
             self._size_cap_until = now + MEMORY
 

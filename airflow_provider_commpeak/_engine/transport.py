@@ -185,9 +185,8 @@ class SyncTransport:
         body = payload if isinstance(payload, bytes) else encode_body(payload)
         attempt = 0
         while True:
-            wait = pacer.wait() if pacer is not None else 0.0
-            if wait > 0:
-                self._sleep(wait)
+            while pacer is not None and (wait := pacer.wait()) > 0:
+                self._sleep(wait)  # until the pacer's next slot, then ask for it
             sent_at = pacer.now() if pacer is not None else 0.0
             answer = self._once(path, body)
             attempt += 1
@@ -266,9 +265,8 @@ class AsyncTransport:
         body = encode_body(payload)
         attempt = 0
         while True:
-            wait = pacer.wait() if pacer is not None else 0.0
-            if wait > 0:
-                await asyncio.sleep(wait)
+            while pacer is not None and (wait := pacer.wait()) > 0:
+                await asyncio.sleep(wait)  # until the pacer's next slot, then ask for it
             sent_at = pacer.now() if pacer is not None else 0.0
             answer = await self._once(path, body)
             attempt += 1

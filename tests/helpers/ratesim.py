@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,7 +103,7 @@ class Simulation:
         self._events: list[tuple[float, int, Callable[[], None]]] = []
         self._counter = itertools.count()
         for client in clients:
-            client.controller = client.controller or RateController(clock=clock)
+            client.controller = client.controller or RateController(clock=clock, rng=random.Random(client.name))
             for _ in range(client.concurrency):
                 self._at(self.clock.now + client.start, lambda c=client: self._ready(c))
 
@@ -116,6 +117,9 @@ class Simulation:
 
     def _send(self, client: Client, allowed: int) -> None:
         assert client.controller is not None
+        if not allowed:  # the controller's next slot has come: ask again
+            self._ready(client)
+            return
         from_back = min(allowed, client.pushed_back)
         fresh = min(allowed - from_back, client.queue)
         size = from_back + fresh
