@@ -19,6 +19,7 @@ Run ``python benchmarks/bench.py --help`` for the knobs; ``--quick`` is a smoke 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import os
@@ -936,8 +937,47 @@ def campaign_on_one_key(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def simulated_campaigns(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """
+    The campaign of :func:`campaign_on_one_key` on the fake clock (``tests/helpers/ratesim.py``): the
+    real :class:`RateController`, one per simulated process, against a simulated token bucket, so
+    k = 8 and 5,000 msg/s run as they would on a machine with cores to spare, in milliseconds.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from helpers.ratesim import Bucket, Client, FakeClock, Simulation
+
+    rows = []
+    for procs in args.sim_procs:
+        for rate in args.sim_rates:
+            for stagger in args.campaign_staggers:
+                weights = [(1, 2, 4)[i % 3] for i in range(procs)]
+                sizes = [int(rate * args.sim_seconds * w / sum(weights)) for w in weights]
+                clients = [
+                    Client(f"p{i}", messages=size, start=stagger * i / (procs - 1)) for i, size in enumerate(sizes)
+                ]
+                sim = Simulation(Bucket(rate), clients, latency=args.latency_ms / 1000, clock=FakeClock())
+                sim.run()
+                times = [[t for t, n in c.accepted for _ in range(n)] for c in clients]
+                rows.append(
+                    {
+                        "processes": procs,
+                        "rate_limit": f"{rate:g}",
+                        "stagger_s": f"{stagger:g}",
+                        "N": sum(sizes),
+                        "lost": sum(sizes) - sum(c.total_accepted for c in clients),
+                        **campaign_figures(times, rate),
+                    }
+                )
+    return rows
+
+
 def campaign_figures(times: list[list[float]], rate: float) -> dict[str, Any]:
     """Whole-run share of the limit, smallest share of a fair split, slowest reclaim (see :func:`campaign_on_one_key`)."""
+    times = [sorted(ts) for ts in times]
+
+    def count(ts: list[float], start: float, end: float) -> int:
+        return bisect.bisect_left(ts, end) - bisect.bisect_left(ts, start)
+
     events = sorted(t for ts in times for t in ts)
     burst_end = events[min(int(rate), len(events) - 1)]
     whole = (len(events) - int(rate)) / max((events[-1] - burst_end) * rate, 1e-9)
@@ -948,7 +988,7 @@ def campaign_figures(times: list[list[float]], rate: float) -> dict[str, Any]:
     if window >= 1:
         at = start
         while at + window <= end + 1e-9:
-            got = [sum(1 for t in ts if at <= t < at + window) for ts in times]
+            got = [count(ts, at, at + window) for ts in times]
             fair = sum(got) / len(got)
             smallest = min(smallest if smallest is not None else 1.0, min(got) / fair if fair else 1.0)
             at += 1
@@ -961,7 +1001,7 @@ def campaign_figures(times: list[list[float]], rate: float) -> dict[str, Any]:
             (
                 i * 0.05
                 for i in range(200)
-                if sum(1 for ts in survivors for t in ts if finished + i * 0.05 <= t < finished + i * 0.05 + 0.25)
+                if sum(count(ts, finished + i * 0.05, finished + i * 0.05 + 0.25) for ts in survivors)
                 >= 0.9 * rate * 0.25
             ),
             None,
@@ -1141,6 +1181,9 @@ def main() -> int:
     parser.add_argument("--campaign-rates", type=lambda s: [float(x) for x in s.split(",")], default=[400, 1500])
     parser.add_argument("--campaign-staggers", type=lambda s: [float(x) for x in s.split(",")], default=[0, 3])
     parser.add_argument("--campaign-seconds", type=float, default=14.0, help="each campaign run lasts about this long")
+    parser.add_argument("--sim-procs", type=lambda s: [int(x) for x in s.split(",")], default=[2, 4, 8])
+    parser.add_argument("--sim-rates", type=lambda s: [float(x) for x in s.split(",")], default=[100, 400, 1500, 5000])
+    parser.add_argument("--sim-seconds", type=float, default=40.0, help="each simulated campaign lasts about this long")
     parser.add_argument("--cap-rates", type=lambda s: [float(x) for x in s.split(",")], default=[400, 1500])
     parser.add_argument(
         "--cap-seconds", type=float, default=10.0, help="each concurrency-cap run lasts about this long"
@@ -1165,7 +1208,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
     parser.add_argument(
         "--only",
-        default="throughput,bound,rate,drain,shared,campaign,pushback,cap,statuspace,streaming,ledger,dryrun,suppression,phones,polling,scale,imports",
+        default="throughput,bound,rate,drain,shared,campaign,simcampaign,pushback,cap,statuspace,streaming,ledger,dryrun,suppression,phones,polling,scale,imports",
         help="comma-separated sections to run (default: all)",
     )
     args = parser.parse_args()
@@ -1178,6 +1221,7 @@ def main() -> int:
         args.suppression_audience, args.suppression_sizes = 2000, [2000, 200_000]
         args.pushback_repeats = 1
         args.campaign_procs, args.campaign_rates, args.campaign_staggers = [2], [400], [3]
+        args.sim_procs, args.sim_rates = [2, 8], [400]
         args.cap_rates, args.cap_seconds = [400], 5.0
         args.status_limits, args.status_requests = [20], 60
 
@@ -1310,6 +1354,20 @@ def main() -> int:
             f"a 2-request cap at {r['rate_limit']} costs {r['_cost']:.0%} of throughput (target 20 %)"
             for r in rows
             if r["_cost"] > 0.2 or r["lost"] or r["duplicated"]
+        ]
+    if "simcampaign" in sections:
+        rows = simulated_campaigns(args)
+        print(
+            f"\n## The same campaign on the fake clock: k simulated processes (latency {args.latency_ms:g} ms;"
+            " the whole run)\n"
+        )
+        columns = ["processes", "rate_limit", "stagger_s", "N", "lost", "whole_run_of_limit"]
+        print(table(rows, [*columns, "smallest_share_of_fair", "slowest_reclaim_s"]))
+        failures += [
+            f"simulated campaign of {r['processes']} at {r['rate_limit']}, stagger {r['stagger_s']} s: "
+            f"{r['whole_run_of_limit']}"
+            for r in rows
+            if r["_whole"] < 0.95 or r["lost"]
         ]
     if "statuspace" in sections:
         rows = status_pacing(args)
