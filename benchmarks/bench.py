@@ -888,6 +888,12 @@ def shared_key(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def chunk_sizes(procs: int, rate: float, seconds: float) -> list[int]:
+    """A campaign's chunks, 1:2:4 (repeating), together about ``seconds`` of the limit ``rate``."""
+    weights = [(1, 2, 4)[i % 3] for i in range(procs)]
+    return [int(rate * seconds * w / sum(weights)) for w in weights]
+
+
 def campaign_on_one_key(args: argparse.Namespace) -> list[dict[str, Any]]:
     """
     k processes, chunks of unequal size (1:2:4), starts spread over ``stagger`` seconds, one key:
@@ -899,8 +905,7 @@ def campaign_on_one_key(args: argparse.Namespace) -> list[dict[str, Any]]:
     for procs in args.campaign_procs:
         for rate in args.campaign_rates:
             for stagger in args.campaign_staggers:
-                weights = [(1, 2, 4)[i % 3] for i in range(procs)]
-                sizes = [int(rate * args.campaign_seconds * w / sum(weights)) for w in weights]
+                sizes = chunk_sizes(procs, rate, args.campaign_seconds)
                 offsets = [sum(sizes[:i]) for i in range(procs)]
                 sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=rate, delivery_delay=1)
                 try:
@@ -950,8 +955,7 @@ def simulated_campaigns(args: argparse.Namespace) -> list[dict[str, Any]]:
     for procs in args.sim_procs:
         for rate in args.sim_rates:
             for stagger in args.campaign_staggers:
-                weights = [(1, 2, 4)[i % 3] for i in range(procs)]
-                sizes = [int(rate * args.sim_seconds * w / sum(weights)) for w in weights]
+                sizes = chunk_sizes(procs, rate, args.sim_seconds)
                 clients = [
                     Client(f"p{i}", messages=size, start=stagger * i / (procs - 1)) for i, size in enumerate(sizes)
                 ]
