@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import json
 import math
 import os
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -633,6 +635,14 @@ def worker_import(module: str) -> dict[str, Any]:
     started = time.perf_counter()
     __import__(module)
     return {"seconds": time.perf_counter() - started}
+
+
+@contextlib.contextmanager
+def scratch_space() -> Iterator[None]:
+    """Every temporary file of the run, its workers' included, in one folder removed at the end (up to GBs)."""
+    with tempfile.TemporaryDirectory(prefix="commpeak-bench-") as folder:
+        os.environ["TMPDIR"] = tempfile.tempdir = folder
+        yield
 
 
 def run_worker(*args: str) -> dict[str, Any]:
@@ -1530,4 +1540,6 @@ if __name__ == "__main__":
             raise SystemExit(f"unknown worker {kind}")
         print(json.dumps(result))
         raise SystemExit(0)
-    raise SystemExit(main())
+    with scratch_space():
+        status = main()
+    raise SystemExit(status)

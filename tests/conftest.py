@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -18,11 +19,19 @@ from helpers.faults import FAULT_FIGURES, fault_matrix
 from helpers.readme import readme_dag
 
 REPO = Path(__file__).resolve().parent.parent
+#: Scratch folders this session made (removed when it ends).
+_SCRATCH: list[str] = []
+
+
+def _scratch_folder(prefix: str) -> str:
+    folder = tempfile.mkdtemp(prefix=prefix)
+    _SCRATCH.append(folder)
+    return folder
 
 
 def _dags_folder() -> str:
     """One folder holding the example DAGs and the tests' own (``dag.test()`` syncs only that folder)."""
-    folder = Path(tempfile.mkdtemp(prefix="commpeak-dags-"))
+    folder = Path(_scratch_folder("commpeak-dags-"))
     for source in [*(REPO / "example_dags").glob("*.py"), *(REPO / "tests" / "dags").glob("*.py")]:
         (folder / source.name).symlink_to(source)
     (folder / "readme_dag.py").write_text(readme_dag())
@@ -31,7 +40,8 @@ def _dags_folder() -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Point Airflow at a scratch home and the test DAGs before any test imports it."""
-    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="commpeak-airflow-home-"))
+    if "AIRFLOW_HOME" not in os.environ:
+        os.environ["AIRFLOW_HOME"] = _scratch_folder("commpeak-airflow-home-")
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = _dags_folder()
     os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
@@ -39,6 +49,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if version("apache-airflow").startswith("2."):
         os.environ["AIRFLOW__CORE__EXECUTOR"] = "SequentialExecutor"  # Airflow 2 refuses SQLite otherwise
         os.environ["AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY"] = "True"  # else Airflow 2.11 warns at each run
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the scratch folders of :func:`pytest_configure` (each run made a new pair)."""
+    while _SCRATCH:
+        shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
 
 
 @pytest.fixture
