@@ -5,6 +5,7 @@ ledger's store calls going through Airflow's one-request-at-a-time in-process su
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections import Counter
 from datetime import UTC
@@ -55,7 +56,7 @@ def test_a_csv_campaign_with_the_operators_defaults_runs_and_every_row_is_tracea
         writer.writerows(rows)
     monkeypatch.setenv("COMMPEAK_TEST_AUDIENCE", str(audience))
     monkeypatch.setenv("COMMPEAK_TEST_DELIVERY", str(tmp_path / "delivery.csv"))
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the report's default place (TMPDIR is read once)
     bag = dag_bag(TEST_DAGS / "csv_campaign.py")
     assert not bag.import_errors, bag.import_errors
     dag = bag.dags["commpeak_csv_campaign"]
@@ -64,6 +65,7 @@ def test_a_csv_campaign_with_the_operators_defaults_runs_and_every_row_is_tracea
     summary = xcom_value(dag.dag_id, dag_run.run_id, "send")
     assert (summary["messages"], summary["accepted"], summary["failed"]) == (3, 2, 0)
     assert summary["errors"] == {"DUPLICATE": 1}  # r3 is r1's number and text: sent once
+    assert summary["report_path"].startswith(str(tmp_path / "commpeak-reports" / dag.dag_id))
     assert sorted(m["internal_id"] for m in commpeak_sandbox.accepted) == ["r1", "r2"]
     with open(tmp_path / "delivery.csv") as handle:
         delivery = list(csv.DictReader(handle))
