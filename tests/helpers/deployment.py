@@ -84,8 +84,10 @@ def airflow_deployment(
         for source in [*EXAMPLES.glob("*.py"), *extra_dags]:
             (dags / source.name).symlink_to(source)
     port = free_port()
+    (home / "tmp").mkdir(exist_ok=True)
     env = {
         **os.environ,
+        "TMPDIR": str(home / "tmp"),  # the processes' temporary files (a SIGKILLed worker's too) stay here
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
