@@ -967,7 +967,8 @@ def simulated_campaigns(args: argparse.Namespace) -> list[dict[str, Any]]:
             for stagger in args.campaign_staggers:
                 sizes = chunk_sizes(procs, rate, args.sim_seconds)
                 clients = [
-                    Client(f"p{i}", messages=size, start=stagger * i / (procs - 1)) for i, size in enumerate(sizes)
+                    Client(f"p{i}", messages=size, start=stagger * i / max(procs - 1, 1))
+                    for i, size in enumerate(sizes)
                 ]
                 sim = Simulation(Bucket(rate), clients, latency=args.latency_ms / 1000, clock=FakeClock())
                 sim.run()
