@@ -167,7 +167,13 @@ def cpu_seconds() -> float:
 
 
 def worker_commpeak(
-    url: str, n: int, batch: int, concurrency: int, source: str | None = None, start: int = 0
+    url: str,
+    n: int,
+    batch: int,
+    concurrency: int,
+    source: str | None = None,
+    start: int = 0,
+    max_rate: float | None = None,
 ) -> dict[str, Any]:
     """Send ``n`` messages with the hook's defaults; time each request (the round trips) and the CPU."""
     from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
@@ -175,7 +181,7 @@ def worker_commpeak(
     os.environ["AIRFLOW_CONN_COMMPEAK_DEFAULT"] = json.dumps(
         {"conn_type": "commpeak", "password": API_KEY, "host": url}
     )
-    hook = CommPeakHook()
+    hook = CommPeakHook(max_rate=max_rate)
     hook.get_conn()  # read the connection first: a one-time set-up, not throughput
     round_trips: list[float] = []
     request = hook.transport.request
@@ -847,34 +853,8 @@ def shared_key(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for rate in args.shared_rates:
         for procs in (1, 2, 4):
-            sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=rate, delivery_delay=1)
-            try:
-                n = int(rate * 12 / procs)
-                workers = [
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            __file__,
-                            "--worker",
-                            "commpeak-from",
-                            sandbox.url,
-                            str(n),
-                            str(args.batch_size),
-                            str(args.concurrency),
-                            str(i * n),
-                        ],
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.DEVNULL,
-                        text=True,
-                    )
-                    for i in range(procs)
-                ]
-                for worker in workers:
-                    worker.communicate(timeout=600)
-                accepted = sandbox.call("/_sandbox/messages")["messages"]
-                stats = sandbox.stats()
-            finally:
-                sandbox.stop()
+            n = int(rate * 12 / procs)
+            accepted, stats, _ = run_senders(args, rate, [n] * procs, stagger=0.0)
             by_proc: dict[int, list[float]] = {}
             for message in accepted:
                 by_proc.setdefault(int(message["internal_id"][1:]) // n, []).append(message["accepted_at"])
@@ -898,6 +878,33 @@ def shared_key(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def run_senders(
+    args: argparse.Namespace, rate: float, sizes: list[int], stagger: float, max_rate: float | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[int]]:
+    """
+    One process per chunk of ``sizes`` sending on one sandbox key limited to ``rate``, their starts spread
+    over ``stagger`` seconds, each with ``max_rate`` (or none); the chunks' messages are numbered on
+    from one another. Returns the sandbox's accepted messages, its stats and each chunk's first number.
+    """
+    procs = len(sizes)
+    offsets = [sum(sizes[:i]) for i in range(procs)]
+    sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=rate, delivery_delay=1)
+    try:
+        workers = []
+        for i in range(procs):
+            if i:
+                time.sleep(stagger / (procs - 1))
+            argv = [sys.executable, __file__, "--worker", "commpeak-from", sandbox.url, str(sizes[i])]
+            argv += [str(args.batch_size), str(args.concurrency), str(offsets[i])]
+            argv += [] if max_rate is None else [str(max_rate)]
+            workers.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+        for worker in workers:
+            worker.communicate(timeout=900)
+        return sandbox.call("/_sandbox/messages")["messages"], sandbox.stats(), offsets
+    finally:
+        sandbox.stop()
+
+
 def chunk_sizes(procs: int, rate: float, seconds: float) -> list[int]:
     """A campaign's chunks, 1:2:4 (repeating), together about ``seconds`` of the limit ``rate``."""
     weights = [(1, 2, 4)[i % 3] for i in range(procs)]
@@ -916,37 +923,59 @@ def campaign_on_one_key(args: argparse.Namespace) -> list[dict[str, Any]]:
         for rate in args.campaign_rates:
             for stagger in args.campaign_staggers:
                 sizes = chunk_sizes(procs, rate, args.campaign_seconds)
-                offsets = [sum(sizes[:i]) for i in range(procs)]
-                sandbox = Sandbox(latency_ms=args.latency_ms, rate_limit=rate, delivery_delay=1)
-                try:
-                    workers = []
-                    for i in range(procs):
-                        if i:
-                            time.sleep(stagger / (procs - 1))
-                        argv = [sys.executable, __file__, "--worker", "commpeak-from", sandbox.url, str(sizes[i])]
-                        argv += [str(args.batch_size), str(args.concurrency), str(offsets[i])]
-                        workers.append(
-                            subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                        )
-                    for worker in workers:
-                        worker.communicate(timeout=900)
-                    accepted = sandbox.call("/_sandbox/messages")["messages"]
-                    stats = sandbox.stats()
-                finally:
-                    sandbox.stop()
-                times: list[list[float]] = [[] for _ in range(procs)]
-                for message in accepted:
-                    number = int(message["internal_id"][1:])
-                    times[max(i for i in range(procs) if offsets[i] <= number)].append(message["accepted_at"])
                 rows.append(
                     {
                         "processes": procs,
                         "rate_limit": f"{rate:g}",
                         "stagger_s": f"{stagger:g}",
                         "N": " + ".join(map(str, sizes)),
-                        "lost": sum(sizes) - stats["distinct_internal_ids"],
-                        "duplicated": stats["duplicated"],
-                        **campaign_figures(times, rate),
+                        **processes_on_one_key(args, rate, sizes, stagger),
+                    }
+                )
+    return rows
+
+
+def processes_on_one_key(
+    args: argparse.Namespace, rate: float, sizes: list[int], stagger: float, max_rate: float | None = None
+) -> dict[str, Any]:
+    """:func:`run_senders`, then what was lost, duplicated and refused, and :func:`campaign_figures`."""
+    accepted, stats, offsets = run_senders(args, rate, sizes, stagger, max_rate)
+    times: list[list[float]] = [[] for _ in sizes]
+    for message in accepted:
+        number = int(message["internal_id"][1:])
+        times[max(i for i, offset in enumerate(offsets) if offset <= number)].append(message["accepted_at"])
+    return {
+        "lost": sum(sizes) - stats["distinct_internal_ids"],
+        "duplicated": stats["duplicated"],
+        "refused": stats["refused"],
+        **campaign_figures(times, rate),
+    }
+
+
+def ceiling_split(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """
+    k processes with equal chunks, started at once, on one key: the default pacing beside ``max_rate``
+    = limit / k on each, then the campaign's unequal chunks (1:2:4, staggered) with the same ceiling:
+    the split, the refused messages and the whole run.
+    """
+    rows = []
+    for rate in args.shared_rates:
+        for procs in args.ceiling_procs:
+            equal = [int(rate * args.campaign_seconds / procs)] * procs
+            unequal = chunk_sizes(procs, rate, args.campaign_seconds)
+            for chunks, sizes, stagger, ceiling in (
+                ("equal, at once", equal, 0.0, None),
+                ("equal, at once", equal, 0.0, rate / procs),
+                ("1:2:4, over 3 s", unequal, 3.0, rate / procs),
+            ):
+                rows.append(
+                    {
+                        "rate_limit": f"{rate:g}",
+                        "processes": procs,
+                        "chunks": chunks,
+                        "max_rate": "-" if ceiling is None else f"{ceiling:g}",
+                        "N": sum(sizes),
+                        **processes_on_one_key(args, rate, sizes, stagger, ceiling),
                     }
                 )
     return rows
@@ -1028,6 +1057,7 @@ def campaign_figures(times: list[list[float]], rate: float) -> dict[str, Any]:
         "smallest_share_of_fair": "-" if smallest is None else f"{smallest:.0%}",
         "slowest_reclaim_s": "-" if not reclaims else ("> 10" if slowest is None else f"{slowest:.2f}"),
         "_whole": whole,
+        "_smallest": smallest,
     }
 
 
@@ -1196,6 +1226,7 @@ def main() -> int:
     parser.add_argument("--campaign-rates", type=lambda s: [float(x) for x in s.split(",")], default=[400, 1500])
     parser.add_argument("--campaign-staggers", type=lambda s: [float(x) for x in s.split(",")], default=[0, 3])
     parser.add_argument("--campaign-seconds", type=float, default=14.0, help="each campaign run lasts about this long")
+    parser.add_argument("--ceiling-procs", type=lambda s: [int(x) for x in s.split(",")], default=[2, 4])
     parser.add_argument("--sim-procs", type=lambda s: [int(x) for x in s.split(",")], default=[2, 4, 8])
     parser.add_argument("--sim-rates", type=lambda s: [float(x) for x in s.split(",")], default=[100, 400, 1500, 5000])
     parser.add_argument("--sim-seconds", type=float, default=40.0, help="each simulated campaign lasts about this long")
@@ -1223,7 +1254,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
     parser.add_argument(
         "--only",
-        default="throughput,bound,rate,drain,shared,campaign,simcampaign,pushback,cap,statuspace,streaming,ledger,dryrun,suppression,phones,polling,scale,imports",
+        default="throughput,bound,rate,drain,shared,campaign,simcampaign,ceiling,pushback,cap,statuspace,streaming,ledger,dryrun,suppression,phones,polling,scale,imports",
         help="comma-separated sections to run (default: all)",
     )
     args = parser.parse_args()
@@ -1236,6 +1267,7 @@ def main() -> int:
         args.suppression_audience, args.suppression_sizes = 2000, [2000, 200_000]
         args.pushback_repeats = 1
         args.campaign_procs, args.campaign_rates, args.campaign_staggers = [2], [400], [3]
+        args.ceiling_procs = [2]
         args.sim_procs, args.sim_rates = [2, 8], [400]
         args.cap_rates, args.cap_seconds = [400], 5.0
         args.status_limits, args.status_requests = [20], 60
@@ -1356,6 +1388,27 @@ def main() -> int:
             f"campaign of {r['processes']} at {r['rate_limit']}, stagger {r['stagger_s']} s: {r['whole_run_of_limit']}"
             for r in rows
             if r["_whole"] < 0.95 or r["lost"] or r["duplicated"]
+        ]
+    if "ceiling" in sections:
+        rows = ceiling_split(args)
+        print(
+            f"\n## max_rate = limit / k on each of k processes, beside the default (latency {args.latency_ms:g} ms;"
+            " the whole run)\n"
+        )
+        columns = ["rate_limit", "processes", "chunks", "max_rate", "N", "lost", "duplicated", "refused"]
+        print(table(rows, [*columns, "whole_run_of_limit", "smallest_share_of_fair", "slowest_reclaim_s"]))
+        failures += [
+            f"max_rate {r['max_rate']} x {r['processes']} at {r['rate_limit']}: lost or duplicated"
+            for r in rows
+            if r["lost"] or r["duplicated"]
+        ]
+        failures += [  # the README's promise for a ceiling of an equal share on equal chunks
+            f"max_rate {r['max_rate']} x {r['processes']} at {r['rate_limit']}: {r['refused']} refused, "
+            f"smallest share {r['smallest_share_of_fair']}"
+            for r in rows
+            if r["max_rate"] != "-"
+            and r["chunks"].startswith("equal")
+            and (r["refused"] or (r["_smallest"] is not None and r["_smallest"] < 0.9))
         ]
     if "cap" in sections:
         rows = concurrency_cap(args)
@@ -1516,7 +1569,10 @@ if __name__ == "__main__":
         elif kind == "commpeak":
             result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
         elif kind == "commpeak-from":
-            result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), start=int(rest[4]))
+            ceiling = float(rest[5]) if len(rest) > 5 else None
+            result = worker_commpeak(
+                rest[0], int(rest[1]), int(rest[2]), int(rest[3]), start=int(rest[4]), max_rate=ceiling
+            )
         elif kind == "commpeak-file":
             result = worker_commpeak(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), source=rest[4])
         elif kind == "ledger-send":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 import statistics
 
@@ -259,3 +260,92 @@ def test_nothing_accepted_backs_off_to_the_floor_but_keeps_probing():
         clock.sleep(0.01)
     assert controller.rate == MIN_RATE
     assert take_slot(controller, clock, 100)[0] >= 1
+
+
+# -- max_rate: a ceiling the user sets ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_rate", [0.5, 5, 100, 400, 1500, 5000])
+def test_a_ceiling_paces_from_the_first_request_and_is_never_exceeded(max_rate):
+    """Against a key with ten times the room: no unpaced burst, and never more than ``max_rate`` x t + one slot."""
+    clock = FakeClock(ORIGIN)
+    client = Client(
+        "a", messages=max(int(max_rate * 10), 10), controller=RateController(clock=clock, max_rate=max_rate)
+    )
+    Simulation(Bucket(10 * max_rate + 10), [client], latency=0.02, clock=clock).run()
+    assert client.total_accepted == client.messages
+    slot = max(1, int(max_rate * 0.25))
+    times = sorted(t - ORIGIN for t, n in client.accepted for _ in range(n))
+    for i, start in enumerate(times):  # a span that starts at an acceptance holds the most a span can
+        for span in (1.0, 5.0):
+            assert bisect.bisect_left(times, start + span) - i <= max_rate * span + slot
+    assert (client.messages - slot) / max_rate <= times[-1] <= 1.02 * client.messages / max_rate
+
+
+def test_a_ceiling_below_the_limit_is_never_pushed_back():
+    client = Client("a", messages=9000)
+    client.controller = RateController(clock=(clock := FakeClock(ORIGIN)), max_rate=360)
+    bucket = Bucket(400)
+    Simulation(bucket, [client], latency=0.02, clock=clock).run()
+    assert client.total_accepted == 9000
+    assert bucket.refused == 0
+    assert client.controller.rate == 360
+
+
+@pytest.mark.parametrize("processes", [2, 4, 8])
+@pytest.mark.parametrize("rate", [100, 400, 1500, 5000])
+def test_a_ceiling_of_an_equal_share_splits_a_key_evenly(processes, rate):
+    """Each of k processes at ``limit / k``: equal shares in every 5 s window, the key used, nothing refused."""
+    clock = FakeClock(ORIGIN)
+    clients = [
+        Client(
+            f"p{i}", messages=rate * 30 // processes, controller=RateController(clock=clock, max_rate=rate / processes)
+        )
+        for i in range(processes)
+    ]
+    bucket = Bucket(rate)
+    sim = Simulation(bucket, clients, latency=0.02, clock=clock)
+    sim.run()
+    assert [c.total_accepted for c in clients] == [c.messages for c in clients]
+    assert bucket.refused == 0
+    end = min(c.finished_at for c in clients) - ORIGIN
+    for start in range(3, int(end) - 5):
+        got = [accepted_in(c, start, start + 5) for c in clients]
+        assert min(got) >= 0.95 * sum(got) / processes, (start, got)
+    assert whole_run_share(sim, rate, burst=rate) >= 0.95
+
+
+@pytest.mark.parametrize("rate", [100, 400, 1500, 5000])
+def test_a_ceiling_above_the_limit_leaves_the_rules_to_find_the_limit(rate):
+    client = Client("a", messages=rate * 20)
+    clock = FakeClock(ORIGIN)
+    client.controller = RateController(clock=clock, max_rate=3 * rate)
+    paces: list[float] = []
+    record = client.controller.record
+
+    def recording(**answer: int | float) -> None:
+        record(**answer)
+        paces.append(client.controller.rate)
+
+    client.controller.record = recording  # type: ignore[method-assign]
+    sim = Simulation(Bucket(rate), [client], latency=0.02, clock=clock)
+    sim.run()
+    assert client.total_accepted == client.messages
+    assert whole_run_share(sim, rate, burst=rate) >= 0.95
+    assert max(paces) <= 3 * rate
+    assert min(paces) < 1.5 * rate  # it came down to the API's rate, not stuck at the ceiling
+
+
+def test_the_rules_never_raise_the_pace_above_the_ceiling():
+    clock = FakeClock()
+    controller = RateController(clock=clock, max_rate=50)
+    assert controller.rate == 50
+    assert controller.reserve(100) == (12, 0.0)  # a quarter second's worth at once, not the whole batch
+    controller.raise_pace(400)
+    assert controller.rate == 50
+    for _ in range(100):  # every answer whole, the pace holding senders back: room, again and again
+        allowed, _ = take_slot(controller, clock, 100)
+        controller.record(sent_at=clock.now, sent=allowed, accepted=allowed, refused=0)
+    assert controller.rate == 50
+    gaps = [take_slot(controller, clock, 100)[1] for _ in range(20)]
+    assert gaps == [pytest.approx(12 / 50)] * 20  # at the ceiling the gaps are exact: no jitter above it

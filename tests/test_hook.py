@@ -115,6 +115,12 @@ def test_bad_send_options_are_refused_before_any_request(hook, requests_mock, op
         ({"max_retries": -1}, "max_retries"),
         ({"backoff_max": float("inf")}, "backoff_max"),
         ({"rate_limit_timeout": float("nan")}, "rate_limit_timeout"),
+        ({"max_rate": 0}, "max_rate"),
+        ({"max_rate": -5}, "max_rate"),
+        ({"max_rate": float("inf")}, "max_rate"),
+        ({"max_rate": float("nan")}, "max_rate"),
+        ({"max_rate": True}, "max_rate"),
+        ({"max_rate": "100"}, "max_rate"),
     ],
 )
 def test_absurd_numbers_are_refused_when_the_hook_is_made(kwargs, problem):
@@ -687,3 +693,38 @@ def test_bare_429s_that_go_on_slow_the_pace_and_the_waits_grow(commpeak_conn, cl
     assert hook.send_messages([message(0)], max_concurrency=1).accepted == 1
     assert hook.rate_controller.rate is not None
     assert max(waits) > 4 * min(waits)  # grown past the first short waits
+
+
+# -- max_rate --------------------------------------------------------------------------------------
+
+
+def test_max_rate_paces_every_send_of_the_hook_from_the_first_request(commpeak_conn, clock, requests_mock):
+    """
+    At most ``max_rate`` msg/s from the first request on (no burst first), over all the hook's sends.
+    One sender, so the fake clock moves only by its own waits (the sandbox test runs four).
+    """
+    hook = CommPeakHook(max_rate=200, clock=clock, sleep=clock.sleep)
+    sent: list[tuple[float, int]] = []
+
+    def answer(request, context):
+        sent.append((clock(), len(request.json()["messages"])))
+        return accepted_answer(request, context)
+
+    requests_mock.post(SEND_URL, json=answer)
+    start = clock()
+    for prefix in ("97252", "97253"):
+        messages = [message(i, phone=f"{prefix}{i:07d}") for i in range(1000)]
+        assert hook.send_messages(messages, max_concurrency=1).accepted == 1000
+    assert sum(n for _, n in sent) == 2000
+    assert max(n for _, n in sent) == 50  # a quarter second's worth per request, not batches of 100
+    for i, (at, _) in enumerate(sent):
+        assert sum(n for t, n in sent[i:] if t < at + 1.0) <= 200 + 50
+    assert clock() - start >= (2000 - 50) / 200
+
+
+def test_max_rate_is_logged_and_kept_under_pushback(commpeak_conn, clock, requests_mock, logs):
+    hook = CommPeakHook(max_rate=1000, clock=clock, sleep=clock.sleep)
+    requests_mock.post(SEND_URL, json=rate_limited(accept=30))
+    assert hook.send_messages([message(i, phone=f"97252{i:07d}") for i in range(600)]).accepted == 600
+    assert "At most 1,000 message(s) a second (max_rate)" in logs.text
+    assert hook.rate_controller.rate < 1000  # the API pushed back: the rules paced below the ceiling

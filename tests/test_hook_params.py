@@ -62,6 +62,14 @@ def test_the_operators_rate_limit_timeout_is_not_set_twice():
     assert op.hook.rate_limit_timeout == 30
 
 
+def test_max_rate_is_the_operators_argument_and_reaches_its_hook():
+    op = SendSmsOperator(task_id="s", recipients=["972524265292"], message_content="x", max_rate=12.5)
+    assert op.hook.max_rate == 12.5
+    assert op.hook.rate_controller.max_rate == 12.5
+    with pytest.raises(CommPeakValidationError, match="unknown key"):
+        SendSmsOperator(task_id="s", recipients=["972524265292"], message_content="x", hook_params={"max_rate": 5})
+
+
 def test_the_hook_refuses_the_same_bounds():
     with pytest.raises(CommPeakValidationError, match="max_retries must be an int between 0 and 100"):
         CommPeakHook(max_retries=101)

@@ -32,6 +32,21 @@ def test_hook_under_a_rate_limit_gets_everything_accepted_once_with_default_sett
         ]
 
 
+def test_max_rate_below_the_keys_limit_is_never_pushed_back(monkeypatch):
+    """Four senders at most 200 msg/s on a key of 300: nothing refused, nothing early, everything once."""
+    import time
+
+    with CommPeakSandbox(rate_limit=300) as sandbox:
+        monkeypatch.setenv("AIRFLOW_CONN_COMMPEAK_DEFAULT", sandbox.connection_json)
+        started = time.monotonic()
+        report = CommPeakHook(max_rate=200).send_messages([message(i) for i in range(600)])
+        took = time.monotonic() - started
+        stats = sandbox.stats()
+    assert (report.accepted, stats["distinct_internal_ids"], stats["duplicated"]) == (600, 600, 0)
+    assert stats["refused"] == 0
+    assert took >= (600 - 50) / 200  # paced from the first request: no burst of the key's first second
+
+
 def test_an_api_serving_two_requests_at_a_time_costs_a_few_refused_requests_not_a_refusal_per_batch(monkeypatch):
     """A proxy answering a bare 429 to a third request in flight: the send keeps 2 in flight, probing for 3."""
     with CommPeakSandbox(max_in_flight=2, latency_ms=30) as sandbox:

@@ -37,6 +37,8 @@ def operator(**kwargs) -> SendSmsOperator:
         ({"batch_size": 5000}, "batch_size"),
         ({"max_concurrency": 0}, "max_concurrency"),
         ({"rate_limit_timeout": float("nan")}, "rate_limit_timeout"),
+        ({"max_rate": 0}, "max_rate must be a number of messages per second"),
+        ({"max_rate": "fast"}, "max_rate"),
         ({"max_xcom_results": -1}, "max_xcom_results"),
         ({"recipients": {"972524265292"}, "message_content": "x"}, "not a set"),
     ],
@@ -291,3 +293,8 @@ def test_each_bound_is_the_same_wherever_the_argument_is_taken():
             operator(rate_limit_timeout=value)
         with pytest.raises(CommPeakValidationError, match="rate_limit_timeout must be a number of seconds"):
             CommPeakHook(rate_limit_timeout=value)
+    for value in (0.001, 1_000_001, float("inf"), False):
+        with pytest.raises(CommPeakValidationError, match="max_rate must be a number of messages per second"):
+            operator(max_rate=value)
+        with pytest.raises(CommPeakValidationError, match="max_rate must be a number of messages per second"):
+            CommPeakHook(max_rate=value)

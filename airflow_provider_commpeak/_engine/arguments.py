@@ -52,11 +52,26 @@ def int_problems(**values: Any) -> list[str]:
     return [problem for name, value in values.items() for problem in int_problem(name, value)]
 
 
+#: Arguments in messages per second: ``name -> (minimum, maximum)``.
+RATE_BOUNDS: dict[str, tuple[float, float]] = {
+    "max_rate": (0.01, 1_000_000),
+}
+
+
 def seconds_problems(**values: Any) -> list[str]:
     """Problems with arguments in seconds (``None`` is allowed and means "not set")."""
+    return _number_problems(values, SECONDS_BOUNDS, "a number of seconds")
+
+
+def rate_problems(**values: Any) -> list[str]:
+    """Problems with arguments in messages per second (``None`` is allowed and means "not set")."""
+    return _number_problems(values, RATE_BOUNDS, "a number of messages per second")
+
+
+def _number_problems(values: Mapping[str, Any], bounds: Mapping[str, tuple[float, float]], what: str) -> list[str]:
     problems = []
     for name, value in values.items():
-        low, high = SECONDS_BOUNDS[name]
+        low, high = bounds[name]
         if value is None:
             continue
         if (
@@ -65,7 +80,7 @@ def seconds_problems(**values: Any) -> list[str]:
             or not math.isfinite(value)
             or not low <= value <= high
         ):
-            problems.append(f"{name} must be a number of seconds between {low:g} and {high:g}, got {value!r}")
+            problems.append(f"{name} must be {what} between {low:g} and {high:g}, got {value!r}")
     return problems
 
 

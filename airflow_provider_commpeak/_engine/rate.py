@@ -48,6 +48,11 @@ Refused messages cost only a request: they go back to the front of the queue. So
 the side of offering a little more than the limit (the API's token bucket then never idles) rather
 than less.
 
+With ``max_rate`` (the user's ceiling) pacing starts at once, at the ceiling, and no rule raises the
+pace above it; at the ceiling the gaps are exact, so no window holds more than the ceiling allows plus
+one slot. (Jitter spreads a pace the rules chose; a ceiling the user chose is a promise.) Below what
+the API allows the rules never act, so k processes with ``limit / k`` each split the key evenly.
+
 A 429/503 with ``Retry-After`` also pauses every sender until then. The controller never sleeps: it
 tells the caller how long to wait, so it runs on a fake clock in tests.
 """
@@ -102,14 +107,23 @@ class RateController:
 
     :param clock: Monotonic seconds (a fake clock in tests).
     :param rng: Draws the gaps' jitter (a seeded one in tests; by default, a new unseeded one).
+    :param max_rate: The most messages per second, ever: paced at it from the first request (no
+        unpaced burst), and the rules below never raise the pace above it. ``None``: no ceiling.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        *,
+        max_rate: float | None = None,
+    ) -> None:
         self._clock = clock
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
+        self.max_rate = max_rate
         #: Messages per second, or ``None`` while unpaced.
-        self.rate: float | None = None
+        self.rate: float | None = max_rate
         self._started = clock()
         self._unpaced: deque[tuple[float, int]] = deque()
         #: The most messages a paced request may carry, when the API's bursts proved small.
@@ -117,7 +131,7 @@ class RateController:
         self._size_cap_until = 0.0
         self._largest_request = 1
         self._clear_windows = 0
-        self._paced_since = math.inf
+        self._paced_since = math.inf if max_rate is None else self._started
         self._next_slot = 0.0
         self._paused_until = 0.0
         #: The last slot handed out: when, and for how many messages (the next slot follows from it).
@@ -157,7 +171,7 @@ class RateController:
                 self.size_cap = None
             allowed = min(wanted, max(1, int(self.rate * BURST)), self.size_cap or wanted)
             self._last_slot = (now, allowed)
-            self._next_slot = now + allowed / self.rate * self._rng.uniform(1 - JITTER, 1 + JITTER)
+            self._next_slot = now + allowed / self.rate * self._jitter()
             self._reservations += 1
             self._waited += self._held  # a sender waited for this slot: the pace held it back
             self._held = False
@@ -205,6 +219,8 @@ class RateController:
     def raise_pace(self, rate: float) -> None:
         """Pace at no less than ``rate`` from now (a caller's better first guess; no effect while unpaced)."""
         with self._lock:
+            if self.max_rate is not None:
+                rate = min(rate, self.max_rate)
             if self.rate is not None and rate > self.rate:
                 old_rate, self.rate = self.rate, rate
                 self._respace(old_rate)
@@ -218,6 +234,12 @@ class RateController:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     # -- internals -----------------------------------------------------------------------------------
+
+    def _jitter(self) -> float:
+        """A gap's factor: drawn at a pace the rules chose; exactly 1 at ``max_rate``, a ceiling never exceeded."""
+        if self.rate == self.max_rate:
+            return 1.0
+        return self._rng.uniform(1 - JITTER, 1 + JITTER)
 
     def _start_pacing(self, now: float) -> None:
         """First pushback: start from the last second's acceptances (revised at the first window's end)."""
@@ -247,6 +269,8 @@ class RateController:
                 self._drained = False
             self._clear_windows = 0 if self._refused else self._clear_windows + 1
         # else: senders were slower than the pace (latency, a short queue): nothing learnt
+        if self.max_rate is not None:
+            self.rate = min(self.rate, self.max_rate)
         log.debug(
             "Rate window of %.2f s: %d sent, %d accepted, %d refused; pace now %.0f msg/s",
             elapsed,

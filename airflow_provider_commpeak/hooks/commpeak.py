@@ -14,6 +14,7 @@ from airflow.providers.common.compat.sdk import BaseHook
 from airflow_provider_commpeak._engine.arguments import (
     int_problem,
     int_problems,
+    rate_problems,
     seconds_problems,
     valid_until_problems,
 )
@@ -99,6 +100,11 @@ class CommPeakHook(BaseHook):
     :param backoff_max: The longest wait between two tries, ``Retry-After`` included.
     :param rate_limit_timeout: A send gives up on refused messages only when the API accepted
         nothing at all for this many seconds (default 600).
+    :param max_rate: The most messages per second the hook's sends take together, from their first
+        request on (default: no ceiling, as many as the API accepts). Below the key's limit it leaves
+        the rest to other senders; several processes sharing a key of limit L each with ``L / k``
+        get equal shares, but one does not take over a finished one's share. Status polls are not
+        counted.
     :param clock: Monotonic seconds for pacing and the give-up rule (default ``time.monotonic``;
         tests pass a fake clock).
     :param sleep: Waits that many seconds while a send (or a status poll) is paced; returns ``True``
@@ -120,19 +126,23 @@ class CommPeakHook(BaseHook):
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
         rate_limit_timeout: float = RATE_LIMIT_TIMEOUT,
+        max_rate: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], bool] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.commpeak_conn_id = commpeak_conn_id
-        _check(seconds_problems(timeout=timeout, rate_limit_timeout=rate_limit_timeout))
+        _check(
+            seconds_problems(timeout=timeout, rate_limit_timeout=rate_limit_timeout) + rate_problems(max_rate=max_rate)
+        )
         self.timeout = None if timeout is None else float(timeout)
         try:
             self.retry_policy = RetryPolicy(max_retries, backoff_base, backoff_max)
         except ValueError as exc:
             raise CommPeakValidationError([str(exc)], what="arguments") from None
         self.rate_limit_timeout = float(rate_limit_timeout)
+        self.max_rate = None if max_rate is None else float(max_rate)
         self._async_transport: AsyncTransport | None = None
         self._warned_statuses: set[str] = set()
         self._clock = clock
@@ -201,7 +211,7 @@ class CommPeakHook(BaseHook):
     @cached_property
     def rate_controller(self) -> RateController:
         """The one rate controller every send of this hook shares."""
-        return RateController(clock=self._clock)
+        return RateController(clock=self._clock, max_rate=self.max_rate)
 
     @cached_property
     def status_pacer(self) -> PollPacer:
@@ -414,6 +424,8 @@ class CommPeakHook(BaseHook):
             batch_size,
             max_concurrency,
         )
+        if self.max_rate is not None:
+            self.log.info("At most %s message(s) a second (max_rate)", f"{self.max_rate:,g}")
         if staged.stats.estimated_cost is not None:
             costs = ", ".join(f"+{code}: {cost:,.2f}" for code, cost in sorted(staged.stats.cost_by_code.items()))
             self.log.info("Estimated cost: %s (%s)", f"{staged.stats.estimated_cost:,.2f}", costs)

@@ -17,6 +17,7 @@ from airflow_provider_commpeak._engine.allowance import allowed_failures_problem
 from airflow_provider_commpeak._engine.arguments import (
     hook_params_problems,
     int_problems,
+    rate_problems,
     seconds_problems,
     valid_for_problems,
     valid_until_problems,
@@ -130,6 +131,10 @@ class SendSmsOperator(BaseOperator):
     :param max_concurrency: How many batch requests are in flight at once (1-64).
     :param rate_limit_timeout: Give up on rate-limited messages only when the API accepted nothing
         at all for this many seconds (default 600).
+    :param max_rate: Send at most this many messages a second, from the first request on (default:
+        no ceiling, as many as the API accepts). Leaves the rest of the key's limit to other senders;
+        ``limit / k`` on each of ``k`` tasks sharing a key splits it evenly, though a task that
+        finishes early leaves its share unused.
     :param hook_params: More settings of the :class:`~airflow_provider_commpeak.hooks.commpeak.CommPeakHook`
         (``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``), checked at DAG parse.
     :param ledger_path: A folder for the send ledger (a local path or any ObjectStoragePath URL, e.g.
@@ -212,6 +217,7 @@ class SendSmsOperator(BaseOperator):
         allowed_failures: int | float = 0,
         max_concurrency: int = 4,
         rate_limit_timeout: float = 600.0,
+        max_rate: float | None = None,
         hook_params: dict[str, Any] | None = None,
         resend_unconfirmed: bool = False,
         ledger_path: Any = None,
@@ -258,6 +264,7 @@ class SendSmsOperator(BaseOperator):
             max_segments=max_segments,
         )
         problems += seconds_problems(rate_limit_timeout=rate_limit_timeout)
+        problems += rate_problems(max_rate=max_rate)
         problems += hook_params_problems(hook_params)
         if isinstance(hook_params, dict) and "rate_limit_timeout" in hook_params:
             problems.append("set rate_limit_timeout as the operator's argument, not in hook_params")
@@ -309,6 +316,7 @@ class SendSmsOperator(BaseOperator):
         self.allowed_failures = allowed_failures
         self.max_concurrency = max_concurrency
         self.rate_limit_timeout = rate_limit_timeout
+        self.max_rate = max_rate
         self.hook_params = dict(hook_params or {})
         self.resend_unconfirmed = resend_unconfirmed
         self.ledger_path = ledger_path
@@ -333,7 +341,10 @@ class SendSmsOperator(BaseOperator):
     def hook(self) -> CommPeakHook:
         """The CommPeak hook (created on first use, never at DAG parse time)."""
         return CommPeakHook(
-            commpeak_conn_id=self.commpeak_conn_id, rate_limit_timeout=self.rate_limit_timeout, **self.hook_params
+            commpeak_conn_id=self.commpeak_conn_id,
+            rate_limit_timeout=self.rate_limit_timeout,
+            max_rate=self.max_rate,
+            **self.hook_params,
         )
 
     # -- input -------------------------------------------------------------------------------------

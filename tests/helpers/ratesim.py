@@ -45,12 +45,19 @@ class Bucket:
     tokens: float = field(init=False)
     updated: float = field(init=False, default=0.0)
     drains: list[tuple[float, float]] = field(default_factory=list)
+    #: Messages it left out so far (asked for with no token for them).
+    refused: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.capacity = self.capacity or self.rate
         self.tokens = self.capacity
 
     def take(self, now: float, wanted: int) -> int:
+        taken = self._take(now, wanted)
+        self.refused += wanted - taken
+        return taken
+
+    def _take(self, now: float, wanted: int) -> int:
         for start, end in self.drains:
             if start <= now < end:
                 self.tokens, self.updated = 0.0, now
