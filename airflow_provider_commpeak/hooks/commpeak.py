@@ -425,7 +425,11 @@ class CommPeakHook(BaseHook):
             max_concurrency,
         )
         if self.max_rate is not None:
-            self.log.info("At most %s message(s) a second (max_rate)", f"{self.max_rate:,g}")
+            self.log.info(
+                "At most %s message(s) a second (max_rate): the send takes at least %s s",
+                f"{self.max_rate:,g}",
+                f"{total / self.max_rate:,.0f}",
+            )
         if staged.stats.estimated_cost is not None:
             costs = ", ".join(f"+{code}: {cost:,.2f}" for code, cost in sorted(staged.stats.cost_by_code.items()))
             self.log.info("Estimated cost: %s (%s)", f"{staged.stats.estimated_cost:,.2f}", costs)
