@@ -324,3 +324,32 @@ def test_nothing_is_sent_after_a_validation_error(hook_factory, requests_mock, m
         hook_factory(rate_limit_timeout=30).send_messages(messages)
     assert any(problem.startswith(f"message {position}:") for problem in info.value.problems)
     assert api.requests == 0
+
+
+@given(
+    messages=campaigns(),
+    script=st.lists(ANSWERS, max_size=12),
+    max_rate=st.sampled_from([0.5, 3.0, 20.0, 250.0]),
+    batch_size=st.integers(min_value=1, max_value=8),
+)
+def test_whatever_the_api_answers_max_rate_is_never_exceeded(
+    commpeak_conn, delays, requests_mock, messages, script, max_rate, batch_size
+):
+    """
+    Messages go out at most ``max_rate`` a second (over any second, plus one slot's worth), whatever
+    comes back. One sender: the fake clock then moves only by the send's own waits.
+    """
+    clock = FakeClock()
+    hook = CommPeakHook(max_retries=2, rate_limit_timeout=30, max_rate=max_rate, clock=clock, sleep=clock.sleep)
+    api = FakeApi(list(script))
+    sent: list[tuple[float, int]] = []
+
+    def answer(request: Any, context: Any) -> Any:
+        sent.append((clock(), len(request.json()["messages"])))
+        return api(request, context)
+
+    requests_mock.post(SEND_URL, text=answer)
+    run_send(hook, messages, FakeStateStore(), batch_size=batch_size, max_concurrency=1)
+    slot = max(1, int(max_rate * 0.25))
+    for i, (start, _) in enumerate(sent):
+        assert sum(n for at, n in sent[i:] if at < start + 1.0) <= max_rate + slot, sent
