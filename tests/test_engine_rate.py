@@ -349,3 +349,24 @@ def test_the_rules_never_raise_the_pace_above_the_ceiling():
     assert controller.rate == 50
     gaps = [take_slot(controller, clock, 100)[1] for _ in range(20)]
     assert gaps == [pytest.approx(12 / 50)] * 20  # at the ceiling the gaps are exact: no jitter above it
+
+
+def test_room_is_given_back_only_before_another_sender_took_a_slot():
+    """A sender that gives back room after another took the next slot must not shorten that slot's gap."""
+    import threading
+
+    clock = FakeClock()
+    controller = RateController(clock=clock, max_rate=400)
+    assert controller.reserve(100)[0] == 100  # this thread's slot; the next is 0.25 s away
+    clock.sleep(0.25)
+    other: list[tuple[int, float]] = []
+    thread = threading.Thread(target=lambda: other.append(controller.reserve(100)))
+    thread.start()
+    thread.join()
+    assert other == [(100, 0.0)]  # another sender took the next slot
+    controller.release(90)  # too late: this thread's slot is no longer the last one
+    assert controller.reserve(100) == (0, pytest.approx(0.25))
+    clock.sleep(0.25)
+    assert controller.reserve(100) == (100, 0.0)
+    controller.release(90)  # at once, before anyone else: the room comes back
+    assert controller.reserve(100) == (0, pytest.approx(0.025))  # the gap of the 10 sent

@@ -136,6 +136,8 @@ class RateController:
         self._paused_until = 0.0
         #: The last slot handed out: when, and for how many messages (the next slot follows from it).
         self._last_slot = (self._started, 0)
+        #: The thread that took the last slot: only it may give back room of it (see :meth:`release`).
+        self._last_taker: int | None = None
         self._held = False
         self._sustained: deque[tuple[float, float]] = deque()
         self._drained = False
@@ -171,6 +173,7 @@ class RateController:
                 self.size_cap = None
             allowed = min(wanted, max(1, int(self.rate * BURST)), self.size_cap or wanted)
             self._last_slot = (now, allowed)
+            self._last_taker = threading.get_ident()
             self._next_slot = now + allowed / self.rate * self._jitter()
             self._reservations += 1
             self._waited += self._held  # a sender waited for this slot: the pace held it back
@@ -178,9 +181,15 @@ class RateController:
             return allowed, 0.0
 
     def release(self, unused: int) -> None:
-        """Give back room of the last slot a sender did not use (the queue held fewer messages)."""
+        """
+        Give back room of the slot this sender just took and did not use (the queue held fewer
+        messages). Once another sender took a slot after it, the room is gone: given back then, it would
+        shorten the gap after that later slot, and more than the pace could go out within it.
+        """
         with self._lock:
             start, allowed = self._last_slot
+            if self._last_taker != threading.get_ident():
+                return
             if self.rate is not None and 0 < unused <= allowed:
                 used = allowed - unused
                 self._last_slot = (start, used)
