@@ -1408,7 +1408,7 @@ def main() -> int:
             for r in rows
             if r["max_rate"] != "-"
             and r["chunks"].startswith("equal")
-            and (r["refused"] or (r["_smallest"] is not None and r["_smallest"] < 0.9))
+            and (r["refused"] or (r["_smallest"] is not None and r["_smallest"] < 0.97))
         ]
     if "cap" in sections:
         rows = concurrency_cap(args)

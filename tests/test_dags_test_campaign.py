@@ -12,6 +12,7 @@ from datetime import UTC
 
 import pytest
 
+from helpers import window_in_israel
 from helpers.airflow import TEST_DAGS, dag_bag, run_state, xcom_value
 
 pytestmark = pytest.mark.sandbox
@@ -81,14 +82,9 @@ def test_a_campaign_whose_window_opens_soon_defers_resumes_on_time_and_sends_eac
     airflow_db, commpeak_sandbox, tmp_path, monkeypatch
 ):
     """In Israel's time (the recipients'), the window opens 8 s from now: the task defers, then sends."""
-    from datetime import datetime, timedelta
-    from zoneinfo import ZoneInfo
+    from datetime import datetime
 
-    local_now = datetime.now(ZoneInfo("Asia/Jerusalem"))
-    opens = (local_now + timedelta(seconds=8)).replace(microsecond=0)
-    closes = min(local_now + timedelta(hours=1), local_now.replace(hour=23, minute=59, second=59))
-    if closes - opens < timedelta(minutes=10):
-        pytest.skip("too close to midnight in Israel for a same-day window")
+    opens, closes = window_in_israel(lead=8)
     monkeypatch.setenv("AIRFLOW__COMMPEAK__LEDGER_PATH", str(tmp_path / "ledger"))
     bag = dag_bag(TEST_DAGS / "quiet_hours_campaign.py")
     assert not bag.import_errors, bag.import_errors

@@ -16,7 +16,7 @@ from importlib.metadata import version
 import pytest
 
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
-from helpers import poll
+from helpers import poll, window_in_israel
 from helpers.airflow import TEST_DAGS
 from helpers.deployment import RUN_SECONDS, Api, Deployment, airflow_deployment
 
@@ -132,14 +132,9 @@ def test_a_campaign_whose_window_opens_soon_defers_in_the_real_triggerer_and_sen
     """The recipients' (Israel's) window opens 30 s from now: the task defers, the triggerer wakes it on time."""
     import time
     from collections import Counter
-    from datetime import datetime, timedelta
-    from zoneinfo import ZoneInfo
+    from datetime import datetime
 
-    local_now = datetime.now(ZoneInfo("Asia/Jerusalem"))
-    opens = (local_now + timedelta(seconds=30)).replace(microsecond=0)
-    closes = min(local_now + timedelta(hours=1), local_now.replace(hour=23, minute=59, second=59))
-    if closes - opens < timedelta(minutes=10):
-        pytest.skip("too close to midnight in Israel for a same-day window")
+    opens, closes = window_in_israel(lead=30)
     sandbox = deployment.sandbox
     sandbox.reset()
     api = Api(deployment)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import random
 import statistics
+import threading
 
 import pytest
 
@@ -283,8 +284,8 @@ def test_a_ceiling_paces_from_the_first_request_and_is_never_exceeded(max_rate):
 
 
 def test_a_ceiling_below_the_limit_is_never_pushed_back():
-    client = Client("a", messages=9000)
-    client.controller = RateController(clock=(clock := FakeClock(ORIGIN)), max_rate=360)
+    clock = FakeClock(ORIGIN)
+    client = Client("a", messages=9000, controller=RateController(clock=clock, max_rate=360))
     bucket = Bucket(400)
     Simulation(bucket, [client], latency=0.02, clock=clock).run()
     assert client.total_accepted == 9000
@@ -353,8 +354,6 @@ def test_the_rules_never_raise_the_pace_above_the_ceiling():
 
 def test_room_is_given_back_only_before_another_sender_took_a_slot():
     """A sender that gives back room after another took the next slot must not shorten that slot's gap."""
-    import threading
-
     clock = FakeClock()
     controller = RateController(clock=clock, max_rate=400)
     assert controller.reserve(100)[0] == 100  # this thread's slot; the next is 0.25 s away

@@ -726,5 +726,5 @@ def test_max_rate_is_logged_and_kept_under_pushback(commpeak_conn, clock, reques
     hook = CommPeakHook(max_rate=1000, clock=clock, sleep=clock.sleep)
     requests_mock.post(SEND_URL, json=rate_limited(accept=30))
     assert hook.send_messages([message(i, phone=f"97252{i:07d}") for i in range(600)]).accepted == 600
-    assert "At most 1,000 message(s) a second (max_rate): the send takes at least 1 s" in logs.text
+    assert "At most 1,000 message(s) a second (max_rate): 1.0 s for every 1,000 sent" in logs.text
     assert hook.rate_controller.rate < 1000  # the API pushed back: the rules paced below the ceiling

@@ -426,9 +426,9 @@ class CommPeakHook(BaseHook):
         )
         if self.max_rate is not None:
             self.log.info(
-                "At most %s message(s) a second (max_rate): the send takes at least %s s",
+                "At most %s message(s) a second (max_rate): %s s for every 1,000 sent",
                 f"{self.max_rate:,g}",
-                f"{total / self.max_rate:,.0f}",
+                f"{1000 / self.max_rate:,.1f}",
             )
         if staged.stats.estimated_cost is not None:
             costs = ", ".join(f"+{code}: {cost:,.2f}" for code, cost in sorted(staged.stats.cost_by_code.items()))

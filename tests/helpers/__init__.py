@@ -67,3 +67,22 @@ def poll(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: f
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def window_in_israel(lead: float) -> tuple[Any, Any]:
+    """
+    A send window in the recipients' (Israel's) local time that opens ``lead`` seconds from now and
+    closes an hour later, or at 23:59:59 if that comes first (a window that wraps midnight would be
+    another test); the test is skipped when less than 10 minutes of it are left.
+    """
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    import pytest
+
+    local_now = datetime.now(ZoneInfo("Asia/Jerusalem"))
+    opens = (local_now + timedelta(seconds=lead)).replace(microsecond=0)
+    closes = min(local_now + timedelta(hours=1), local_now.replace(hour=23, minute=59, second=59))
+    if closes - opens < timedelta(minutes=10):
+        pytest.skip("too close to midnight in Israel for a same-day window")
+    return opens, closes
