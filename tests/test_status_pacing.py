@@ -119,6 +119,7 @@ def test_a_long_poll_slows_to_the_rate_the_api_serves(commpeak_conn, requests_mo
     400 status requests against 20 a second, no burst. Unpaced, each request after the first found
     the limit and waited a backoff (1.4.0: 7 % of the limit in the sandbox); paced, the refusals
     stay a small share and the poll takes a small multiple of the 20 s it needs at the limit.
+    (1.8.0, 12 runs of the jitter: 76-119 refused, 37-38 s.)
     """
     hook = CommPeakHook(clock=clock, sleep=clock.sleep)
     limit = NoBurstLimit(20, clock)
@@ -126,7 +127,7 @@ def test_a_long_poll_slows_to_the_rate_the_api_serves(commpeak_conn, requests_mo
     statuses, elapsed = run_poll(hook, requests_mock, clock, limit, uuids)
     assert statuses == dict.fromkeys(uuids, "delivered")
     assert limit.served == 400
-    assert limit.refused <= 400 * 0.3
+    assert limit.refused <= 400 * 0.35
     assert elapsed <= 400 / 20 * 2.5  # unpaced: a 0.5-1 s backoff for almost every request, 200-400 s
 
 

@@ -5,9 +5,9 @@ instead of each request finding the limit again and paying its own backoff.
 
 One :class:`~airflow_provider_commpeak._engine.rate.RateController` per hook counts status
 *requests* (a request is one unit: the API's limit on reads is per request, as far as anyone can
-tell). Nothing is paced until the first pushback; from then on the controller's rules (additive
-increase, multiplicative decrease, ``Retry-After`` pausing every request) find the pace the API
-serves.
+tell). Nothing is paced until the first pushback; from then on the controller's rules for
+requests (:data:`~airflow_provider_commpeak._engine.rate.POLLS`: a little above what the API served,
+an overshoot dropped at once, ``Retry-After`` pausing every request) find the pace the API serves.
 
 The request the API pushed back is tried again, up to the retry policy's ``max_retries``: after its
 first :data:`PACED_REFUSALS` refusals at its next paced slot (or after ``Retry-After``), after later ones
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from airflow_provider_commpeak._engine.classify import Answer, Outcome
-from airflow_provider_commpeak._engine.rate import RateController
+from airflow_provider_commpeak._engine.rate import POLLS, RateController
 from airflow_provider_commpeak._engine.retry import RetryPolicy
 
 #: Refusals in a row of one status request after which its retry waits only for its paced slot;
@@ -46,7 +46,7 @@ class PollPacer:
 
     def __init__(self, policy: RetryPolicy, clock: Callable[[], float]) -> None:
         self.policy = policy
-        self.controller = RateController(clock=clock)
+        self.controller = RateController(clock=clock, rules=POLLS)
         self._clock = clock
         self._last_sent_at: float | None = None
 

@@ -1,57 +1,59 @@
 """
 The rate controller: one per hook, shared by every request in flight, deciding *when* the next batch
-may go (the queue decides *what* goes).
+may go and how many messages it may carry (the queue decides *which* go).
 
 Until the API first pushes back (a ``RATE_LIMIT``, a message left out of an answer, a 429/503)
 nothing is paced. From then on messages are let through at ``rate`` msg/s, one *slot* at a time and
 just in time: a sender asks for a slot when it is ready, and a slot's size and the gap after it are
 decided when the slot comes, at the pace of that moment. (Slots handed out ahead, one per sender,
 kept an old pace for up to a second after it changed, so each revision acted a window late.) Each
-gap is drawn evenly between ``1 - JITTER`` and ``1 + JITTER`` times its length: a token bucket hands
-each request what accumulated since the request before it, whoever sent that one, so processes
-locked into one order of arrival would split the key by their places in it, not by their paces.
+gap is drawn evenly between ``1 - JITTER`` and ``1 + JITTER`` times its length, so that processes
+sharing a key do not lock into one order of arrival.
 
-``rate`` is revised at the end of each *window* (at least :data:`WINDOW` seconds and
-:data:`MIN_ANSWERS` answers), by rules from congestion control, so that several processes sending
-on one key (mapped chunks, other DAGs) share it without talking to each other:
+Several processes sending on one key (mapped chunks, other DAGs) share it without talking to each
+other. A token bucket gives each request what accumulated since the request before it, whoever sent
+that one; so while every process asks for a little more than it gets, the key never idles, and a
+process's share is set by how often it asks, not by how much. Hence two rules:
 
-- **congestion** (more than :data:`TOLERATED` of the window's messages pushed back): multiplicative
-  decrease to :data:`DECREASE` times the pace, or further, to :data:`HEADROOM` times what the API
-  accepted, when the pace was far above it (never below :data:`BACKOFF` times the pace in one
-  window, so a short drain by another client does not throw the pace to the floor). When the API
-  took at least all the pace offered, the refusals are the leftovers of an earlier burst and the
-  pace holds. The first window starts at the first pushback and ignores answers to requests sent before it, so the
-  server's initial burst (a full token bucket) is never measured as its rate.
-- **room** (little or no pushback, and the pace was what held senders back): additive increase of
-  :data:`ADDITIVE` of a full request per window, a step that doubles for each such window in a row
-  without any pushback (spare room: a sibling finished, another client stopped draining the key, or
-  the limit rose), so the room is found within a second or two. Every process on the key adds the
-  same step and takes the same share off at a congestion, so a bigger share shrinks more: shares
-  drift towards equal (a multiplicative increase would keep them as unequal as they started).
+- **One tempo.** A slot holds :data:`BURST` seconds' worth of messages at the present pace, so every
+  process asks at the same tempo (``1 / BURST`` requests a second) whatever its pace; only the size of
+  its requests differs. A process that asks for more than the others gets little more per request,
+  so a smaller part of each of its requests is accepted (on the fake clock, twice the pace of another
+  process got 1.7 times its messages). Below :data:`SMALLEST` and above :data:`LARGEST`
+  messages, a slot grows only as the square root of the pace: the tempo then grows with the pace too,
+  but slower, so a bigger pace still gets a smaller part of each request accepted. (A request holds at
+  least one message and at most a batch; with a tempo that grew as fast as the pace, as it did before
+  1.8.0 once a request was full, any split of the key would stay as it was.)
+- **Ask a little more than you got.** At the end of each *window* (at least :data:`WINDOW` seconds
+  and :data:`MIN_ANSWERS` answers) the pace moves towards ``overask`` (1.3 for sends, :data:`SENDS`)
+  times what the API accepted in it: :data:`RAISE` of the way up, :data:`LOWER` of the way down. The
+  process whose requests had the smaller part accepted lowers its pace, the others raise theirs, so
+  the shares drift towards equal (from a lopsided start, in 15-20 s) while all of them keep asking
+  more than the key holds. When a sibling finishes, the others' requests, already bigger than what
+  they got, take its share at once, and their paces follow within a window or two. A window in which
+  every message was taken while the pace held senders back doubles the pace: there is room (the limit
+  rose, or the other senders stopped).
 
-After a window in which the API accepted nothing at all (another client drained the key), the
-first window with room returns at once to the best rate the API sustained for this process in the
-last :data:`MEMORY` seconds: a drain is over in a window, not in a climb.
+The price: while the key is the limit, about ``1 - 1 / overask`` of the messages sent are refused.
+Refused messages cost only a request: they go back to the front of the queue and are sent again.
 
 The first pace, at the first pushback, is what the API accepted over the last second, and at least
-one full request per second (a refusal can arrive before the acceptances of its own burst).
-
-Request size follows too: a paced request carries at most :data:`BURST` seconds' worth of messages;
-and if, in a window with pushback, no request went through whole although the pace was at most
-:data:`OVERDRIVE` times what the API accepted, the API's burst allowance is small: requests shrink to
-what the best one got accepted, for :data:`MEMORY` seconds (then the full size is tried again). A
-pace far above what the API took leaves every request short by itself (too many requests, not too
-big ones); shrinking them then would only multiply them, and on a key shared with other processes
-more, smaller requests take a bigger share of it.
-
-Refused messages cost only a request: they go back to the front of the queue. So the rules err on
-the side of offering a little more than the limit (the API's token bucket then never idles) rather
-than less.
+one full request per second (a refusal can arrive before the acceptances of its own burst); answers
+to requests sent before it are ignored, so the server's initial burst (a full token bucket) is never
+measured as its rate. After a window in which the API accepted nothing at all (another client
+drained the key), the first window with acceptances returns at once to the best rate the API
+sustained for this process in the last :data:`MEMORY` seconds: a drain is over in a window, not in a
+climb (meanwhile a send's pace falls by :data:`LOWER` a window, a poll's drops to :data:`MIN_RATE`
+at once: one request a second, a probe). If the API cut every request short at one size for :data:`SHORT_WINDOWS` windows in a row, its
+burst allowance is small: requests shrink to that size, for :data:`MEMORY` seconds (then the full size
+is tried again). (Cut at sizes that vary, requests are sharing a token bucket; shrinking one process's
+requests then would only raise its tempo, and with it its share of the key.)
 
 With ``max_rate`` (the user's ceiling) pacing starts at once, at the ceiling, and no rule raises the
-pace above it; at the ceiling the gaps are exact, so no window holds more than the ceiling allows plus
-one slot. (Jitter spreads a pace the rules chose; a ceiling the user chose is a promise.) Below what
-the API allows the rules never act, so k processes with ``limit / k`` each split the key evenly.
+pace above it; at the ceiling the gaps and slot sizes are exact, so no window holds more than the
+ceiling allows plus one slot. (Jitter spreads a pace the rules chose; a ceiling the user chose is a
+promise.) Below what the API allows the rules never act, so k processes with ``limit / k`` each split
+the key evenly, and nothing is refused.
 
 A 429/503 with ``Retry-After`` also pauses every sender until then. The controller never sleeps: it
 tells the caller how long to wait, so it runs on a fake clock in tests.
@@ -66,6 +68,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -73,32 +76,52 @@ log = logging.getLogger(__name__)
 WINDOW = 0.5
 #: Fewest answers a window needs before it closes (at low rates, windows last longer).
 MIN_ANSWERS = 2
-#: Pace this much above the measured rate while the API pushes back.
-HEADROOM = 1.05
-#: The most the pace drops in one window.
-BACKOFF = 0.5
-#: Multiplicative decrease: the pace after a window of congestion, as a share of the pace before.
-DECREASE = 0.7
-#: The share of a window's messages the API may push back without it counting as congestion.
-TOLERATED = 0.02
-#: Additive increase per window, in full requests per :data:`WINDOW` (the same for every process).
-ADDITIVE = 0.5
-#: The additive step doubles for each window in a row without any pushback, at most this many times.
-MAX_DOUBLINGS = 8
+#: The share of the distance to ``overask`` x accepted that the pace moves up in one window.
+RAISE = 0.8
+#: The share of that distance it moves down in one window (slowly: a window's count is noisy).
+LOWER = 0.15
 #: How long small request sizes, and the best sustained rate, are remembered (seconds).
 MEMORY = 60.0
 #: The slowest pace: one message a second, a probe that notices when the API takes messages again.
 MIN_RATE = 1.0
-#: A paced request carries at most this many seconds' worth of messages, so sends stay smooth.
-BURST = 0.25
+#: A paced request carries at most this many seconds' worth of messages: the tempo at which every
+#: process asks, the same for all of them, until a request holds a full batch.
+BURST = 0.05
+#: Between these many messages a slot holds :data:`BURST` seconds' worth; beyond them it grows or shrinks only
+#: as the square root of the pace (see :meth:`RateController._request_size`).
+SMALLEST = 2
+LARGEST = 50
 #: The pace "held senders back" in a window when at least this share of their slots had a sender waiting.
 BINDING = 0.5
-#: Requests shrink to what the API took of each only while the pace was at most this many times what it
-#: accepted: further above, every request falls short because there are too many of them, not because
-#: they are too big.
-OVERDRIVE = 2.0
+#: Windows in a row in which every request was cut short at one size before requests shrink to it.
+SHORT_WINDOWS = 4
 #: Each gap between slots is drawn evenly between ``1 - JITTER`` and ``1 + JITTER`` times its length.
 JITTER = 0.3
+
+
+@dataclass(frozen=True)
+class Rules:
+    """
+    How the pace follows the answers (see the module docstring).
+
+    :param overask: Offer this many times what the API accepted.
+    :param far: A pace more than this many times that target drops to it at once (an overshoot);
+        ``None``: never, the pace always moves by ``RAISE`` or ``LOWER`` of the way.
+    :param room_after: Windows in a row with every message taken before the pace doubles.
+    """
+
+    overask: float
+    far: float | None
+    room_after: int
+
+
+#: Sends: every process asks a little more than it gets, so the API's token bucket never idles and each
+#: process's share is set by how often it asks (see above).
+SENDS = Rules(overask=1.3, far=None, room_after=1)
+#: Status polls, one request at a time: a refused status request is a whole request to try again (after
+#: a backoff, when refusals go on), not messages riding along. So they ask less above what was served,
+#: drop an overshoot at once, and double only after a second window in a row with room.
+POLLS = Rules(overask=1.1, far=1.5, room_after=2)
 
 
 class RateController:
@@ -109,6 +132,7 @@ class RateController:
     :param rng: Draws the gaps' jitter (a seeded one in tests; by default, a new unseeded one).
     :param max_rate: The most messages per second, ever: paced at it from the first request (no
         unpaced burst), and the rules below never raise the pace above it. ``None``: no ceiling.
+    :param rules: How the pace follows the answers: :data:`SENDS` (messages) or :data:`POLLS` (requests).
     """
 
     def __init__(
@@ -117,11 +141,13 @@ class RateController:
         rng: random.Random | None = None,
         *,
         max_rate: float | None = None,
+        rules: Rules = SENDS,
     ) -> None:
         self._clock = clock
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self.max_rate = max_rate
+        self._rules = rules
         #: Messages per second, or ``None`` while unpaced.
         self.rate: float | None = max_rate
         self._started = clock()
@@ -130,7 +156,9 @@ class RateController:
         self.size_cap: int | None = None
         self._size_cap_until = 0.0
         self._largest_request = 1
-        self._clear_windows = 0
+        self._short_windows = 0
+        #: Windows in a row in which every message was taken while the pace held senders back.
+        self._clean = 0
         self._paced_since = math.inf if max_rate is None else self._started
         self._next_slot = 0.0
         self._paused_until = 0.0
@@ -147,7 +175,9 @@ class RateController:
         self._window_start = now
         self._sent = self._accepted = self._refused = self._answers = 0
         self._reservations = self._waited = 0
-        self._largest_sent = self._largest_accepted = 0
+        #: What the API took of each request it cut short (an empty request aside), fewest and most.
+        self._cut_to: tuple[int, int] | None = None
+        self._whole = False
 
     # -- senders ask ---------------------------------------------------------------------------------
 
@@ -171,7 +201,7 @@ class RateController:
                 return wanted, 0.0
             if self.size_cap is not None and now >= self._size_cap_until:
                 self.size_cap = None
-            allowed = min(wanted, max(1, int(self.rate * BURST)), self.size_cap or wanted)
+            allowed = min(wanted, self._request_size(), self.size_cap or wanted)
             self._last_slot = (now, allowed)
             self._last_taker = threading.get_ident()
             self._next_slot = now + allowed / self.rate * self._jitter()
@@ -220,8 +250,10 @@ class RateController:
             self._accepted += accepted
             self._refused += refused
             self._answers += 1
-            self._largest_sent = max(self._largest_sent, sent)
-            self._largest_accepted = max(self._largest_accepted, accepted)
+            self._whole = self._whole or (accepted == sent and not refused)
+            if refused and accepted:
+                fewest, most = self._cut_to or (accepted, accepted)
+                self._cut_to = (min(fewest, accepted), max(most, accepted))
             if now - self._window_start >= WINDOW and self._answers >= MIN_ANSWERS:
                 self._close_window(now)
 
@@ -243,6 +275,23 @@ class RateController:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     # -- internals -----------------------------------------------------------------------------------
+
+    def _request_size(self) -> int:
+        """
+        Messages a slot holds at the present pace: :data:`BURST` seconds' worth between :data:`SMALLEST`
+        and :data:`LARGEST`; below or above them, the geometric mean of that worth and the bound passed
+        (so the size grows as the square root of the pace). Rounded up or down at random, in proportion,
+        so that a slot of 1.4 messages is one of 1 or 2 and the tempo stays what the size implies.
+        """
+        assert self.rate is not None
+        size = self.rate * BURST
+        if size < SMALLEST:
+            size = math.sqrt(size * SMALLEST)
+        elif size > LARGEST:
+            size = math.sqrt(size * LARGEST)
+        if self.rate == self.max_rate:
+            return max(1, int(size))  # a ceiling's slots are exact, like its gaps
+        return max(1, math.floor(size + self._rng.random()))
 
     def _jitter(self) -> float:
         """A gap's factor: drawn at a pace the rules chose; exactly 1 at ``max_rate``, a ceiling never exceeded."""
@@ -267,16 +316,27 @@ class RateController:
         old_rate = self.rate
         elapsed = now - self._window_start
         accepted_rate = self._accepted / elapsed
-        if self._refused > TOLERATED * self._sent:
-            self._decrease(now, accepted_rate)
-            self._clear_windows = 0
-        elif self._waited >= BINDING * self._reservations:  # the pace held senders back: raise it
-            doublings = min(self._clear_windows, MAX_DOUBLINGS) if not self._refused else 0
-            self.rate += ADDITIVE * self._largest_request / WINDOW * 2**doublings
-            if self._drained:  # the first room after a drain: back to what the API sustained before it
+        binding = self._waited >= BINDING * self._reservations
+        if self._refused or binding:
+            if self._refused and accepted_rate > 0:
+                self._sustained.append((now, accepted_rate))
+            if self._refused and not self._accepted:
+                self._drained = True  # until the next window with acceptances
+            target = self._rules.overask * accepted_rate
+            if target > self.rate:
+                gain = RAISE
+            elif self._rules.far is not None and self.rate > self._rules.far * target:
+                gain = 1.0  # an overshoot (or nothing served): down to the target at once
+            else:
+                gain = LOWER
+            self.rate = max(MIN_RATE, self.rate + gain * (target - self.rate))
+            self._clean = self._clean + 1 if not self._refused else 0
+            if self._clean >= self._rules.room_after:  # every message taken while the pace held senders back: room
+                self.rate = max(self.rate, 2 * old_rate)
+            if self._drained and self._accepted:
                 self.rate = max(self.rate, self._best_sustained(now))
                 self._drained = False
-            self._clear_windows = 0 if self._refused else self._clear_windows + 1
+            self._note_request_sizes(now)
         # else: senders were slower than the pace (latency, a short queue): nothing learnt
         if self.max_rate is not None:
             self.rate = min(self.rate, self.max_rate)
@@ -291,29 +351,28 @@ class RateController:
         self._reset_window(now)
         self._respace(old_rate)
 
+    def _note_request_sizes(self, now: float) -> None:
+        """
+        A window in which no request went through whole, and the API cut every request short at the same
+        size (a token bucket shared with others cuts them at whatever accumulated since the request before,
+        which varies from one to the next): after :data:`SHORT_WINDOWS` in a row, the API's bursts are
+        small, and requests shrink to that size.
+        """
+        fewest, most = self._cut_to or (0, 0)
+        if self._whole or most < 2 * SMALLEST or most - fewest > max(1, most // 10):
+            self._short_windows = 0  # a request whole, cuts that varied, or too small to tell (a message or two)
+            return
+        self._short_windows += 1
+        if self._short_windows >= SHORT_WINDOWS:
+            self.size_cap = most
+            self._size_cap_until = now + MEMORY
+
     def _respace(self, old_rate: float) -> None:
         """A new pace applies from the next slot: the gap after the last slot stretches or shrinks to it."""
         assert self.rate is not None
         start, _ = self._last_slot
         if start >= self._paced_since and self.rate != old_rate:
             self._next_slot = start + (self._next_slot - start) * old_rate / self.rate
-
-    def _decrease(self, now: float, accepted_rate: float) -> None:
-        """Congestion: multiplicative decrease, further when the pace was far above what the API took."""
-        assert self.rate is not None
-        if accepted_rate > 0:
-            self._sustained.append((now, accepted_rate))
-        if accepted_rate == 0:
-            self._drained = True  # until the next window with room
-        pace = self.rate
-        if self.rate > accepted_rate * HEADROOM:  # else the API took all the pace offered: leftovers of a burst
-            measured = max(accepted_rate * HEADROOM, self.rate * BACKOFF)
-            self.rate = max(MIN_RATE, min(self.rate * DECREASE, measured))
-        if 0 < self._largest_accepted < self._largest_sent and pace <= OVERDRIVE * accepted_rate:
-            # No request went through whole, though the pace was not far above what the API took (which
-            # alone would leave each request short): the API's bursts are small. Smaller requests.
-            self.size_cap = self._largest_accepted
-            self._size_cap_until = now + MEMORY
 
     def _best_sustained(self, now: float) -> float:
         while self._sustained and self._sustained[0][0] < now - MEMORY:
