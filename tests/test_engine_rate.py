@@ -39,6 +39,14 @@ def take_slot(controller: RateController, clock: FakeClock, wanted: int) -> tupl
         waited += wait
 
 
+def paced_at(clock: FakeClock, pace: float, seed: int | None = None) -> RateController:
+    """A controller already pacing (its first pushback came) at ``pace`` msg/s; ``seed`` seeds its jitter."""
+    controller = RateController(clock=clock, rng=None if seed is None else random.Random(seed))
+    controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
+    controller.rate = pace
+    return controller
+
+
 @pytest.mark.parametrize("rate", [100, 400, 1500, 5000])
 @pytest.mark.parametrize("latency", [0.0, 0.02, 0.1])
 def test_sustains_at_least_95_percent_of_the_limit(rate, latency):
@@ -59,6 +67,19 @@ def test_a_one_second_drain_recovers_to_90_percent_within_5_seconds(rate):
     run(bucket, [client])
     per_second = [accepted_in(client, 6 + i, 7 + i) for i in range(5)]
     assert max(per_second) >= 0.9 * rate, per_second
+
+
+@pytest.mark.parametrize("rate", [100, 500, 1500, 5000])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_after_a_one_second_drain_the_first_second_is_back_at_90_percent(rate, seed):
+    """The README's "back within 1 s": the first window with acceptances returns to the best sustained rate."""
+    clock = FakeClock(ORIGIN)
+    bucket = Bucket(rate)
+    bucket.drains.append((ORIGIN + 5, ORIGIN + 6))
+    client = Client("a", messages=rate * 20, controller=RateController(clock=clock, rng=random.Random(seed)))
+    Simulation(bucket, [client], clock=clock).run()
+    assert client.total_accepted == client.messages
+    assert accepted_in(client, 6, 7) >= 0.9 * rate
 
 
 @pytest.mark.parametrize("rate", [100, 400, 1500, 5000])
@@ -115,9 +136,7 @@ def test_every_process_asks_at_one_tempo_whatever_its_pace():
     clock = FakeClock()
     tempos = []
     for pace in (50.0, 200.0, 900.0):
-        controller = RateController(clock=clock, rng=random.Random(3))
-        controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
-        controller.rate = pace
+        controller = paced_at(clock, pace, seed=3)
         start, slots, sizes = clock.now, 0, []
         while clock.now - start < 20:
             allowed, _ = take_slot(controller, clock, 100)
@@ -132,8 +151,7 @@ def test_every_process_asks_at_one_tempo_whatever_its_pace():
 def test_beyond_the_largest_slot_the_tempo_grows_slower_than_the_pace():
     """A full tempo grows as the square root of the pace: a bigger share still gets less of each request."""
     clock = FakeClock()
-    controller = RateController(clock=clock, rng=random.Random(5))
-    controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
+    controller = paced_at(clock, LARGEST / BURST, seed=5)
     sizes = {}
     for pace in (LARGEST / BURST, 4 * LARGEST / BURST):
         controller.rate = pace
@@ -146,10 +164,7 @@ def test_beyond_the_largest_slot_the_tempo_grows_slower_than_the_pace():
 def test_a_smaller_part_accepted_lowers_the_pace_and_a_bigger_one_raises_it():
     """The pace moves towards ``overask`` x what the API accepted: the process that asked too much comes down."""
     clock = FakeClock()
-    big, small = RateController(clock=clock), RateController(clock=clock)
-    for controller, pace in ((big, 900.0), (small, 100.0)):
-        controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
-        controller.rate = pace
+    big, small = paced_at(clock, 900.0), paced_at(clock, 100.0)
     sent_at = clock.now  # pacing started now: the window opens here
     clock.sleep(0.6)
     # 0.6 s at each pace: less than half of the big one's requests taken, nearly all of the small one's
@@ -174,9 +189,7 @@ def test_a_lopsided_split_evens_out(processes, rate):
     clock = FakeClock(ORIGIN)
     clients = []
     for i in range(processes):
-        controller = RateController(clock=clock, rng=random.Random(i))
-        controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
-        controller.rate = 1.3 * rate if i == 0 else 10.0
+        controller = paced_at(clock, 1.3 * rate if i == 0 else 10.0, seed=i)
         clients.append(Client(f"p{i}", messages=rate * 40, controller=controller))
     sim = Simulation(Bucket(rate), clients, latency=0.02, clock=clock)
     sim.run(until=30.0)
@@ -269,9 +282,7 @@ def test_pacing_spaces_requests_and_releases_unused_room():
 def test_slots_are_handed_out_just_in_time_at_the_pace_of_the_moment():
     """A sender waiting for a slot gets nothing ahead: the slot's size and pace are decided when it comes."""
     clock = FakeClock()
-    controller = RateController(clock=clock)
-    controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
-    controller.rate = 400.0
+    controller = paced_at(clock, 400.0)
     assert controller.reserve(100) == (int(400 * BURST), 0.0)
     allowed, wait = controller.reserve(100)
     assert allowed == 0
@@ -283,9 +294,7 @@ def test_slots_are_handed_out_just_in_time_at_the_pace_of_the_moment():
 
 def test_gaps_between_slots_are_jittered_so_processes_do_not_lock_in_one_order():
     clock = FakeClock()
-    controller = RateController(clock=clock, rng=random.Random(7))
-    controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
-    controller.rate = 400.0
+    controller = paced_at(clock, 400.0, seed=7)
     gaps = []
     for _ in range(200):
         take_slot(controller, clock, 10)

@@ -115,8 +115,8 @@ class Rules:
     room_after: int
 
 
-#: Sends: every process asks a little more than it gets, so the API's token bucket never idles and each
-#: process's share is set by how often it asks (see above).
+#: Sends: every process asks a little more than it gets, so the API's token bucket never idles and a
+#: process that asks for more gets a smaller part of each request accepted (see above).
 SENDS = Rules(overask=1.3, far=None, room_after=1)
 #: Status polls, one request at a time: a refused status request is a whole request to try again (after
 #: a backoff, when refusals go on), not messages riding along. So they ask less above what was served,
@@ -276,6 +276,11 @@ class RateController:
 
     # -- internals -----------------------------------------------------------------------------------
 
+    @property
+    def _at_ceiling(self) -> bool:
+        """Paced at ``max_rate``: a promise, so slots and gaps are exact (no dithering, no jitter)."""
+        return self.rate == self.max_rate
+
     def _request_size(self) -> int:
         """
         Messages a slot holds at the present pace: :data:`BURST` seconds' worth between :data:`SMALLEST`
@@ -289,13 +294,13 @@ class RateController:
             size = math.sqrt(size * SMALLEST)
         elif size > LARGEST:
             size = math.sqrt(size * LARGEST)
-        if self.rate == self.max_rate:
+        if self._at_ceiling:
             return max(1, int(size))  # a ceiling's slots are exact, like its gaps
         return max(1, math.floor(size + self._rng.random()))
 
     def _jitter(self) -> float:
         """A gap's factor: drawn at a pace the rules chose; exactly 1 at ``max_rate``, a ceiling never exceeded."""
-        if self.rate == self.max_rate:
+        if self._at_ceiling:
             return 1.0
         return self._rng.uniform(1 - JITTER, 1 + JITTER)
 
