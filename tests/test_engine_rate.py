@@ -9,7 +9,17 @@ import threading
 
 import pytest
 
-from airflow_provider_commpeak._engine.rate import BURST, JITTER, LARGEST, LOWER, MIN_RATE, RAISE, SENDS, RateController
+from airflow_provider_commpeak._engine.rate import (
+    BURST,
+    JITTER,
+    LARGEST,
+    LOWER,
+    MIN_RATE,
+    POLLS,
+    RAISE,
+    SENDS,
+    RateController,
+)
 from helpers.ratesim import Bucket, Client, FakeClock, Simulation, reclaim_seconds, whole_run_share
 
 ORIGIN = 1000.0
@@ -42,6 +52,7 @@ def take_slot(controller: RateController, clock: FakeClock, wanted: int) -> tupl
 def paced_at(clock: FakeClock, pace: float, seed: int | None = None) -> RateController:
     """A controller already pacing (its first pushback came) at ``pace`` msg/s; ``seed`` seeds its jitter."""
     controller = RateController(clock=clock, rng=None if seed is None else random.Random(seed))
+    controller.reserve(100)  # a batch of 100 goes out unpaced
     controller.record(sent_at=clock.now, sent=100, accepted=0, refused=100)
     controller.rate = pace
     return controller
@@ -122,13 +133,26 @@ def test_equal_chunks_started_together_get_comparable_shares(processes, rate):
     assert min(got) >= 0.5 * sum(got) / processes, got
 
 
-@pytest.mark.parametrize("rate", [400, 1500, 5000])
-def test_when_a_sibling_finishes_the_survivor_takes_the_key_within_three_seconds(rate):
-    short, long = Client("short", messages=rate * 10), Client("long", messages=rate * 40, start=1.0)
-    sim = run(Bucket(rate), [short, long], latency=0.02)
-    reclaimed = reclaim_seconds(sim, short, rate)
-    assert reclaimed is not None
-    assert reclaimed <= 3.0
+@pytest.mark.parametrize("processes", [2, 4, 8])
+@pytest.mark.parametrize("rate", [100, 400, 1500, 5000])
+@pytest.mark.parametrize("stagger", [0.0, 3.0])
+def test_when_a_sibling_finishes_the_others_take_the_key_within_one_second(processes, rate, stagger):
+    """
+    A campaign's chunks (1:2:4) on one key: each time one finishes, the others together take 90 % of
+    the limit within 1 s (two seeds each). 1.8.0, which did not credit requests taken whole, failed this
+    at 5,000 msg/s with a 3 s stagger.
+    """
+    for seed in range(2):
+        weights = [(1, 2, 4)[i % 3] for i in range(processes)]
+        clients = [
+            Client(f"s{seed}p{i}", messages=rate * 40 * w // sum(weights), start=stagger * i / (processes - 1))
+            for i, w in enumerate(weights)
+        ]
+        sim = run(Bucket(rate), clients, latency=0.02)
+        last = max(c.finished_at for c in clients)
+        for finished in clients:
+            if finished.finished_at < last - 1:  # others still sending a second later
+                assert reclaim_seconds(sim, finished, rate) <= 1.0, (seed, finished.name)
 
 
 def test_every_process_asks_at_one_tempo_whatever_its_pace():
@@ -179,12 +203,54 @@ def test_a_smaller_part_accepted_lowers_the_pace_and_a_bigger_one_raises_it():
     assert small.rate > 100
 
 
-@pytest.mark.parametrize(("processes", "rate"), [(2, 400), (2, 1500), (4, 400), (4, 1500), (8, 1500)])
-def test_a_lopsided_split_evens_out(processes, rate):
+@pytest.mark.parametrize(("rules", "credited"), [(SENDS, True), (POLLS, False)])
+def test_requests_taken_whole_are_credited_with_more_than_they_carried(rules, credited):
     """
-    One process starts with the whole key, the others with a crumb (10 msg/s): the crumbs grow and the
-    whole key stays in use. (Slowly: 15-20 s to 70 % of an equal share; with requests full, at 5,000 msg/s
-    among 4, slower still. docs/benchmarks.md has the figures.)
+    A window with 1 answer cut short in 4 (the other 3 taken whole): a send aims at ``overask`` x
+    accepted x sqrt(4 / 1), twice as high as the acceptances alone say; a status poll does not.
+    """
+    clock = FakeClock()
+    controller = RateController(clock=clock, rules=rules)
+    controller.reserve(10)
+    controller.record(sent_at=clock.now, sent=10, accepted=0, refused=10)  # the first pushback
+    controller.rate = 30.0
+    sent_at = clock.now
+    clock.sleep(0.1)
+    for _ in range(3):
+        controller.record(sent_at=sent_at, sent=10, accepted=10, refused=0)
+    clock.sleep(0.5)
+    controller.record(sent_at=sent_at, sent=10, accepted=5, refused=5)
+    target = rules.overask * 35 / 0.6 * (2 if credited else 1)
+    assert controller.rate == pytest.approx(30 + RAISE * (target - 30))
+
+
+@pytest.mark.parametrize(("pace", "margin"), [(900.0, 0.3), (6000.0, 0.1)])
+def test_above_one_tempo_a_send_asks_less_above_what_it_got(pace, margin):
+    """
+    At 900 msg/s a slot of 45 messages goes 20 times a second (one tempo): the pace aims 30 % above
+    what was accepted. At 6,000 msg/s slots are full batches of 100, 60 a second: 3 times the tempo,
+    a third of the margin.
+    """
+    clock = FakeClock()
+    controller = paced_at(clock, pace)
+    sent_at = clock.now
+    clock.sleep(0.6)
+    for _ in range(2):  # every request cut short: nothing credited
+        controller.record(sent_at=sent_at, sent=100, accepted=int(0.3 * pace), refused=1)
+    target = (1 + margin) * pace  # 0.6 x pace accepted in 0.6 s
+    assert controller.rate == pytest.approx(pace + RAISE * (target - pace))
+
+
+@pytest.mark.parametrize(
+    ("processes", "rate", "by"),
+    [(2, 400, 10), (2, 1500, 10), (4, 400, 10), (4, 1500, 10), (8, 1500, 10), (2, 5000, 20), (4, 5000, 20)],
+)
+def test_a_lopsided_split_evens_out(processes, rate, by):
+    """
+    One process starts with the whole key, the others with a crumb (10 msg/s): from ``by`` seconds on
+    each has at least 70 % of an equal share, and the whole key stays in use (10 s; 20 s at 5,000 msg/s,
+    where requests are full batches and it takes 12-19 s). 1.8.0, which did not credit requests taken
+    whole, failed this at 1,500 msg/s for 2 processes (65 %) and at 5,000 msg/s.
     """
     clock = FakeClock(ORIGIN)
     clients = []
@@ -192,11 +258,11 @@ def test_a_lopsided_split_evens_out(processes, rate):
         controller = paced_at(clock, 1.3 * rate if i == 0 else 10.0, seed=i)
         clients.append(Client(f"p{i}", messages=rate * 40, controller=controller))
     sim = Simulation(Bucket(rate), clients, latency=0.02, clock=clock)
-    sim.run(until=30.0)
+    sim.run(until=by + 10.0)
     first = [accepted_in(c, 0.0, 5.0) for c in clients]
-    last = [accepted_in(c, 20.0, 30.0) for c in clients]
+    last = [accepted_in(c, by, by + 10.0) for c in clients]
     assert min(first) < 0.6 * sum(first) / processes  # it did start lopsided
-    assert min(last) >= 0.6 * sum(last) / processes, last
+    assert min(last) >= 0.7 * sum(last) / processes, last
     assert sum(last) >= 0.97 * rate * 10
 
 
