@@ -25,7 +25,7 @@ from airflow_provider_commpeak._engine.ledger_stores import (
 from airflow_provider_commpeak._engine.report import UNCONFIRMED, MessageResult
 from airflow_provider_commpeak.hooks.commpeak import CommPeakHook
 from airflow_provider_commpeak.sandbox import CommPeakSandbox
-from helpers import message, poll
+from helpers import SEND_URL, accepted_answer, message, poll
 from helpers.fakes import FakeStateStore, FileStateStore
 
 MESSAGES = [message(i) for i in range(2000)]
@@ -370,6 +370,42 @@ def test_a_task_timeout_mid_send_loses_no_acknowledgement(monkeypatch):
         assert outcome["duplicated"] == 0
         assert outcome["accepted"] == len(MESSAGES)
         assert outcome["report"].accepted == len(MESSAGES)
+
+
+def test_a_signal_while_a_batch_is_in_flight_waits_for_its_answer(commpeak_conn, requests_mock):
+    """
+    The timeout reaches the task while one sender's batch is still with the API: the exception goes
+    on only once that answer is recorded. (Python < 3.13 marks a thread whose ``join()`` a signal
+    interrupted as finished while it still runs: https://github.com/python/cpython/issues/90882.)
+    """
+    store = FakeStateStore()
+    answered = threading.Event()
+    main_thread = threading.main_thread().ident
+
+    def answer(request, context):
+        if threading.current_thread().name == "commpeak-send-0" and not answered.is_set():
+            signal.pthread_kill(main_thread, signal.SIGALRM)  # execution_timeout, while this batch is out
+            threading.Timer(1.0, answered.set).start()  # the API answers a second later
+            answered.wait(30)
+        return accepted_answer(request, context)
+
+    requests_mock.post(SEND_URL, json=answer)
+
+    def timeout(signum, frame):
+        raise TimeoutError("execution_timeout")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    try:
+        with pytest.raises(TimeoutError):
+            CommPeakHook().send_messages(MESSAGES, batch_size=50, ledger=SendLedger(store))
+        settled = results(SendLedger(store))
+    finally:
+        answered.set()
+        signal.signal(signal.SIGALRM, previous)
+    sent = {m["internal_id"] for r in requests_mock.request_history for m in r.json()["messages"]}
+    assert sent
+    assert sorted(settled) == sorted(sent)
+    assert {r.error for r in settled.values()} == {None}, "a batch in flight was left written-ahead only"
 
 
 CHILD = textwrap.dedent(

@@ -187,20 +187,24 @@ class SendPipeline:
         self._last_progress = self._last_pushback = self._clock()
         settled = ledger.settled()
         self._queue = PendingQueue(self._unsettled(messages, settled, left_out or {}))
+        # Each sender says it is done through its own event, not Thread.join(): on Python < 3.13 a
+        # join interrupted by a signal marks a thread still running as finished
+        # (https://github.com/python/cpython/issues/90882), and the exception would go on while a
+        # batch is in flight with its answer unrecorded.
+        done = [threading.Event() for _ in range(self._max_concurrency)]
         threads = [
-            threading.Thread(target=self._guarded_sender, name=f"commpeak-send-{i}")
-            for i in range(self._max_concurrency)
+            threading.Thread(target=self._guarded_sender, args=(finished,), name=f"commpeak-send-{i}")
+            for i, finished in enumerate(done)
         ]
-        for thread in threads:
-            thread.start()
         try:
             for thread in threads:
-                thread.join()
+                thread.start()
+            for finished in done:
+                finished.wait()
         except BaseException:
             self._request_stop()  # no new batch; those in flight finish and record their answers
-            deadline = self._transport.config.timeout + 30
-            for thread in threads:
-                thread.join(deadline)
+            started = [finished for thread, finished in zip(threads, done, strict=True) if thread.ident is not None]
+            _wait_all(started, self._transport.config.timeout + 30)  # one not started yet sees the stop
             raise
         self._finish()
         return self._result
@@ -259,7 +263,7 @@ class SendPipeline:
 
     # -- one sender thread -------------------------------------------------------------------------
 
-    def _guarded_sender(self) -> None:
+    def _guarded_sender(self, finished: threading.Event) -> None:
         try:
             self._sender()
         except BaseException as exc:  # e.g. the ledger's store failed: stop everything, re-raise later
@@ -267,6 +271,8 @@ class SendPipeline:
                 if self._result.error is None:
                     self._result.error = exc
             self._request_stop()
+        finally:
+            finished.set()
 
     def _request_stop(self) -> None:
         self._stop.set()
@@ -559,6 +565,13 @@ class SendPipeline:
                 self._log.error("Stopping the send: %s", answer.description)
             self._stop.set()
             self._changed.notify_all()
+
+
+def _wait_all(events: list[threading.Event], timeout: float) -> None:
+    """Wait until every one of ``events`` is set, at most ``timeout`` seconds in all."""
+    deadline = time.monotonic() + timeout
+    for event in events:
+        event.wait(max(deadline - time.monotonic(), 0.0))
 
 
 def _fingerprint(message: Message) -> str:
