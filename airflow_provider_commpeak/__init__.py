@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-__version__ = "1.9.1"
+__version__ = "1.10.0"
 
 __all__ = ["__version__"]

@@ -12,7 +12,6 @@ import pytest
 from airflow_provider_commpeak._engine.rate import (
     BURST,
     JITTER,
-    LARGEST,
     LOWER,
     MIN_RATE,
     POLLS,
@@ -47,6 +46,14 @@ def take_slot(controller: RateController, clock: FakeClock, wanted: int) -> tupl
         assert wait > 0
         clock.sleep(wait)
         waited += wait
+
+
+def take_volley(controller: RateController, clock: FakeClock, wanted: int) -> list[int]:
+    """Take a whole slot as senders do: the first request waits for it, the rest of it goes at once."""
+    pieces = [take_slot(controller, clock, wanted)[0]]
+    while (allowed := controller.reserve(wanted)[0]) > 0:
+        pieces.append(allowed)
+    return pieces
 
 
 def paced_at(clock: FakeClock, pace: float, seed: int | None = None) -> RateController:
@@ -156,33 +163,42 @@ def test_when_a_sibling_finishes_the_others_take_the_key_within_one_second(proce
 
 
 def test_every_process_asks_at_one_tempo_whatever_its_pace():
-    """Only the size of a slot follows the pace: the number of requests a second is the same for all."""
+    """Only the size of a slot follows the pace: the number of slots a second is the same for all."""
     clock = FakeClock()
     tempos = []
-    for pace in (50.0, 200.0, 900.0):
+    for pace in (50.0, 200.0, 900.0, 3000.0, 8000.0):
         controller = paced_at(clock, pace, seed=3)
         start, slots, sizes = clock.now, 0, []
         while clock.now - start < 20:
-            allowed, _ = take_slot(controller, clock, 100)
+            sizes.append(sum(take_volley(controller, clock, 100)))
             slots += 1
-            sizes.append(allowed)
         tempos.append(slots / (clock.now - start))
         assert statistics.mean(sizes) == pytest.approx(pace * BURST, rel=0.05)
     assert max(tempos) == pytest.approx(min(tempos), rel=0.05)
     assert tempos[0] == pytest.approx(1 / BURST, rel=0.05)
 
 
-def test_beyond_the_largest_slot_the_tempo_grows_slower_than_the_pace():
-    """A full tempo grows as the square root of the pace: a bigger share still gets less of each request."""
+@pytest.mark.parametrize(("pace", "requests"), [(2200.0, [55, 55]), (5000.0, [84, 84, 82])])
+def test_a_slot_bigger_than_a_batch_goes_as_equal_requests_at_once(pace, requests):
+    """
+    Sent together, the requests of a slot meet the API's token bucket as one: a process with full
+    batches still asks at the common tempo (1.9.0 asked more often instead, and its share grew with it).
+    """
     clock = FakeClock()
-    controller = paced_at(clock, LARGEST / BURST, seed=5)
-    sizes = {}
-    for pace in (LARGEST / BURST, 4 * LARGEST / BURST):
-        controller.rate = pace
-        sizes[pace] = statistics.mean(take_slot(controller, clock, 10_000)[0] for _ in range(200))
-    low, high = sorted(sizes)
-    assert sizes[low] == pytest.approx(LARGEST, rel=0.02)
-    assert sizes[high] == pytest.approx(2 * LARGEST, rel=0.02)  # 4 x the pace: 2 x the size and 2 x the tempo
+    controller = paced_at(clock, pace, seed=1)
+    take_volley(controller, clock, 100)  # the slot after the first starts a jittered gap later
+    assert take_volley(controller, clock, 100) == requests
+    assert controller.reserve(100)[1] == pytest.approx(sum(requests) / pace, rel=JITTER)
+
+
+def test_a_request_given_back_shortens_the_gap_after_its_slot():
+    clock = FakeClock()
+    controller = paced_at(clock, 5000.0)
+    first, _ = take_slot(controller, clock, 100)
+    controller.release(first)  # nothing to send: the whole first request of the slot comes back
+    pieces = take_volley(controller, clock, 100)
+    assert pieces == [84, 82]  # the rest of the slot still goes at once
+    assert controller.reserve(100)[1] <= (1 + JITTER) * sum(pieces) / 5000
 
 
 def test_a_smaller_part_accepted_lowers_the_pace_and_a_bigger_one_raises_it():
@@ -213,26 +229,46 @@ def test_requests_taken_whole_are_credited_with_more_than_they_carried(rules, cr
     controller = RateController(clock=clock, rules=rules)
     controller.reserve(10)
     controller.record(sent_at=clock.now, sent=10, accepted=0, refused=10)  # the first pushback
+    opened = clock.now  # the first window opens with it
     controller.rate = 30.0
-    sent_at = clock.now
-    clock.sleep(0.1)
-    for _ in range(3):
+    sent = []
+    for _ in range(4):  # four slots, a request each
+        take_slot(controller, clock, 10)
+        sent.append(clock.now)
+    for sent_at in sent[:3]:
         controller.record(sent_at=sent_at, sent=10, accepted=10, refused=0)
-    clock.sleep(0.5)
-    controller.record(sent_at=sent_at, sent=10, accepted=5, refused=5)
+    clock.sleep(0.6 - (clock.now - opened))
+    controller.record(sent_at=sent[3], sent=10, accepted=5, refused=5)
     target = rules.overask * 35 / 0.6 * (2 if credited else 1)
     assert controller.rate == pytest.approx(30 + RAISE * (target - 30))
 
 
-@pytest.mark.parametrize(("pace", "margin"), [(900.0, 0.3), (6000.0, 0.1)])
-def test_above_one_tempo_a_send_asks_less_above_what_it_got(pace, margin):
+def test_the_requests_of_one_slot_count_as_one_for_the_credit():
+    """Three requests of one slot, two taken whole and one cut short: the slot was cut, nothing is credited."""
+    clock = FakeClock()
+    controller = paced_at(clock, 6000.0)
+    opened = sent_at = clock.now
+    assert take_volley(controller, clock, 100) == [100, 100, 100]
+    clock.sleep(0.3)
+    controller.record(sent_at=sent_at, sent=100, accepted=100, refused=0)
+    controller.record(sent_at=sent_at, sent=100, accepted=100, refused=0)
+    clock.sleep(0.3)
+    controller.record(sent_at=sent_at, sent=100, accepted=50, refused=50)
+    margin = (SENDS.overask - 1) / 3  # three requests a slot (see the test above)
+    target = (1 + margin) * 250 / (clock.now - opened)
+    assert controller.rate == pytest.approx(6000 + LOWER * (target - 6000))
+
+
+@pytest.mark.parametrize(("pace", "size_cap", "margin"), [(900.0, None, 0.3), (6000.0, None, 0.1), (900.0, 15, 0.1)])
+def test_above_one_request_a_slot_a_send_asks_less_above_what_it_got(pace, size_cap, margin):
     """
-    At 900 msg/s a slot of 45 messages goes 20 times a second (one tempo): the pace aims 30 % above
-    what was accepted. At 6,000 msg/s slots are full batches of 100, 60 a second: 3 times the tempo,
-    a third of the margin.
+    At 900 msg/s a slot of 45 messages is one request, 20 a second: the pace aims 30 % above what
+    was accepted. At 6,000 msg/s a slot is 3 full batches, 60 requests a second: a third of the
+    margin; so too at 900 msg/s when the API's bursts proved to be 15 messages.
     """
     clock = FakeClock()
     controller = paced_at(clock, pace)
+    controller.size_cap = size_cap
     sent_at = clock.now
     clock.sleep(0.6)
     for _ in range(2):  # every request cut short: nothing credited
@@ -242,16 +278,16 @@ def test_above_one_tempo_a_send_asks_less_above_what_it_got(pace, margin):
 
 
 @pytest.mark.parametrize(
-    ("processes", "rate", "by"),
-    [(2, 400, 10), (2, 1500, 10), (4, 400, 10), (4, 1500, 10), (8, 1500, 10), (2, 5000, 20), (4, 5000, 20)],
+    ("processes", "rate"), [(2, 400), (2, 1500), (4, 400), (4, 1500), (8, 1500), (2, 5000), (4, 5000), (8, 5000)]
 )
-def test_a_lopsided_split_evens_out(processes, rate, by):
+def test_a_lopsided_split_evens_out(processes, rate):
     """
-    One process starts with the whole key, the others with a crumb (10 msg/s): from ``by`` seconds on
-    each has at least 70 % of an equal share, and the whole key stays in use (10 s; 20 s at 5,000 msg/s,
-    where requests are full batches and it takes 12-19 s). 1.8.0, which did not credit requests taken
-    whole, failed this at 1,500 msg/s for 2 processes (65 %) and at 5,000 msg/s.
+    One process starts with the whole key, the others with a crumb (10 msg/s): from 5 s on each has
+    at least 70 % of an equal share, and the whole key stays in use. 1.8.0, which did not credit
+    requests taken whole, failed this at 1,500 msg/s for 2 processes; 1.9.0, whose full batches
+    raised a process's tempo with its pace, at 5,000 msg/s (it took 12-19 s there).
     """
+    by = 5.0
     clock = FakeClock(ORIGIN)
     clients = []
     for i in range(processes):
@@ -363,9 +399,9 @@ def test_gaps_between_slots_are_jittered_so_processes_do_not_lock_in_one_order()
     controller = paced_at(clock, 400.0, seed=7)
     gaps = []
     for _ in range(200):
-        take_slot(controller, clock, 10)
-        gaps.append(controller.reserve(10)[1])
-    even = 10 / 400.0
+        take_slot(controller, clock, 100)
+        gaps.append(controller.reserve(100)[1])
+    even = 400.0 * BURST / 400.0
     assert all((1 - JITTER) * even <= gap <= (1 + JITTER) * even for gap in gaps)
     assert statistics.mean(gaps) == pytest.approx(even, rel=0.05)  # the pace itself is kept
     assert statistics.pstdev(gaps) > 0.1 * even

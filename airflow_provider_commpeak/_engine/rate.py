@@ -16,46 +16,51 @@ that one; so while every process asks for a little more than it gets, the key ne
 process's share is set by how often it asks, not by how much. Hence these rules:
 
 - **One tempo.** A slot holds :data:`BURST` seconds' worth of messages at the present pace, so every
-  process asks at the same tempo (``1 / BURST`` requests a second) whatever its pace; only the size of
-  its requests differs. A process that asks for more than the others gets little more per request,
-  so a smaller part of each of its requests is accepted (on the fake clock, twice the pace of another
-  process got 1.7 times its messages). Below :data:`SMALLEST` and above :data:`LARGEST`
-  messages, a slot grows only as the square root of the pace: the tempo then grows with the pace too,
-  but slower, so a bigger pace still gets a smaller part of each request accepted. (A request holds at
-  least one message and at most a batch; with a tempo that grew as fast as the pace, as it did before
-  1.8.0 once a request was full, any split of the key would stay as it was.)
+  process asks at the same tempo (``1 / BURST`` slots a second) whatever its pace; only the size of
+  its slots differs. A process that asks for more than the others gets little more per slot, so a
+  smaller part of each of its slots is accepted (on the fake clock, twice the pace of another process
+  got 1.7 times its messages). Below :data:`SMALLEST` messages a slot grows only as the square root
+  of the pace.
+- **A slot bigger than a request goes as one volley** (sends, :data:`SENDS`). A request carries at
+  most a batch; a bigger slot is split into equal requests that go at once, one per free sender, and
+  the API's token bucket meets them as one arrival: the first takes what accumulated since the
+  request before it, the next what is left. So a process sending full batches keeps the common
+  tempo. (Up to 1.9.0 a slot was one request, and beyond :data:`LARGEST` messages it grew only as the
+  square root of the pace, up to a batch: a process with a big pace asked more often than the
+  others, and its share of the key grew with its pace; on the fake clock, a process joining another
+  at 5,000 msg/s held 47 % of an equal share. Status polls, one request at a time, keep that rule.)
 - **Ask a little more than you got.** At the end of each *window* (at least :data:`WINDOW` seconds
   and :data:`MIN_ANSWERS` answers) the pace moves towards ``overask`` (1.3 for sends, :data:`SENDS`)
   times what the API accepted in it: :data:`RAISE` of the way up, :data:`LOWER` of the way down. The
-  process whose requests had the smaller part accepted lowers its pace, the others raise theirs, so
-  the shares drift towards equal (from a lopsided start to 70 % of an equal share each, on the fake
-  clock, in 1-8 s at up to 1,500 msg/s, 12-19 s at 5,000 where requests are full) while all of them
-  keep asking more than the key holds. When a sibling finishes, the others' requests, already bigger than what
-  they got, take its share at once, and their paces follow within a window or two. A window in which
+  process whose slots had the smaller part accepted lowers its pace, the others raise theirs, so
+  the shares drift towards equal (from a lopsided start to 70 % of an equal share each within 5 s,
+  on the fake clock, at 400-5,000 msg/s and 2-8 processes) while all of them keep asking more than
+  the key holds. When a sibling finishes, the others' slots, already bigger than what they got, take
+  its share at once, and their paces follow within a window or two. A window in which
   every message was taken while the pace held senders back doubles the pace: there is room (the limit
   rose, or the other senders stopped).
-- **A request taken whole hides how much more it could have carried.** A request the API cut short
-  says how much the key had for it; one taken whole says only "at least this much". So when some of
-  a window's requests went through whole, what was accepted understates what was on offer, most of
-  all just after a sibling finished or for a process that starts with a crumb of the key. For sends
-  (:data:`SENDS`) the target is raised by the square root of the window's answers per answer cut
-  short: a window with a quarter of its requests cut aims twice as high, one with all of them cut as
-  before. (On the fake clock this brought the survivors back to 90 % of the key within 1 s of a
-  sibling's end in 143 of 144 campaigns, the other in 1.05 s, where 1.8.0 took up to 1.75 s, and
-  halved the time a lopsided split takes to even out; the price is more refusals. The full ratio,
-  answers per cut, doubled the refusals for no better reclaim.)
-- **Above one tempo, a smaller margin.** Once a process's slots grow only as the square root of its
-  pace, or are full batches, its tempo follows its pace again, and so does its share of the key. So
-  for sends the margin of ``overask`` shrinks in proportion to the tempo above one slot every
-  :data:`BURST` seconds: at three times that tempo (full batches of 100 at 6,000 msg/s) the pace aims
-  10 % above what was accepted, not 30 %. The process with the higher tempo gives ground, and one
-  alone still asks more than it gets. (On the fake clock, a second process joining a first at
-  5,000 msg/s got at least 47 % of an equal share in every 5 s window instead of 34 %.)
+- **A slot taken whole hides how much more it could have carried.** A slot the API cut short (it
+  refused a message of any of its requests) says how much the key had for it; one taken whole says
+  only "at least this much". So when some of a window's slots went through whole, what was accepted
+  understates what was on offer, most of all just after a sibling finished or for a process that
+  starts with a crumb of the key. For sends (:data:`SENDS`) the target is raised by the square root
+  of the window's slots per slot cut short: a window with a quarter of its slots cut aims twice as
+  high, one with all of them cut as before. An answer's slot is the last one that began before its
+  request went out. (Added in 1.9.0, counting requests: on the fake clock it brought the survivors
+  back to 90 % of the key within 1 s of a sibling's end in 143 of 144 campaigns, the other in
+  1.05 s, where 1.8.0 took up to 1.75 s, and halved the time a lopsided split takes to even out; the
+  price is more refusals. The full ratio, slots per cut, doubled the refusals for no better reclaim.)
+- **Above one request a slot, a smaller margin** (sends). The margin of ``overask`` shrinks in
+  proportion to the requests a slot needs beyond one every :data:`BURST` seconds: a slot of three
+  full batches (6,000 msg/s) aims 10 % above what was accepted, not 30 %. The process with the
+  bigger slots gives ground sooner, and one alone, with fewer refusals, still asks more than it gets.
+  The same holds when the API's bursts proved small (below), where a slot is one request of that
+  size and more of them go a second.
 
 The price: while the key is the limit, refused messages. On the sandbox a single process at 1,500
-and 5,000 msg/s had 300-470 messages refused per 1,000 accepted over 12 s runs, and at 100 and
-400 msg/s, where a request holds a few messages, 470-970 (up to 1,350 over 5 s runs). Refused messages go back to the front of the queue and are
-sent again: nothing is lost or sent twice.
+and 5,000 msg/s had 230-830 messages refused per 1,000 accepted over 12 s runs, and at 100 and
+400 msg/s, where a request holds a few messages, 570-1,160 (up to 1,350 over 5 s runs). Refused
+messages go back to the front of the queue and are sent again: nothing is lost or sent twice.
 
 The first pace, at the first pushback, is what the API accepted over the last second, and at least
 one full request per second (a refusal can arrive before the acceptances of its own burst); answers
@@ -65,13 +70,13 @@ drained the key), the first window with acceptances returns at once to the best 
 sustained for this process in the last :data:`MEMORY` seconds: a drain is over in a window, not in a
 climb (meanwhile a send's pace falls by :data:`LOWER` a window, a poll's drops to :data:`MIN_RATE`
 at once: one request a second, a probe). If the API cut every request short at one size for :data:`SHORT_WINDOWS` windows in a row, its
-burst allowance is small: requests shrink to that size, for :data:`MEMORY` seconds (then the full size
-is tried again). (Cut at sizes that vary, requests are sharing a token bucket; shrinking one process's
+burst allowance is small: requests shrink to that size, a slot holds one, for :data:`MEMORY` seconds
+(then the full size is tried again). (Cut at sizes that vary, requests are sharing a token bucket; shrinking one process's
 requests then would only raise its tempo, and with it its share of the key.)
 
 With ``max_rate`` (the user's ceiling) pacing starts at once, at the ceiling, and no rule raises the
-pace above it; at the ceiling the gaps and slot sizes are exact, so no window holds more than the
-ceiling allows plus one slot. (Jitter spreads a pace the rules chose; a ceiling the user chose is a
+pace above it; at the ceiling the gaps and slot sizes are exact and a slot is one request (no volley),
+so no window holds more than the ceiling allows plus one request. (Jitter spreads a pace the rules chose; a ceiling the user chose is a
 promise.) Below what the API allows the rules never act, so k processes with ``limit / k`` each split
 the key evenly, and nothing is refused.
 
@@ -81,6 +86,7 @@ tells the caller how long to wait, so it runs on a fake clock in tests.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import random
@@ -104,17 +110,20 @@ LOWER = 0.15
 MEMORY = 60.0
 #: The slowest pace: one message a second, a probe that notices when the API takes messages again.
 MIN_RATE = 1.0
-#: A paced request carries at most this many seconds' worth of messages: the tempo at which every
-#: process asks, the same for all of them, until a request holds a full batch.
+#: A slot holds this many seconds' worth of messages: the tempo at which every process asks, the
+#: same for all of them.
 BURST = 0.05
-#: Between these many messages a slot holds :data:`BURST` seconds' worth; beyond them it grows or shrinks only
-#: as the square root of the pace (see :meth:`RateController._request_size`).
+#: From these many messages a slot holds :data:`BURST` seconds' worth; below them it shrinks only as the
+#: square root of the pace (see :meth:`RateController._size_at_pace`).
 SMALLEST = 2
+#: Without volleys (status polls), beyond these many messages a slot grows only as the square root of the pace.
 LARGEST = 50
 #: The pace "held senders back" in a window when at least this share of their slots had a sender waiting.
 BINDING = 0.5
 #: Windows in a row in which every request was cut short at one size before requests shrink to it.
 SHORT_WINDOWS = 4
+#: How many slots' starts are kept to tell which slot an answer belongs to (minutes of them).
+SLOTS_KEPT = 4096
 #: Each gap between slots is drawn evenly between ``1 - JITTER`` and ``1 + JITTER`` times its length.
 JITTER = 0.3
 
@@ -130,7 +139,8 @@ class Rules:
     :param room_after: Windows in a row with every message taken before the pace doubles.
     :param credit_whole: Credit requests taken whole with more than they carried: the target grows by
         the square root of answers per answer cut short (see the module docstring).
-    :param taper: Above one tempo, offer less above what was accepted (see the module docstring).
+    :param taper: Above one request a slot, offer less above what was accepted (see the module docstring).
+    :param volleys: A slot bigger than a request goes as several requests at once (see the module docstring).
     """
 
     overask: float
@@ -138,12 +148,14 @@ class Rules:
     room_after: int
     credit_whole: bool = False
     taper: bool = False
+    volleys: bool = False
 
 
 #: Sends: every process asks a little more than it gets, so the API's token bucket never idles and a
-#: process that asks for more gets a smaller part of each request accepted; requests taken whole are
-#: credited, and above one tempo the margin shrinks (see above).
-SENDS = Rules(overask=1.3, far=None, room_after=1, credit_whole=True, taper=True)
+#: process that asks for more gets a smaller part of each slot accepted; a slot bigger than a request
+#: goes as one volley, slots taken whole are credited, and above one request a slot the margin
+#: shrinks (see above).
+SENDS = Rules(overask=1.3, far=None, room_after=1, credit_whole=True, taper=True, volleys=True)
 #: Status polls, one request at a time: a refused status request is a whole request to try again (after
 #: a backoff, when refusals go on), not messages riding along. So they ask less above what was served,
 #: drop an overshoot at once, and double only after a second window in a row with room.
@@ -190,6 +202,15 @@ class RateController:
         self._paused_until = 0.0
         #: The last slot handed out: when, and for how many messages (the next slot follows from it).
         self._last_slot = (self._started, 0)
+        #: Of the last slot: messages not handed out yet, the most one request of it carries, its gap's jitter.
+        self._slot_left = 0
+        self._piece = 0
+        self._slot_jitter = 1.0
+        #: What the last taker got of the last slot (it may give back room of it, see :meth:`release`).
+        self._last_piece = 0
+        #: When recent slots began (the first is slot number ``_slots_forgotten``): an answer's slot.
+        self._slot_starts: list[float] = []
+        self._slots_forgotten = 0
         #: The thread that took the last slot: only it may give back room of it (see :meth:`release`).
         self._last_taker: int | None = None
         self._held = False
@@ -201,8 +222,9 @@ class RateController:
         self._window_start = now
         self._sent = self._accepted = self._refused = self._answers = 0
         self._reservations = self._waited = 0
-        #: Answers in which the API refused at least one message (the rest it took whole).
-        self._cut = 0
+        #: The slots answered in this window, and those of them the API cut short (refused a message of).
+        self._slots_answered: set[int] = set()
+        self._slots_cut: set[int] = set()
         #: What the API took of each request it cut short (an empty request aside), fewest and most.
         self._cut_to: tuple[int, int] | None = None
         self._whole = False
@@ -229,13 +251,13 @@ class RateController:
                 return wanted, 0.0
             if self.size_cap is not None and now >= self._size_cap_until:
                 self.size_cap = None
-            allowed = min(wanted, self._request_size(), self.size_cap or wanted)
-            self._last_slot = (now, allowed)
+            if self._slot_left <= 0:
+                self._open_slot(now, wanted)
+            allowed = min(wanted, self._slot_left, self._piece)
+            self._slot_left -= allowed
             self._last_taker = threading.get_ident()
-            self._next_slot = now + allowed / self.rate * self._jitter()
-            self._reservations += 1
-            self._waited += self._held  # a sender waited for this slot: the pace held it back
-            self._held = False
+            self._last_piece = allowed
+            self._next_slot = self._slot_end() if self._slot_left <= 0 else now  # the rest of a slot goes at once
             return allowed, 0.0
 
     def release(self, unused: int) -> None:
@@ -245,13 +267,14 @@ class RateController:
         shorten the gap after that later slot, and more than the pace could go out within it.
         """
         with self._lock:
-            start, allowed = self._last_slot
             if self._last_taker != threading.get_ident():
                 return
-            if self.rate is not None and 0 < unused <= allowed:
-                used = allowed - unused
-                self._last_slot = (start, used)
-                self._next_slot = start + (self._next_slot - start) * used / allowed
+            if self.rate is not None and 0 < unused <= self._last_piece:
+                start, total = self._last_slot
+                self._last_slot = (start, total - unused)
+                self._last_piece -= unused
+                if self._slot_left <= 0:
+                    self._next_slot = self._slot_end()
 
     # -- answers tell --------------------------------------------------------------------------------
 
@@ -278,7 +301,10 @@ class RateController:
             self._accepted += accepted
             self._refused += refused
             self._answers += 1
-            self._cut += bool(refused)
+            slot = self._slot_of(sent_at)
+            self._slots_answered.add(slot)
+            if refused:
+                self._slots_cut.add(slot)
             self._whole = self._whole or (accepted == sent and not refused)
             if refused and accepted:
                 fewest, most = self._cut_to or (accepted, accepted)
@@ -312,15 +338,15 @@ class RateController:
 
     def _size_at_pace(self) -> float:
         """
-        Messages a slot holds at the present pace, on average: :data:`BURST` seconds' worth between
-        :data:`SMALLEST` and :data:`LARGEST`; below or above them, the geometric mean of that worth and
-        the bound passed (so the size grows as the square root of the pace).
+        Messages a slot holds at the present pace, on average: :data:`BURST` seconds' worth from
+        :data:`SMALLEST` on (without volleys, up to :data:`LARGEST`); below or above, the geometric mean
+        of that worth and the bound passed (so the size grows as the square root of the pace).
         """
         assert self.rate is not None
         size = self.rate * BURST
         if size < SMALLEST:
             return math.sqrt(size * SMALLEST)
-        if size > LARGEST:
+        if size > LARGEST and not self._rules.volleys:
             return math.sqrt(size * LARGEST)
         return size
 
@@ -334,10 +360,45 @@ class RateController:
             return max(1, int(size))  # a ceiling's slots are exact, like its gaps
         return max(1, math.floor(size + self._rng.random()))
 
+    def _open_slot(self, now: float, wanted: int) -> None:
+        """
+        A new slot at ``now``: :meth:`_request_size` messages. With ``volleys`` it may hold more than one
+        request (``wanted``) carries: it is split into equal requests that go at once, so the API's token
+        bucket sees one arrival, and every process keeps one tempo whatever its pace.
+        """
+        size = self._request_size()
+        if self._rules.volleys and self.size_cap is None and not self._at_ceiling:
+            total = size
+            self._piece = math.ceil(total / math.ceil(total / max(wanted, self._largest_request)))
+        else:
+            total = self._piece = min(size, wanted, self.size_cap or wanted)
+        self._slot_left = total
+        self._last_slot = (now, total)
+        self._slot_starts.append(now)
+        if len(self._slot_starts) > SLOTS_KEPT:
+            del self._slot_starts[: SLOTS_KEPT // 2]
+            self._slots_forgotten += SLOTS_KEPT // 2
+        self._slot_jitter = self._jitter()
+        self._reservations += 1
+        self._waited += self._held  # a sender waited for this slot: the pace held it back
+        self._held = False
+
+    def _slot_of(self, sent_at: float) -> int:
+        """The number of the slot a request sent at ``sent_at`` belonged to (-1: one too old to tell)."""
+        index = bisect.bisect_right(self._slot_starts, sent_at) - 1
+        return -1 if index < 0 else self._slots_forgotten + index
+
+    def _slot_end(self) -> float:
+        """When the slot after the last one comes: the last slot's messages at the pace, after it began."""
+        assert self.rate is not None
+        start, total = self._last_slot
+        return start + total / self.rate * self._slot_jitter
+
     def _overask(self) -> float:
         """
-        The rules' ``overask``; with ``taper``, its margin shrinks in proportion once the tempo is above
-        one slot every :data:`BURST` seconds (requests that are full, or grow only as the square root).
+        The rules' ``overask``; with ``taper``, its margin shrinks in proportion once requests go more
+        often than one every :data:`BURST` seconds (slots of several requests, requests cut to the API's
+        small bursts, or, without volleys, requests that grow only as the square root of the pace).
         """
         assert self.rate is not None
         if not self._rules.taper:
@@ -362,6 +423,7 @@ class RateController:
         log.debug("First pushback: pacing at %.0f msg/s", self.rate)
         self._paced_since = now
         self._next_slot = now
+        self._slot_left = 0
         self._reset_window(now)
 
     def _close_window(self, now: float) -> None:
@@ -377,7 +439,7 @@ class RateController:
                 self._drained = True  # until the next window with acceptances
             target = self._overask() * accepted_rate
             if self._rules.credit_whole and self._refused:
-                target *= math.sqrt(self._answers / self._cut)
+                target *= math.sqrt(len(self._slots_answered) / len(self._slots_cut))
             if target > self.rate:
                 gain = RAISE
             elif self._rules.far is not None and self.rate > self._rules.far * target:
@@ -426,7 +488,7 @@ class RateController:
         """A new pace applies from the next slot: the gap after the last slot stretches or shrinks to it."""
         assert self.rate is not None
         start, _ = self._last_slot
-        if start >= self._paced_since and self.rate != old_rate:
+        if start >= self._paced_since and self.rate != old_rate and self._slot_left <= 0:
             self._next_slot = start + (self._next_slot - start) * old_rate / self.rate
 
     def _best_sustained(self, now: float) -> float:
