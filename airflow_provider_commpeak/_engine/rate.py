@@ -262,9 +262,10 @@ class RateController:
 
     def release(self, unused: int) -> None:
         """
-        Give back room of the slot this sender just took and did not use (the queue held fewer
-        messages). Once another sender took a slot after it, the room is gone: given back then, it would
-        shorten the gap after that later slot, and more than the pace could go out within it.
+        Give back room of the request this sender just took from a slot and did not use (the queue
+        held fewer messages): the slot shrinks, and so does the gap after it. Once another sender took
+        a request after it, the room is gone: given back then, it could shorten a gap already spent,
+        and more than the pace could go out within it.
         """
         with self._lock:
             if self._last_taker != threading.get_ident():
