@@ -36,9 +36,19 @@ process's share is set by how often it asks, not by how much. Hence these rules:
   the shares drift towards equal (from a lopsided start to 70 % of an equal share each within 5 s,
   on the fake clock, at 400-5,000 msg/s and 2-8 processes) while all of them keep asking more than
   the key holds. When a sibling finishes, the others' slots, already bigger than what they got, take
-  its share at once, and their paces follow within a window or two. A window in which
-  every message was taken while the pace held senders back doubles the pace: there is room (the limit
-  rose, or the other senders stopped).
+  its share at once, and their paces follow within a window or two.
+- **Room is taken in tenths of a second.** A window in which every message was taken while the pace
+  held senders back doubles the pace: there is room (the limit rose, or the other senders stopped).
+  While there is room (the last window had it, or this one has so far) a window closes after
+  :data:`CLIMB_WINDOW`, so the pace doubles every quarter second. A climb runs past the key when its
+  token bucket refilled meanwhile (a sibling finished while this process was still slow), so in the
+  first cut windows after a climb, a target below half the pace (more than the last doubling past
+  what the API took) drops the pace there at once, instead of easing down by :data:`LOWER`. (Added
+  in 1.11.0. On the fake clock, a process joining a busy key 3 s late, its
+  sibling finishing 0.8 s later, climbed from 100 msg/s for up to 2.3 s at 5,000 msg/s, then eased
+  down from 5 times the key over 7 s: 0.85-1.35 messages refused per message of its chunk, over four
+  seeds. Now it takes the key within 0.75 s, with 0.54-0.77 refused per message, and a process alone
+  asks no more than 1.2 times the key within a second of its climb's first refusal.)
 - **A slot taken whole hides how much more it could have carried.** A slot the API cut short (it
   refused a message of any of its requests) says how much the key had for it; one taken whole says
   only "at least this much". So when some of a window's slots went through whole, what was accepted
@@ -100,6 +110,11 @@ log = logging.getLogger(__name__)
 
 #: Shortest window over which a rate is measured (seconds).
 WINDOW = 0.5
+#: Shortest window while there is room (the window before had every message taken while the pace held
+#: senders back, or this one has had so far): a climb into room is over in tenths of a second.
+CLIMB_WINDOW = 0.25
+#: After a climb into room, the cut windows that may drop the pace at once (see :meth:`RateController._gain`).
+CLIMB_SETTLES = 2
 #: Fewest answers a window needs before it closes (at low rates, windows last longer).
 MIN_ANSWERS = 2
 #: The share of the distance to ``overask`` x accepted that the pace moves up in one window.
@@ -197,6 +212,11 @@ class RateController:
         self._short_windows = 0
         #: Windows in a row in which every message was taken while the pace held senders back.
         self._clean = 0
+        #: The pace doubled into room and has not settled since (see :meth:`_gain`): it may have climbed
+        #: past the key, a token bucket having refilled while it climbed.
+        self._climbed = False
+        #: Windows the API cut short since that climb.
+        self._cut_since_climb = 0
         self._paced_since = math.inf if max_rate is None else self._started
         self._next_slot = 0.0
         self._paused_until = 0.0
@@ -310,7 +330,7 @@ class RateController:
             if refused and accepted:
                 fewest, most = self._cut_to or (accepted, accepted)
                 self._cut_to = (min(fewest, accepted), max(most, accepted))
-            if now - self._window_start >= WINDOW and self._answers >= MIN_ANSWERS:
+            if self._answers >= MIN_ANSWERS and now - self._window_start >= self._window_length():
                 self._close_window(now)
 
     def raise_pace(self, rate: float) -> None:
@@ -408,6 +428,37 @@ class RateController:
         tempo = self.rate / size
         return 1 + (self._rules.overask - 1) * min(1.0, 1 / (BURST * tempo))
 
+    def _gain(self, target: float) -> float:
+        """
+        The share of the way to ``target`` the pace moves at the end of a window in which the API cut
+        requests short or the pace held senders back: :data:`RAISE` up, :data:`LOWER` down (at once
+        below an overshoot, with the rules' ``far``). After a climb into room, a cut window whose target
+        is below half the pace drops it there at once: the climb ran more than its last doubling past
+        the key, a token bucket having refilled while it climbed. That holds until the
+        :data:`CLIMB_SETTLES` th cut window after the climb, or later while each cut window keeps
+        finding such a target.
+        """
+        assert self.rate is not None
+        if self._climbed and self._refused:
+            self._cut_since_climb += 1
+            if 2 * target < self.rate:
+                return 1.0  # more than its last doubling past the key: down to what the API took at once
+            self._climbed = self._cut_since_climb < CLIMB_SETTLES
+        if target > self.rate:
+            return RAISE
+        if self._rules.far is not None and self.rate > self._rules.far * target:
+            return 1.0  # an overshoot (or nothing served): down to the target at once
+        return LOWER
+
+    def _window_length(self) -> float:
+        """
+        :data:`WINDOW`; :data:`CLIMB_WINDOW` while there is room (the last window had it, or this one has
+        had so far: nothing refused, the pace holding senders back), so a climb doubles the pace every
+        quarter second.
+        """
+        room_so_far = not self._refused and 0 < self._reservations <= self._waited / BINDING
+        return CLIMB_WINDOW if self._clean or room_so_far else WINDOW
+
     def _jitter(self) -> float:
         """A gap's factor: drawn at a pace the rules chose; exactly 1 at ``max_rate``, a ceiling never exceeded."""
         if self._at_ceiling:
@@ -441,16 +492,11 @@ class RateController:
             target = self._overask() * accepted_rate
             if self._rules.credit_whole and self._refused:
                 target *= math.sqrt(len(self._slots_answered) / len(self._slots_cut))
-            if target > self.rate:
-                gain = RAISE
-            elif self._rules.far is not None and self.rate > self._rules.far * target:
-                gain = 1.0  # an overshoot (or nothing served): down to the target at once
-            else:
-                gain = LOWER
-            self.rate = max(MIN_RATE, self.rate + gain * (target - self.rate))
+            self.rate = max(MIN_RATE, self.rate + self._gain(target) * (target - self.rate))
             self._clean = self._clean + 1 if not self._refused else 0
             if self._clean >= self._rules.room_after:  # every message taken while the pace held senders back: room
                 self.rate = max(self.rate, 2 * old_rate)
+                self._climbed, self._cut_since_climb = True, 0
             if self._drained and self._accepted:
                 self.rate = max(self.rate, self._best_sustained(now))
                 self._drained = False
