@@ -48,7 +48,8 @@ process's share is set by how often it asks, not by how much. Hence these rules:
   sibling finishing 0.8 s later, climbed from 100 msg/s for up to 2.3 s at 5,000 msg/s, then eased
   down from 5 times the key over 7 s: 0.85-1.35 messages refused per message of its chunk, over four
   seeds. Now it takes the key within 0.75 s, with 0.54-0.77 refused per message, and a process alone
-  asks no more than 1.2 times the key within a second of its climb's first refusal.)
+  asks no more than 1.2 times the key within a second of its climb's first refusal. Status polls
+  (:data:`POLLS`) follow both rules too: they double after two windows with room, not one.)
 - **A slot taken whole hides how much more it could have carried.** A slot the API cut short (it
   refused a message of any of its requests) says how much the key had for it; one taken whole says
   only "at least this much". So when some of a window's slots went through whole, what was accepted
@@ -113,7 +114,7 @@ WINDOW = 0.5
 #: Shortest window while there is room (the window before had every message taken while the pace held
 #: senders back, or this one has had so far): a climb into room is over in tenths of a second.
 CLIMB_WINDOW = 0.25
-#: After a climb into room, the cut windows that may drop the pace at once (see :meth:`RateController._gain`).
+#: After a climb into room, the cut windows that may drop the pace at once (see :meth:`RateController._climb_overshot`).
 CLIMB_SETTLES = 2
 #: Fewest answers a window needs before it closes (at low rates, windows last longer).
 MIN_ANSWERS = 2
@@ -212,8 +213,8 @@ class RateController:
         self._short_windows = 0
         #: Windows in a row in which every message was taken while the pace held senders back.
         self._clean = 0
-        #: The pace doubled into room and has not settled since (see :meth:`_gain`): it may have climbed
-        #: past the key, a token bucket having refilled while it climbed.
+        #: The pace doubled into room and has not settled since (see :meth:`_climb_overshot`): it may
+        #: have climbed past the key, a token bucket having refilled while it climbed.
         self._climbed = False
         #: Windows the API cut short since that climb.
         self._cut_since_climb = 0
@@ -428,22 +429,29 @@ class RateController:
         tempo = self.rate / size
         return 1 + (self._rules.overask - 1) * min(1.0, 1 / (BURST * tempo))
 
+    def _climb_overshot(self, target: float) -> bool:
+        """
+        Note a cut window after a climb into room: ``True`` when its target is below half the pace, so
+        the climb ran more than its last doubling past the key (a token bucket refilled while it
+        climbed) and the pace drops to the target at once. The climb counts as settled after the
+        :data:`CLIMB_SETTLES` th cut window, or later while each cut window keeps finding such a target.
+        """
+        assert self.rate is not None
+        if not (self._climbed and self._refused):
+            return False
+        self._cut_since_climb += 1
+        if 2 * target < self.rate:
+            return True
+        self._climbed = self._cut_since_climb < CLIMB_SETTLES
+        return False
+
     def _gain(self, target: float) -> float:
         """
         The share of the way to ``target`` the pace moves at the end of a window in which the API cut
         requests short or the pace held senders back: :data:`RAISE` up, :data:`LOWER` down (at once
-        below an overshoot, with the rules' ``far``). After a climb into room, a cut window whose target
-        is below half the pace drops it there at once: the climb ran more than its last doubling past
-        the key, a token bucket having refilled while it climbed. That holds until the
-        :data:`CLIMB_SETTLES` th cut window after the climb, or later while each cut window keeps
-        finding such a target.
+        below an overshoot, with the rules' ``far``).
         """
         assert self.rate is not None
-        if self._climbed and self._refused:
-            self._cut_since_climb += 1
-            if 2 * target < self.rate:
-                return 1.0  # more than its last doubling past the key: down to what the API took at once
-            self._climbed = self._cut_since_climb < CLIMB_SETTLES
         if target > self.rate:
             return RAISE
         if self._rules.far is not None and self.rate > self._rules.far * target:
@@ -456,8 +464,12 @@ class RateController:
         had so far: nothing refused, the pace holding senders back), so a climb doubles the pace every
         quarter second.
         """
-        room_so_far = not self._refused and 0 < self._reservations <= self._waited / BINDING
+        room_so_far = not self._refused and self._reservations > 0 and self._held_back()
         return CLIMB_WINDOW if self._clean or room_so_far else WINDOW
+
+    def _held_back(self) -> bool:
+        """The pace held senders back this window: at least :data:`BINDING` of its slots had one waiting."""
+        return self._waited >= BINDING * self._reservations
 
     def _jitter(self) -> float:
         """A gap's factor: drawn at a pace the rules chose; exactly 1 at ``max_rate``, a ceiling never exceeded."""
@@ -483,8 +495,7 @@ class RateController:
         old_rate = self.rate
         elapsed = now - self._window_start
         accepted_rate = self._accepted / elapsed
-        binding = self._waited >= BINDING * self._reservations
-        if self._refused or binding:
+        if self._refused or self._held_back():
             if self._refused and accepted_rate > 0:
                 self._sustained.append((now, accepted_rate))
             if self._refused and not self._accepted:
@@ -492,7 +503,8 @@ class RateController:
             target = self._overask() * accepted_rate
             if self._rules.credit_whole and self._refused:
                 target *= math.sqrt(len(self._slots_answered) / len(self._slots_cut))
-            self.rate = max(MIN_RATE, self.rate + self._gain(target) * (target - self.rate))
+            gain = 1.0 if self._climb_overshot(target) else self._gain(target)
+            self.rate = max(MIN_RATE, self.rate + gain * (target - self.rate))
             self._clean = self._clean + 1 if not self._refused else 0
             if self._clean >= self._rules.room_after:  # every message taken while the pace held senders back: room
                 self.rate = max(self.rate, 2 * old_rate)
