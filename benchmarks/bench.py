@@ -1038,9 +1038,9 @@ def campaign_figures(times: list[list[float]], rate: float) -> dict[str, Any]:
             at += 1
     reclaims = []
     for finished in sorted(max(ts) for ts in times)[:-1]:
-        survivors = [ts for ts in times if max(ts) > finished + 1]
-        if not survivors:
-            continue
+        survivors = [ts for ts in times if max(ts) > finished]  # every chunk still to finish, started or not
+        if not any(max(ts) > finished + 1 for ts in survivors):
+            continue  # none sends a second on: no second to measure
         reclaim = next(
             (
                 i * 0.05
@@ -1382,7 +1382,7 @@ def main() -> int:
             f"\n## A campaign on one key: k processes, chunks 1:2:4, staggered starts (latency {args.latency_ms:g} ms;"
             " the whole run)\n"
         )
-        columns = ["processes", "rate_limit", "stagger_s", "N", "lost", "duplicated", "whole_run_of_limit"]
+        columns = ["processes", "rate_limit", "stagger_s", "N", "lost", "duplicated", "refused", "whole_run_of_limit"]
         print(table(rows, [*columns, "smallest_share_of_fair", "slowest_reclaim_s"]))
         failures += [
             f"campaign of {r['processes']} at {r['rate_limit']}, stagger {r['stagger_s']} s: {r['whole_run_of_limit']}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 import threading
 from collections.abc import Callable
@@ -195,12 +196,12 @@ def whole_run_share(sim: Simulation, rate: float, burst: float) -> float:
 
 def reclaim_seconds(sim: Simulation, finished: Client, rate: float, share: float = 0.9) -> float | None:
     """
-    Seconds from ``finished``'s end until the clients still sending took ``share`` of ``rate`` over
-    a quarter second; ``None`` if they never did within 10 s.
+    Seconds from ``finished``'s end until the clients still to finish (started or not) took ``share``
+    of ``rate`` over a quarter second; ``None`` if they never did within 10 s.
     """
     end = finished.finished_at
     assert end is not None
-    survivors = [c for c in sim.clients if c is not finished and (c.finished_at or float("inf")) > end + 1]
+    survivors = [c for c in sim.clients if c is not finished and (c.finished_at or math.inf) > end]
     step = 0.05
     for i in range(200):
         start = end + i * step
