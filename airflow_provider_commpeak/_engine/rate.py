@@ -49,8 +49,8 @@ process's share is set by how often it asks, not by how much. Hence these rules:
   down from 5 times the key over 7 s: 0.85-1.35 messages refused per message of its chunk, over four
   seeds. Now it takes the key within 0.75 s, with 0.54-0.77 refused per message. Status polls
   (:data:`POLLS`) follow both rules too: they double after two windows with room, not one.)
-- **The first climb quadruples.** Until the API has cut a window short and taken no more than the
-  pace (the key's edge found), room multiplies the pace by :data:`FIRST_CLIMB`, not 2: the first pace
+- **The first climb quadruples.** Until a window the API cut short aims at or below the pace (the
+  key's edge found), room multiplies the pace by :data:`FIRST_CLIMB`, not 2: the first pace
   is a floor (one request a second, or what the unpaced burst got), and a process whose first
   requests met a busy key starts there, 50 times below the key at 5,000 msg/s. And a pace that falls
   does not make the senders wait out the last slot, sized at the old pace, at the new one (see
@@ -127,7 +127,7 @@ WINDOW = 0.5
 CLIMB_WINDOW = 0.25
 #: After a climb into room, the cut windows that may drop the pace at once (see :meth:`RateController._climb_overshot`).
 CLIMB_SETTLES = 2
-#: Until the API first cuts a paced window short, a window with room multiplies the pace by this, not 2:
+#: Until a window the API cut short aims at or below the pace, a window with room multiplies the pace by this, not 2:
 #: the first pace is a floor (one request a second, or what the burst got), not a measure of the key.
 FIRST_CLIMB = 4
 #: Fewest answers a window needs before it closes (at low rates, windows last longer).
