@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -986,33 +987,80 @@ def simulated_campaigns(args: argparse.Namespace) -> list[dict[str, Any]]:
     The campaign of :func:`campaign_on_one_key` on the fake clock (``tests/helpers/ratesim.py``): the
     real :class:`RateController`, one per simulated process, against a simulated token bucket, so
     k = 8 and 5,000 msg/s run as they would on a machine with cores to spare, in milliseconds.
+
+    Each campaign runs once per seed of the gaps' jitter (``--sim-seeds``; seed 0 draws what the
+    controllers draw in ``tests/helpers/ratesim.py``) and per latency (``--sim-latencies``).
     """
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from airflow_provider_commpeak._engine.rate import RateController
     from helpers.ratesim import Bucket, Client, FakeClock, Simulation
 
     rows = []
-    for procs in args.sim_procs:
-        for rate in args.sim_rates:
-            for stagger in args.campaign_staggers:
-                sizes = chunk_sizes(procs, rate, args.sim_seconds)
-                clients = [
-                    Client(f"p{i}", messages=size, start=stagger * i / max(procs - 1, 1))
-                    for i, size in enumerate(sizes)
-                ]
-                sim = Simulation(Bucket(rate), clients, latency=args.latency_ms / 1000, clock=FakeClock())
-                sim.run()
-                times = [[t for t, n in c.accepted for _ in range(n)] for c in clients]
-                rows.append(
-                    {
-                        "processes": procs,
-                        "rate_limit": f"{rate:g}",
-                        "stagger_s": f"{stagger:g}",
-                        "N": sum(sizes),
-                        "lost": sum(sizes) - sum(c.total_accepted for c in clients),
-                        **campaign_figures(times, rate),
-                    }
-                )
+    for seed in range(args.sim_seeds):
+        for latency_ms in args.sim_latencies or [args.latency_ms]:
+            for procs in args.sim_procs:
+                for rate in args.sim_rates:
+                    for stagger in args.campaign_staggers:
+                        sizes = chunk_sizes(procs, rate, args.sim_seconds)
+                        clock = FakeClock()
+                        clients = [
+                            Client(
+                                f"p{i}",
+                                messages=size,
+                                start=stagger * i / max(procs - 1, 1),
+                                controller=RateController(
+                                    clock=clock, rng=random.Random(f"p{i}" if not seed else f"{seed}-p{i}")
+                                ),
+                            )
+                            for i, size in enumerate(sizes)
+                        ]
+                        sim = Simulation(Bucket(rate), clients, latency=latency_ms / 1000, clock=clock)
+                        sim.run()
+                        times = [[t for t, n in c.accepted for _ in range(n)] for c in clients]
+                        rows.append(
+                            {
+                                "seed": seed,
+                                "latency_ms": f"{latency_ms:g}",
+                                "processes": procs,
+                                "rate_limit": f"{rate:g}",
+                                "stagger_s": f"{stagger:g}",
+                                "N": sum(sizes),
+                                "lost": sum(sizes) - sum(c.total_accepted for c in clients),
+                                "refused_per_message": f"{sim.bucket.refused / sum(sizes):.2f}",
+                                **campaign_figures(times, rate),
+                            }
+                        )
     return rows
+
+
+def simulated_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """
+    :func:`simulated_campaigns` over every seed and latency, a row per k and rate: the campaigns with a
+    window to measure at 70 % of an equal share or more, the worst share and Jain's index, the slowest
+    reclaim and the whole run's range.
+    """
+    summary = []
+    for key in dict.fromkeys((r["processes"], r["rate_limit"]) for r in rows):
+        cell = [r for r in rows if (r["processes"], r["rate_limit"]) == key]
+        shares = [r["_smallest"] for r in cell if r["_smallest"] is not None]
+        jains = [r["_jain"] for r in cell if r["_jain"] is not None]
+        reclaims = [r["_reclaim"] for r in cell if r["_reclaim"] is not None]
+        wholes = [r["_whole"] for r in cell]
+        summary.append(
+            {
+                "processes": key[0],
+                "rate_limit": key[1],
+                "campaigns": len(cell),
+                "at_70pct_or_more": f"{sum(s >= 0.7 for s in shares)} of {len(shares)}",
+                "worst_share": f"{min(shares):.0%}" if shares else "-",
+                "median_share": f"{statistics.median(shares):.0%}" if shares else "-",
+                "worst_jain": f"{min(jains):.3f}" if jains else "-",
+                "slowest_reclaim_s": "> 10" if math.inf in reclaims else (f"{max(reclaims):.2f}" if reclaims else "-"),
+                "whole_run_of_limit": f"{min(wholes):.1%}-{max(wholes):.1%}",
+                "lost": sum(r["lost"] for r in cell),
+            }
+        )
+    return summary
 
 
 def campaign_figures(times: list[list[float]], rate: float) -> dict[str, Any]:
@@ -1027,7 +1075,7 @@ def campaign_figures(times: list[list[float]], rate: float) -> dict[str, Any]:
     whole = (len(events) - int(rate)) / max((events[-1] - burst_end) * rate, 1e-9)
     # shares while all are in flight: from 3 s after the last one's first acceptance to the first finish
     start, end = max(min(ts) for ts in times) + 3, min(max(ts) for ts in times)
-    smallest = None
+    smallest = jain = None
     window = min(5.0, end - start)
     if window >= 1:
         at = start
@@ -1035,6 +1083,8 @@ def campaign_figures(times: list[list[float]], rate: float) -> dict[str, Any]:
             got = [count(ts, at, at + window) for ts in times]
             fair = sum(got) / len(got)
             smallest = min(smallest if smallest is not None else 1.0, min(got) / fair if fair else 1.0)
+            squares = sum(n * n for n in got)  # Jain's index: 1 for an equal split, 1/k for one taking all
+            jain = min(jain if jain is not None else 1.0, sum(got) ** 2 / (len(got) * squares) if squares else 1.0)
             at += 1
     reclaims = []
     for finished in sorted(max(ts) for ts in times)[:-1]:
@@ -1055,9 +1105,12 @@ def campaign_figures(times: list[list[float]], rate: float) -> dict[str, Any]:
     return {
         "whole_run_of_limit": f"{whole:.1%}",
         "smallest_share_of_fair": "-" if smallest is None else f"{smallest:.0%}",
+        "smallest_jain": "-" if jain is None else f"{jain:.3f}",
         "slowest_reclaim_s": "-" if not reclaims else ("> 10" if slowest is None else f"{slowest:.2f}"),
         "_whole": whole,
         "_smallest": smallest,
+        "_jain": jain,
+        "_reclaim": None if not reclaims else (math.inf if slowest is None else slowest),
     }
 
 
@@ -1230,6 +1283,18 @@ def main() -> int:
     parser.add_argument("--sim-procs", type=lambda s: [int(x) for x in s.split(",")], default=[2, 4, 8])
     parser.add_argument("--sim-rates", type=lambda s: [float(x) for x in s.split(",")], default=[100, 400, 1500, 5000])
     parser.add_argument("--sim-seconds", type=float, default=40.0, help="each simulated campaign lasts about this long")
+    parser.add_argument(
+        "--sim-seeds",
+        type=int,
+        default=1,
+        help="seeds of the jitter each simulated campaign runs with (a summary if > 1)",
+    )
+    parser.add_argument(
+        "--sim-latencies",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=[],
+        help="latencies (ms) of the simulated campaigns (default: --latency-ms)",
+    )
     parser.add_argument("--cap-rates", type=lambda s: [float(x) for x in s.split(",")], default=[400, 1500])
     parser.add_argument(
         "--cap-seconds", type=float, default=10.0, help="each concurrency-cap run lasts about this long"
@@ -1268,7 +1333,7 @@ def main() -> int:
         args.pushback_repeats = 1
         args.campaign_procs, args.campaign_rates, args.campaign_staggers = [2], [400], [3]
         args.ceiling_procs = [2]
-        args.sim_procs, args.sim_rates = [2, 8], [400]
+        args.sim_procs, args.sim_rates, args.sim_seeds = [2, 8], [400], 2
         args.cap_rates, args.cap_seconds = [400], 5.0
         args.status_limits, args.status_requests = [20], 60
 
@@ -1383,7 +1448,7 @@ def main() -> int:
             " the whole run)\n"
         )
         columns = ["processes", "rate_limit", "stagger_s", "N", "lost", "duplicated", "refused", "whole_run_of_limit"]
-        print(table(rows, [*columns, "smallest_share_of_fair", "slowest_reclaim_s"]))
+        print(table(rows, [*columns, "smallest_share_of_fair", "smallest_jain", "slowest_reclaim_s"]))
         failures += [
             f"campaign of {r['processes']} at {r['rate_limit']}, stagger {r['stagger_s']} s: {r['whole_run_of_limit']}"
             for r in rows
@@ -1425,12 +1490,14 @@ def main() -> int:
         ]
     if "simcampaign" in sections:
         rows = simulated_campaigns(args)
-        print(
-            f"\n## The same campaign on the fake clock: k simulated processes (latency {args.latency_ms:g} ms;"
-            " the whole run)\n"
-        )
-        columns = ["processes", "rate_limit", "stagger_s", "N", "lost", "whole_run_of_limit"]
-        print(table(rows, [*columns, "smallest_share_of_fair", "slowest_reclaim_s"]))
+        print("\n## The same campaign on the fake clock: k simulated processes (the whole run)\n")
+        columns = ["processes", "rate_limit", "stagger_s", "latency_ms", "N", "lost", "whole_run_of_limit"]
+        first = [r for r in rows if r["seed"] == 0]
+        print(table(first, [*columns, "smallest_share_of_fair", "smallest_jain", "slowest_reclaim_s"]))
+        if len(first) < len(rows):
+            print(f"\n### Over {args.sim_seeds} seeds of the jitter and every latency, a row per k and rate\n")
+            summary = simulated_summary(rows)
+            print(table(summary, list(summary[0])))
         failures += [
             f"simulated campaign of {r['processes']} at {r['rate_limit']}, stagger {r['stagger_s']} s: "
             f"{r['whole_run_of_limit']}"
