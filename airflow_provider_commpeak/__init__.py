@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-__version__ = "1.12.0"
+__version__ = "1.13.0"
 
 __all__ = ["__version__"]

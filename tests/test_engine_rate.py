@@ -12,6 +12,8 @@ import pytest
 
 from airflow_provider_commpeak._engine.rate import (
     BURST,
+    EVEN_LONG,
+    EVEN_MOST,
     FIRST_CLIMB,
     JITTER,
     LOWER,
@@ -424,6 +426,85 @@ def test_a_lopsided_split_evens_out(processes, rate):
     assert min(first) < 0.6 * sum(first) / processes  # it did start lopsided
     assert min(last) >= 0.7 * sum(last) / processes, last
     assert sum(last) >= 0.97 * rate * 10
+
+
+def smallest_share(clients: list[Client], start: float, end: float) -> float:
+    """The smallest share of an equal split any client got over a 5 s window (sliding by 1 s) of ``start``-``end``."""
+    shares = []
+    at = start
+    while at + 5.0 <= end:
+        got = [accepted_in(c, at, at + 5.0) for c in clients]
+        shares.append(min(got) / (sum(got) / len(got)))
+        at += 1.0
+    assert shares, "no 5 s window to measure"
+    return min(shares)
+
+
+def test_a_run_of_luck_is_made_up_within_seconds():
+    """
+    8 processes at 100 msg/s: a request holds a message or two, so who gets the next token is close
+    to a lottery. A process that ran ahead of itself lately gives way (its gaps stretch), so a sibling's
+    run of bad luck is made up: over 24 seeds of the jitter, no process falls below 60 % of an equal
+    share in any 5 s window while all are in flight. (1.12.0, which did not give way, fell to 43 %,
+    51 % and 58 % in three of them.)
+    """
+    worst = []
+    for seed in range(24):
+        clock = FakeClock(ORIGIN)
+        sizes = [int(100 * 40 * w / 17) for w in (1, 2, 4, 1, 2, 4, 1, 2)]  # the campaign's chunks, 1:2:4
+        clients = [
+            Client(f"p{i}", messages=n, controller=RateController(clock=clock, rng=random.Random(f"{seed}-p{i}")))
+            for i, n in enumerate(sizes)
+        ]
+        sim = Simulation(Bucket(100), clients, clock=clock)
+        sim.run()
+        first_end = min(c.finished_at for c in clients) - ORIGIN
+        start = max(c.accepted[0][0] for c in clients) - ORIGIN + 3.0
+        worst.append(smallest_share(clients, start, first_end))
+    assert min(worst) >= 0.6, sorted(worst)[:3]
+
+
+def _after(*history: tuple[float, int, int]) -> float:
+    """
+    A controller pacing at 400 msg/s after ``history``: (seconds, accepted, refused) of answers every
+    0.05 s, the accepted 3 fewer and 3 more in turn (cut at sizes that vary, as a shared key cuts them,
+    so requests do not shrink). The wait after one slot taken then (the pace set back to 400: the
+    answers moved it).
+    """
+    clock = FakeClock()
+    controller = paced_at(clock, 400.0, seed=5)
+    for seconds, accepted, refused in history:
+        for i in range(round(seconds / 0.05)):
+            clock.sleep(0.05)
+            taken = accepted + (3 if i % 2 else -3) if accepted else 0
+            controller.record(sent_at=clock.now, sent=taken + refused, accepted=taken, refused=refused)
+    clock.sleep(0.025)  # between two answers: the last second holds 20 of them, not 20 or 21
+    controller.rate = 400.0
+    take_slot(controller, clock, 100)
+    return controller.reserve(100)[1]
+
+
+@pytest.mark.parametrize(
+    ("earlier", "lately", "refused_lately", "stretch"),
+    [
+        (10, 20, 5, 1.6),  # 400 msg/s lately against 250 on average over the last 4 s
+        (10, 40, 5, EVEN_MOST),  # 800 against 350: at most EVEN_MOST
+        (20, 10, 5, 1.0),  # behind its average: never asks more often (a sibling may have joined)
+        (10, 20, 0, 1.0),  # ahead, but nothing refused lately: the key is not contested
+    ],
+)
+def test_a_process_that_ran_ahead_of_itself_lately_asks_less_often(earlier, lately, refused_lately, stretch):
+    level = _after((EVEN_LONG + 0.5, 10, 5))
+    ahead = _after((EVEN_LONG - 0.5, earlier, 5), (1.0, lately, refused_lately))
+    assert ahead == pytest.approx(stretch * level, rel=0.03)
+
+
+def test_a_drain_or_a_start_is_no_average_to_run_ahead_of():
+    """Until EVEN_LONG seconds of paced answers, since pacing began or since a drain, no gap stretches."""
+    level = _after((EVEN_LONG + 0.5, 10, 5))
+    assert _after((EVEN_LONG - 0.5, 10, 5), (1.0, 0, 10), (1.0, 20, 5)) == pytest.approx(level)  # a drain, then more
+    assert _after((1.0, 10, 5), (1.0, 20, 5)) == pytest.approx(level)  # paced for 2 s only
+    assert _after((1.0, 10, 5), (EVEN_LONG, 20, 5)) == pytest.approx(level)  # a steady pace is no lead
 
 
 def test_a_burst_bigger_than_a_second_is_not_taken_for_the_rate():
