@@ -88,7 +88,7 @@ process's share is set by how often it asks, not by how much. Hence these rules:
   more often would crowd the newcomer out (see :meth:`RateController._ahead`). (Added in 1.13.0. On
   the fake clock, over 12 seeds of the jitter and latencies 0 and 20 ms, the campaigns' smallest
   share of an equal split reached 70 % in 474 of 480, the worst 64 % and Jain's index 0.939 or more,
-  where 1.12.0 had 468, 51 % and 0.917; 8 processes at 100 msg/s fell to 43 % of an equal share, now
+  where 1.12.0 had 465, 51 % and 0.917; 8 processes at 100 msg/s fell to 43 % of an equal share, now
   62 %; and fewer messages are refused.)
 
 The price: while the key is the limit, refused messages. On the sandbox a single process at 1,500
